@@ -1,0 +1,173 @@
+"""ConvNeXt V1 (layer scale) and V2 (GRN) as Flax NNX modules, NHWC.
+
+Structure and parameter set follow timm's `convnext.py` one to one (stem -> 4 stages of
+[downsample] + blocks -> pool -> norm -> fc), so parameter counts equal timm's and weights
+map 1:1 (see `convnext_jax.convert`). The blocks of a stage are stored stacked along a
+leading depth axis and run unrolled or with `lax.scan` (see `block_stack.py`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from convnext_jax.models.block_stack import run_block_stack
+from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.models.layers import DepthwiseConv, GlobalResponseNorm, LayerNorm, drop_path, trunc_normal
+
+
+def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[np.ndarray]:
+    """Linear rule 0 -> drop_path_rate over all blocks of the network, split per stage."""
+    rates = np.linspace(0.0, drop_path_rate, sum(depths), dtype=np.float32)
+    return np.split(rates, np.cumsum(depths)[:-1])
+
+
+def _dense(in_features: int, out_features: int, dtype: jnp.dtype, param_dtype: jnp.dtype,
+           rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(in_features, out_features, dtype=dtype, param_dtype=param_dtype,
+                      kernel_init=trunc_normal(), bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+
+def _patch_conv(in_chans: int, out_chans: int, size: int, dtype: jnp.dtype, param_dtype: jnp.dtype,
+                rngs: nnx.Rngs) -> nnx.Conv:
+    """Non-overlapping size x size conv with stride `size` (stem patchify and downsampling)."""
+    return nnx.Conv(in_chans, out_chans, kernel_size=(size, size), strides=(size, size), padding="VALID",
+                    dtype=dtype, param_dtype=param_dtype, kernel_init=trunc_normal(),
+                    bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+
+class ConvNeXtBlock(nnx.Module):
+    """dwconv 7x7 -> LayerNorm -> Linear 4C -> GELU -> [GRN] -> Linear C -> [layer scale] -> drop path + x."""
+
+    def __init__(self, dim: int, cfg: ConvNeXtConfig, *, rngs: nnx.Rngs):
+        dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        hidden = int(cfg.mlp_ratio * dim)
+        self.conv_dw = DepthwiseConv(dim, cfg.kernel_size, impl=cfg.dwconv_impl, dtype=dtype,
+                                     param_dtype=param_dtype, rngs=rngs)
+        self.norm = LayerNorm(dim, eps=cfg.norm_eps, param_dtype=param_dtype)
+        self.fc1 = _dense(dim, hidden, dtype, param_dtype, rngs)
+        self.grn = GlobalResponseNorm(hidden, param_dtype=param_dtype) if cfg.use_grn else None
+        self.fc2 = _dense(hidden, dim, dtype, param_dtype, rngs)
+        self.gamma = (nnx.Param(jnp.full((dim,), cfg.ls_init_value, param_dtype))
+                      if cfg.ls_init_value is not None else None)
+
+    def __call__(self, x: jax.Array, drop_rate: jax.Array | None = None, key: jax.Array | None = None) -> jax.Array:
+        shortcut = x
+        x = self.conv_dw(x)
+        x = self.norm(x)
+        x = jax.nn.gelu(self.fc1(x), approximate=False)
+        if self.grn is not None:
+            x = self.grn(x)
+        x = self.fc2(x)
+        if self.gamma is not None:
+            x = x * self.gamma[...].astype(x.dtype)
+        if key is not None:
+            x = drop_path(x, drop_rate, key)
+        return shortcut + x
+
+
+def _stacked_blocks(dim: int, depth: int, cfg: ConvNeXtConfig, rngs: nnx.Rngs) -> ConvNeXtBlock:
+    """Create `depth` independently initialised blocks and stack their params on axis 0."""
+    blocks = [ConvNeXtBlock(dim, cfg, rngs=rngs) for _ in range(depth)]
+    graphdef, _ = nnx.split(blocks[0])
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[nnx.state(b) for b in blocks])
+    return nnx.merge(graphdef, stacked)
+
+
+class ConvNeXtStage(nnx.Module):
+    """[LayerNorm -> 2x2 stride-2 conv] downsample (all stages but the first), then `depth` blocks."""
+
+    def __init__(self, in_dim: int, dim: int, depth: int, rates: np.ndarray, cfg: ConvNeXtConfig, *,
+                 downsample: bool, rngs: nnx.Rngs):
+        dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        if downsample:
+            self.downsample_norm = LayerNorm(in_dim, eps=cfg.norm_eps, param_dtype=param_dtype)
+            self.downsample_conv = _patch_conv(in_dim, dim, 2, dtype, param_dtype, rngs)
+        else:
+            self.downsample_norm = self.downsample_conv = None
+        self.blocks = _stacked_blocks(dim, depth, cfg, rngs)
+        self.depth = depth
+        self.drop_rates = tuple(float(r) for r in rates)
+        self.cfg = cfg
+
+    def __call__(self, x: jax.Array, rng: jax.Array | None = None) -> jax.Array:
+        if self.downsample_conv is not None:
+            x = self.downsample_conv(self.downsample_norm(x))
+        per_block: dict[str, jax.Array] = {}
+        if rng is not None and any(r > 0 for r in self.drop_rates):
+            per_block = {"rate": jnp.asarray(self.drop_rates, jnp.float32), "key": jax.random.split(rng, self.depth)}
+
+        def block_fn(block: ConvNeXtBlock, h: jax.Array, inputs: dict[str, jax.Array]) -> jax.Array:
+            return block(h, inputs.get("rate"), inputs.get("key"))
+
+        if not per_block:  # scan needs at least one per-block input to know the length
+            per_block = {"index": jnp.arange(self.depth)}
+        graphdef, state = nnx.split(self.blocks)
+        return run_block_stack(graphdef, state, x, per_block, block_fn, scan=self.cfg.scan_blocks,
+                               remat=self.cfg.remat, remat_segments=self.cfg.remat_segments)
+
+
+class ConvNeXt(nnx.Module):
+    """ConvNeXt V1/V2 classifier. Input NHWC images, output fp32 logits (N, num_classes).
+
+    Call with `train=True, rng=key` to enable stochastic depth and head dropout; the key is
+    split per stage and per block, so every block draws an independent mask.
+    """
+
+    def __init__(self, cfg: ConvNeXtConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        self.stem_conv = _patch_conv(cfg.in_chans, cfg.dims[0], cfg.patch_size, dtype, param_dtype, rngs)
+        self.stem_norm = LayerNorm(cfg.dims[0], eps=cfg.norm_eps, param_dtype=param_dtype)
+        rates = drop_path_rates(cfg.depths, cfg.drop_path_rate)
+        stages = []
+        in_dim = cfg.dims[0]
+        for i, (depth, dim) in enumerate(zip(cfg.depths, cfg.dims)):
+            stages.append(ConvNeXtStage(in_dim, dim, depth, rates[i], cfg, downsample=i > 0, rngs=rngs))
+            in_dim = dim
+        self.stages = nnx.List(stages)
+        self.head_norm = LayerNorm(cfg.dims[-1], eps=cfg.norm_eps, out_dtype=jnp.float32, param_dtype=param_dtype)
+        if cfg.num_classes > 0:
+            self.head_fc = _dense(cfg.dims[-1], cfg.num_classes, jnp.float32, param_dtype, rngs)
+            self.head_fc.kernel[...] = self.head_fc.kernel[...] * cfg.head_init_scale
+            self.head_fc.bias[...] = self.head_fc.bias[...] * cfg.head_init_scale
+        else:
+            self.head_fc = None
+
+    @property
+    def num_features(self) -> int:
+        return self.cfg.dims[-1]
+
+    def forward_features(self, x: jax.Array, *, train: bool = False, rng: jax.Array | None = None) -> jax.Array:
+        """Stem and stages: NHWC images -> NHWC feature map of the last stage (compute dtype)."""
+        stochastic = train and self.cfg.drop_path_rate > 0
+        if stochastic and rng is None:
+            raise ValueError("drop_path_rate > 0 and train=True need an RNG key: call model(x, train=True, rng=key)")
+        x = self.stem_norm(self.stem_conv(x.astype(jnp.dtype(self.cfg.dtype))))
+        for i, stage in enumerate(self.stages):
+            x = stage(x, jax.random.fold_in(rng, i) if stochastic else None)
+        return x
+
+    def forward_head(self, features: jax.Array, *, pre_logits: bool = False, train: bool = False,
+                     rng: jax.Array | None = None) -> jax.Array:
+        """Global average pool -> LayerNorm -> [dropout] -> fc, all in fp32."""
+        x = self.head_norm(jnp.mean(features.astype(jnp.float32), axis=(1, 2)))
+        if train and self.cfg.head_drop_rate > 0:
+            if rng is None:
+                raise ValueError("head_drop_rate > 0 and train=True need an RNG key: call model(x, train=True, rng=key)")
+            keep = jax.random.bernoulli(jax.random.fold_in(rng, 1_000_003), 1.0 - self.cfg.head_drop_rate, x.shape)
+            x = jnp.where(keep, x / (1.0 - self.cfg.head_drop_rate), 0.0)
+        if pre_logits or self.head_fc is None:
+            return x
+        return self.head_fc(x)
+
+    def __call__(self, x: jax.Array, *, train: bool = False, rng: jax.Array | None = None) -> jax.Array:
+        if x.ndim != 4 or x.shape[-1] != self.cfg.in_chans:
+            raise ValueError(f"expected NHWC images with {self.cfg.in_chans} channels, got shape {x.shape}"
+                             " (PyTorch NCHW tensors need x.transpose(0, 2, 3, 1))")
+        min_size = self.cfg.patch_size * 2 ** (len(self.cfg.depths) - 1)
+        if x.shape[1] < min_size or x.shape[2] < min_size:
+            raise ValueError(f"input {x.shape[1]}x{x.shape[2]} is smaller than the model's total stride {min_size}")
+        return self.forward_head(self.forward_features(x, train=train, rng=rng), train=train, rng=rng)
