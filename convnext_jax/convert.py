@@ -317,7 +317,7 @@ def export_pytorch_weights(model: ConvNeXt) -> dict[str, np.ndarray]:
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     out = {}
     for spec in param_specs(model.cfg):
-        value = np.asarray(flat[spec.flax_path][...], dtype=np.float32)
+        value = np.array(flat[spec.flax_path][...], dtype=np.float32)
         if spec.block is not None:
             value = value[spec.block]
         out[spec.torch_key] = _flax_to_torch(spec.kind, value, spec.torch_shape)

@@ -54,11 +54,10 @@ def load_model(directory: str | os.PathLike, **config_overrides) -> ConvNeXt:
     cfg = load_config(directory)
     if config_overrides:
         cfg = cfg.replace(**config_overrides)
-    abstract = nnx.eval_shape(lambda: build_model(cfg))
-    graphdef, abstract_state = nnx.split(abstract)
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(nnx.state(abstract, nnx.Param)))
-    params = ocp.StandardCheckpointer().restore(os.path.join(directory, PARAMS_DIR), target)
     model = build_model(cfg)
-    nnx.replace_by_pure_dict(state := nnx.state(model, nnx.Param), params)
+    state = nnx.state(model, nnx.Param)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(state))
+    params = ocp.StandardCheckpointer().restore(os.path.join(directory, PARAMS_DIR), target)
+    nnx.replace_by_pure_dict(state, params)
     nnx.update(model, state)
     return model

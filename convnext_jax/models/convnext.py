@@ -15,7 +15,7 @@ from flax import nnx
 
 from convnext_jax.models.block_stack import run_block_stack
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.layers import DepthwiseConv, GlobalResponseNorm, LayerNorm, drop_path, trunc_normal
+from convnext_jax.models.layers import DepthwiseConv, GlobalResponseNorm, LayerNorm, constant, drop_path, trunc_normal
 
 
 def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[np.ndarray]:
@@ -27,7 +27,7 @@ def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[np.n
 def _dense(in_features: int, out_features: int, dtype: jnp.dtype, param_dtype: jnp.dtype,
            rngs: nnx.Rngs) -> nnx.Linear:
     return nnx.Linear(in_features, out_features, dtype=dtype, param_dtype=param_dtype,
-                      kernel_init=trunc_normal(), bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+                      kernel_init=trunc_normal(), bias_init=constant(0.0), rngs=rngs)
 
 
 def _patch_conv(in_chans: int, out_chans: int, size: int, dtype: jnp.dtype, param_dtype: jnp.dtype,
@@ -35,7 +35,7 @@ def _patch_conv(in_chans: int, out_chans: int, size: int, dtype: jnp.dtype, para
     """Non-overlapping size x size conv with stride `size` (stem patchify and downsampling)."""
     return nnx.Conv(in_chans, out_chans, kernel_size=(size, size), strides=(size, size), padding="VALID",
                     dtype=dtype, param_dtype=param_dtype, kernel_init=trunc_normal(),
-                    bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+                    bias_init=constant(0.0), rngs=rngs)
 
 
 class ConvNeXtBlock(nnx.Module):
@@ -50,7 +50,7 @@ class ConvNeXtBlock(nnx.Module):
         self.fc1 = _dense(dim, hidden, dtype, param_dtype, rngs)
         self.grn = GlobalResponseNorm(hidden, param_dtype=param_dtype) if cfg.use_grn else None
         self.fc2 = _dense(hidden, dim, dtype, param_dtype, rngs)
-        self.gamma = (nnx.Param(jnp.full((dim,), cfg.ls_init_value, param_dtype))
+        self.gamma = (nnx.Param(constant(cfg.ls_init_value)(None, (dim,), param_dtype))
                       if cfg.ls_init_value is not None else None)
 
     def __call__(self, x: jax.Array, drop_rate: jax.Array | None = None, key: jax.Array | None = None) -> jax.Array:
@@ -131,8 +131,9 @@ class ConvNeXt(nnx.Module):
         self.head_norm = LayerNorm(cfg.dims[-1], eps=cfg.norm_eps, out_dtype=jnp.float32, param_dtype=param_dtype)
         if cfg.num_classes > 0:
             self.head_fc = _dense(cfg.dims[-1], cfg.num_classes, jnp.float32, param_dtype, rngs)
-            self.head_fc.kernel[...] = self.head_fc.kernel[...] * cfg.head_init_scale
-            self.head_fc.bias[...] = self.head_fc.bias[...] * cfg.head_init_scale
+            if cfg.head_init_scale != 1.0:
+                self.head_fc.kernel[...] = self.head_fc.kernel[...] * cfg.head_init_scale
+                self.head_fc.bias[...] = self.head_fc.bias[...] * cfg.head_init_scale
         else:
             self.head_fc = None
 

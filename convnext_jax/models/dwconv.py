@@ -29,12 +29,8 @@ def depthwise_conv_lax(x: jax.Array, kernel: jax.Array) -> jax.Array:
     )
 
 
-def depthwise_conv_shift(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Sum of k*k shifted, per-channel scaled copies of the zero-padded input.
-
-    XLA fuses the k*k multiply-adds into one loop nest; the backward pass is the same
-    kind of shifted sum (for x) and k*k channel-wise reductions (for the kernel).
-    """
+def _shifted_sum(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """sum_{i,j} pad(x)[:, i:i+H, j:j+W, :] * kernel[i, j]: one fused loop nest in XLA."""
     k = kernel.shape[0]
     pad = k // 2
     height, width = x.shape[1], x.shape[2]
@@ -46,6 +42,47 @@ def depthwise_conv_shift(x: jax.Array, kernel: jax.Array) -> jax.Array:
             term = padded[:, i : i + height, j : j + width, :] * taps[i, j]
             out = term if out is None else out + term
     return out
+
+
+def _kernel_grad(x: jax.Array, g: jax.Array, k: int) -> jax.Array:
+    """d loss / d kernel[i, j, c] = sum_{n,h,w} pad(x)[n, h+i, w+j, c] * g[n, h, w, c].
+
+    Per kernel row i, one batched matmul over channels contracts (n, h) into a
+    (W+k-1, W, C) correlation; its k diagonals are the row's k taps. ~4x faster on CPU
+    than k*k separate reductions, and accumulated in fp32.
+    """
+    pad = k // 2
+    height, width = x.shape[1], x.shape[2]
+    padded = jnp.pad(x, ((0, 0), (pad, k - 1 - pad), (pad, k - 1 - pad), (0, 0)))
+    rows = []
+    for i in range(k):
+        corr = jnp.einsum("nhac,nhbc->abc", padded[:, i : i + height], g, preferred_element_type=jnp.float32)
+        rows.append(jnp.stack([jnp.trace(corr[j : j + width], axis1=0, axis2=1) for j in range(k)]))
+    return jnp.stack(rows)[:, :, None, :]
+
+
+@jax.custom_vjp
+def depthwise_conv_shift(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Depthwise conv as a sum of k*k shifted, per-channel scaled copies of the padded input.
+
+    Custom VJP: the input gradient is the same shifted sum with the flipped kernel, the
+    kernel gradient `_kernel_grad`. Autodiff of the forward compiles ~10x slower and runs slower.
+    """
+    return _shifted_sum(x, kernel)
+
+
+def _shift_fwd(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return _shifted_sum(x, kernel), (x, kernel)
+
+
+def _shift_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = residuals
+    dx = _shifted_sum(g, kernel[::-1, ::-1])
+    dkernel = _kernel_grad(x, g, kernel.shape[0]).astype(kernel.dtype)
+    return dx.astype(x.dtype), dkernel
+
+
+depthwise_conv_shift.defvjp(_shift_fwd, _shift_bwd)
 
 
 def resolve_dwconv_impl(impl: str) -> str:
