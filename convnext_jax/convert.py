@@ -140,14 +140,17 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Any]:
 
 def _unwrap(state: Mapping[str, Any], use_ema: bool) -> Mapping[str, Any]:
     """Find the tensor dict inside training checkpoints ({'model': ..., 'state_dict_ema': ...})."""
+    if use_ema:
+        for key in _EMA_KEYS:
+            if isinstance(state.get(key), Mapping):
+                return _unwrap(state[key], use_ema=False)
+        raise WeightImportError(f"use_ema=True but the checkpoint has no {' / '.join(map(repr, _EMA_KEYS))} entry "
+                                f"(top-level keys: {sorted(state)[:10]})")
     for _ in range(3):
-        keys = _EMA_KEYS + _WRAPPER_KEYS if use_ema else _WRAPPER_KEYS
-        inner = next((state[k] for k in keys if isinstance(state.get(k), Mapping)), None)
+        inner = next((state[k] for k in _WRAPPER_KEYS if isinstance(state.get(k), Mapping)), None)
         if inner is None:
             break
         state = inner
-    if use_ema and not any(k in state for k in ("stem.0.weight", "downsample_layers.0.0.weight")):
-        raise WeightImportError("use_ema=True but the checkpoint has no 'state_dict_ema'/'model_ema' entry")
     return state
 
 

@@ -47,6 +47,8 @@ class ConvNeXtConfig:
             raise ValueError(f"depths {self.depths} and dims {self.dims} must be non-empty and of equal length")
         if any(d < 1 for d in self.depths) or any(c < 1 for c in self.dims):
             raise ValueError(f"every depth and dim must be >= 1, got depths={self.depths} dims={self.dims}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (same padding), got {self.kernel_size}")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
         if self.remat_segments < 0:
