@@ -299,7 +299,9 @@ def _assign(variable: nnx.Variable, value: np.ndarray) -> None:
     current = variable[...]
     if tuple(current.shape) != tuple(value.shape):  # guarded by the shape checks above
         raise WeightImportError(f"internal layout error: {value.shape} vs {current.shape}")
-    variable[...] = jnp.asarray(value, dtype=current.dtype)
+    # Copy: on CPU, jax may alias a NumPy buffer, and this one can share memory with a torch
+    # tensor that an optimizer later updates in place.
+    variable[...] = jnp.asarray(np.array(value, dtype=current.dtype, copy=True))
 
 
 def _describe(cfg: ConvNeXtConfig) -> str:
