@@ -1,0 +1,1 @@
+"""Benchmarks: JAX train step vs the PyTorch reference, depthwise conv, compile time."""

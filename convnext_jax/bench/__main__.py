@@ -1,0 +1,109 @@
+"""python -m convnext_jax.bench {train,dwconv,compile} ... — markdown tables (and --json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+import jax
+
+from convnext_jax.bench.timing import markdown_table
+
+
+def _environment() -> dict[str, Any]:
+    return {"jax": jax.__version__, "backend": jax.default_backend(), "devices": str(jax.devices()),
+            "cpu_count": os.cpu_count(), "python": platform.python_version()}
+
+
+def _train(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from convnext_jax.bench.jax_step import bench_jax_train_step
+
+    common = dict(batch_size=args.batch_size, image_size=args.image_size, num_classes=args.num_classes,
+                  steps=args.steps, warmup=args.warmup)
+    rows = []
+    for impl in args.dwconv_impl:
+        for scan in args.scan:
+            result = bench_jax_train_step(args.model, dtype=args.dtype, dwconv_impl=impl, scan_blocks=scan,
+                                          remat=args.remat, drop_path_rate=args.drop_path_rate, **common)
+            rows.append({**result, "framework": f"jax {args.dtype} dw={impl}{' scan' if scan else ''}"})
+            print(f"  {rows[-1]['framework']}: {rows[-1]['img_per_s']:.1f} img/s", file=sys.stderr)
+    if args.torch or args.torch_compile:
+        from convnext_jax.bench.torch_step import bench_torch_train_step
+
+        bf16 = args.dtype == "bfloat16"
+        for compile_ in ([False] if args.torch else []) + ([True] if args.torch_compile else []):
+            rows.append(bench_torch_train_step(args.model, compile=compile_, bf16=bf16,
+                                               drop_path_rate=args.drop_path_rate, **common))
+            print(f"  {rows[-1]['framework']}: {rows[-1]['img_per_s']:.1f} img/s", file=sys.stderr)
+    for row in rows:
+        row["step_ms"] = row["median_s"] * 1e3
+    print(f"\n{args.model}, {args.image_size}px, batch {args.batch_size}, train step (AdamW), "
+          f"median of {args.steps} steps\n")
+    print(markdown_table(rows, ["framework", "img_per_s", "step_ms", "compile_s"]))
+    return rows
+
+
+def _dwconv(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from convnext_jax.bench.dwconv_bench import bench_dwconv
+
+    rows = []
+    for size, channels in zip(args.sizes, args.channels):
+        rows += bench_dwconv(args.batch_size, size, channels, impls=tuple(args.impls), steps=args.steps,
+                             with_torch=not args.no_torch)
+    print(f"\n7x7 depthwise conv, median of {args.steps} calls\n")
+    print(markdown_table(rows, ["impl", "shape (NHWC)", "fwd_ms", "fwd_bwd_ms"]))
+    return rows
+
+
+def _compile(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from convnext_jax.bench.compile_bench import bench_stage_compile
+
+    rows = [bench_stage_compile(depth, scan=scan) for scan in (False, True) for depth in args.depths]
+    print("\nCompile time of value_and_grad for one ConvNeXt stage (dim 64, 64 px, batch 8)\n")
+    print(markdown_table(rows, ["mode", "depth", "compile_s"]))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convnext_jax.bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train-step throughput, JAX vs the PyTorch reference")
+    train.add_argument("--model", default="convnext_atto")
+    train.add_argument("--image-size", type=int, default=64)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--num-classes", type=int, default=1000)
+    train.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    train.add_argument("--dwconv-impl", nargs="+", default=["auto"], choices=["auto", "lax", "shift"])
+    train.add_argument("--scan", nargs="+", type=lambda s: s.lower() in ("1", "true", "yes"), default=[False],
+                       help="one or more of true/false")
+    train.add_argument("--remat", default="none", choices=["none", "full", "dots"])
+    train.add_argument("--drop-path-rate", type=float, default=0.0)
+    train.add_argument("--torch", action="store_true", help="also time timm eager")
+    train.add_argument("--torch-compile", action="store_true", help="also time timm + torch.compile")
+    train.add_argument("--steps", type=int, default=10)
+    train.add_argument("--warmup", type=int, default=2)
+    dw = sub.add_parser("dwconv", help="7x7 depthwise conv forward/backward, JAX formulations vs PyTorch")
+    dw.add_argument("--batch-size", type=int, default=32)
+    dw.add_argument("--sizes", type=int, nargs="+", default=[16, 8, 4, 2], help="spatial size per shape")
+    dw.add_argument("--channels", type=int, nargs="+", default=[40, 80, 160, 320])
+    dw.add_argument("--impls", nargs="+", default=["lax", "shift"])
+    dw.add_argument("--steps", type=int, default=20)
+    dw.add_argument("--no-torch", action="store_true")
+    comp = sub.add_parser("compile", help="compile time vs depth, unrolled vs scan")
+    comp.add_argument("--depths", type=int, nargs="+", default=[3, 48])
+    for p in (train, dw, comp):
+        p.add_argument("--json", help="also write the rows and environment to this JSON file")
+    args = parser.parse_args(argv)
+    rows = {"train": _train, "dwconv": _dwconv, "compile": _compile}[args.command](args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": " ".join(sys.argv), "environment": _environment(), "rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The PyTorch reference train step: timm model, AdamW, optional bf16 autocast and torch.compile."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from convnext_jax.bench.timing import time_calls
+
+
+def bench_torch_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
+                           steps: int = 10, warmup: int = 2, compile: bool = False, bf16: bool = False,
+                           channels_last: bool = True, drop_path_rate: float = 0.0,
+                           **model_options: Any) -> dict[str, Any]:
+    """Time timm's model under the same step as `bench_jax_train_step` (CE + smoothing, clip, AdamW)."""
+    import timm
+    import torch
+    from timm.optim import create_optimizer_v2
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    timm_kwargs = {k: v for k, v in model_options.items() if k in ("depths", "dims")}
+    model = timm.create_model(model_name, num_classes=num_classes, drop_path_rate=drop_path_rate,
+                              **timm_kwargs).to(device).train()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    opt = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(device, memory_format=memory_format)
+    labels = torch.randint(0, num_classes, (batch_size,), generator=gen).to(device)
+    forward = torch.compile(model) if compile else model
+
+    def run() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(forward(images), labels, label_smoothing=0.1)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        else:
+            loss.item()
+
+    start = time.perf_counter()
+    run()  # first step includes torch.compile's compilation
+    first_s = time.perf_counter() - start
+    timing = time_calls(run, steps=steps, warmup=warmup)
+    name = "torch" + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
+    return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
+            "img_per_s": batch_size / timing["median_s"], "threads": torch.get_num_threads()}
