@@ -190,3 +190,17 @@ def test_cli_reports_errors(tmp_path, capsys):
     assert convert.main([str(tmp_path / "a.pth"), str(tmp_path / "o2"), "--num-classes", "3", "--reset-head"]) == 0
     assert flax_weights.load_model(tmp_path / "o2").cfg.num_classes == 3
     assert os.path.exists(tmp_path / "o2" / "config.json")
+
+
+def test_flax_weights_directory(tmp_path):
+    model = cj.create_model("convnext_atto", num_classes=3, rngs=5)
+    flax_weights.save_model(model, tmp_path / "w")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        flax_weights.save_model(model, tmp_path / "w")
+    restored = flax_weights.load_model(tmp_path / "w", scan_blocks=True, dtype="bfloat16")
+    assert restored.cfg.scan_blocks and restored.cfg.dtype == "bfloat16"
+    want = cj.export_pytorch_weights(model)
+    got = cj.export_pytorch_weights(restored)
+    assert all(np.array_equal(want[k], got[k]) for k in want)
+    with pytest.raises(FileNotFoundError, match="not a convnext_jax weights directory"):
+        flax_weights.load_model(tmp_path)
