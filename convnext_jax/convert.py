@@ -337,6 +337,13 @@ def infer_config(tensors: Mapping[str, np.ndarray]) -> ConvNeXtConfig:
     """Recover the architecture from a timm-layout state dict; named variants keep their options."""
     if "stem.0.weight" not in tensors:
         raise WeightImportError("not a ConvNeXt checkpoint: no 'stem.0.weight' / 'downsample_layers.0.0.weight'")
+    try:
+        return _infer_config(tensors)
+    except (KeyError, ValueError) as e:
+        raise WeightImportError(f"cannot infer the architecture from this checkpoint ({e}); pass --model NAME") from e
+
+
+def _infer_config(tensors: Mapping[str, np.ndarray]) -> ConvNeXtConfig:
     stem = tensors["stem.0.weight"]
     depths, dims = [], []
     i = 0
@@ -353,11 +360,10 @@ def infer_config(tensors: Mapping[str, np.ndarray]) -> ConvNeXtConfig:
                   patch_size=int(stem.shape[-1]), in_chans=int(stem.shape[1]),
                   mlp_ratio=tensors["stages.0.blocks.0.mlp.fc1.weight"].shape[0] / dims[0],
                   num_classes=int(tensors["head.fc.weight"].shape[0]) if "head.fc.weight" in tensors else 0)
-    for name, variant in VARIANTS.items():
-        if (tuple(variant["depths"]), tuple(variant["dims"]), variant.get("use_grn", False)) == \
-                (fields["depths"], fields["dims"], use_grn):
-            return model_config(name, **{k: fields[k] for k in ("num_classes", "conv_mlp")})
-    return ConvNeXtConfig(**fields)
+    custom = ConvNeXtConfig(**fields)
+    name = variant_name(custom)
+    # A named variant exports in timm's layout for that name, whatever layout the source used.
+    return model_config(name, num_classes=custom.num_classes) if name else custom
 
 
 def variant_name(cfg: ConvNeXtConfig) -> str | None:
