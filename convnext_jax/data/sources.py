@@ -166,17 +166,18 @@ class TfdsSource:
             builder = tfds.builder(name, data_dir=data_dir)
         except Exception as e:  # unknown name: tfds lists close matches in its message
             raise ValueError(f"unknown TFDS dataset {name!r}: {e}") from e
-        if not builder.is_prepared():
-            raise FileNotFoundError(
-                f"TFDS dataset {name!r} is not prepared in {builder.data_dir!r}. Prepare it once on a machine "
-                f"with the source files: `tfds build {name} --data_dir=DIR --file_format=array_record` "
-                f"(or builder.download_and_prepare(file_format='array_record')), then set data_dir=DIR.")
-        splits = list(builder.info.splits)
+        splits = list(builder.info.splits)  # empty until the dataset is prepared
         if split == "val":  # our name for the held-out split: TFDS calls it validation or test
-            split = next((s for s in ("validation", "test") if s in splits), split)
-        if split.split("[")[0] not in splits:
+            split = next((s for s in ("validation", "test") if s in splits), "validation" if not splits else split)
+        if splits and split.split("[")[0] not in splits:
             raise ValueError(f"TFDS dataset {name!r} has splits {splits}, not {split!r}")
-        self._source = builder.as_data_source(split=split)
+        try:
+            self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        except Exception as e:  # not prepared, or prepared as TFRecord (no random access)
+            raise FileNotFoundError(
+                f"TFDS dataset {name!r} split {split!r} cannot be opened from {builder.data_dir!r} ({e}). "
+                f"Prepare it once as ArrayRecord on a machine with the source files: `tfds build {name} "
+                f"--data_dir=DIR --file_format=array_record`, then set data_dir=DIR.") from e
         self.num_classes = builder.info.features[label_key].num_classes
         self.image_key, self.label_key = image_key, label_key
         self._description = f"TfdsSource(name={name!r}, split={split!r})"

@@ -116,5 +116,16 @@ def test_make_source_specs(folder, tmp_path):
     assert make_source("synthetic", "train", image_size=8, num_examples=5)[0]["image"].shape == (8, 8, 3)
     with pytest.raises(ValueError, match="unknown data source"):
         make_source("imagenet", "train")
-    with pytest.raises(FileNotFoundError, match="not prepared"):
+    with pytest.raises(FileNotFoundError, match="(?s)cannot be opened.*tfds build mnist"):
         make_source("tfds:mnist", "train", data_dir=str(tmp_path / "tfds"))
+
+
+def test_tfds_source_with_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+        src = make_source("tfds:mnist", "train", data_dir=str(tmp_path))
+        assert len(src) == 12 and src.num_classes == 10
+        record = src[3]
+    assert record["image"].shape == (28, 28, 3) and record["image"].dtype == np.uint8  # gray -> RGB
+    assert 0 <= record["label"] < 10
