@@ -206,9 +206,7 @@ def _compatible(kind: str, got: tuple[int, ...], want: tuple[int, ...]) -> bool:
 
 
 def _torch_to_flax(kind: str, value: np.ndarray) -> np.ndarray:
-    if kind == "conv":
-        return value.transpose(2, 3, 1, 0)
-    if kind == "dw":
+    if kind in ("conv", "dw"):  # OIHW -> HWIO (depthwise: (C, 1, k, k) -> (k, k, 1, C))
         return value.transpose(2, 3, 1, 0)
     if kind == "linear":
         return value.reshape(value.shape[:2]).T

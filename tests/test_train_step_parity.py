@@ -57,14 +57,19 @@ def _jax_steps(model, x, y):
     return losses
 
 
-@pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto"])
-def test_adamw_steps_match_pytorch(name):
-    reference = randomize_(timm.create_model(name, num_classes=10), seed=11)
+def _same_models_and_batch(name, seed):
+    """A randomised timm model, the Flax model holding the same weights, and a batch (NCHW, labels)."""
+    reference = randomize_(timm.create_model(name, num_classes=10), seed=seed)
     model = cj.create_model(name, num_classes=10)
     cj.load_pytorch_weights(model, reference.state_dict())
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     x = torch.randn(8, 3, 32, 32, generator=gen)
-    y = torch.randint(0, 10, (8,), generator=gen)
+    return reference, model, x, torch.randint(0, 10, (8,), generator=gen)
+
+
+@pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto"])
+def test_adamw_steps_match_pytorch(name):
+    reference, model, x, y = _same_models_and_batch(name, seed=11)
     torch_losses = _torch_steps(reference, x, y)
     jax_losses = _jax_steps(model, jnp.asarray(nchw_to_nhwc(x)), jnp.asarray(y.numpy()))
     np.testing.assert_allclose(jax_losses, torch_losses, rtol=1e-5)
@@ -81,12 +86,7 @@ def test_adamw_steps_match_pytorch(name):
 
 @pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto"])
 def test_gradients_match_pytorch(name):
-    reference = randomize_(timm.create_model(name, num_classes=10), seed=12)
-    model = cj.create_model(name, num_classes=10)
-    cj.load_pytorch_weights(model, reference.state_dict())
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(8, 3, 32, 32, generator=gen)
-    y = torch.randint(0, 10, (8,), generator=gen)
+    reference, model, x, y = _same_models_and_batch(name, seed=12)
     torch.nn.functional.cross_entropy(reference.train()(x), y).backward()
 
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
