@@ -6,23 +6,37 @@ from typing import Any, Sequence
 
 import grain
 
+from convnext_jax.data.randaugment import rand_augment_from_string
 from convnext_jax.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    ColorJitter,
     Normalize,
+    RandomErasing,
     RandomHorizontalFlip,
     RandomResizedCrop,
     ResizeCenterCrop,
 )
 
 
-def train_transforms(image_size: int, *, scale: tuple[float, float] = (0.08, 1.0),
-                     ratio: tuple[float, float] = (3 / 4, 4 / 3), hflip: float = 0.5,
+def train_transforms(image_size: int, *, scale: Sequence[float] = (0.08, 1.0),
+                     ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: float = 0.5, auto_augment: str | None = None,
+                     color_jitter: float = 0.0, re_prob: float = 0.0,
                      mean: Sequence[float] | None = IMAGENET_MEAN, std: Sequence[float] | None = IMAGENET_STD) -> list:
-    ops = [RandomResizedCrop(image_size, tuple(scale), tuple(ratio))]
+    """timm's training transform: RandomResizedCrop, flip, RandAugment *or* color jitter (timm
+    skips jitter when auto_augment is set), normalise, random erasing."""
+    ops: list = [RandomResizedCrop(image_size, tuple(scale), tuple(ratio))]
     if hflip > 0:
         ops.append(RandomHorizontalFlip(hflip))
-    return ops + [Normalize(_tuple(mean), _tuple(std))]
+    if auto_augment:
+        fill = tuple(int(round(255 * m)) for m in (mean or IMAGENET_MEAN))
+        ops.append(rand_augment_from_string(auto_augment, fill=fill))
+    elif color_jitter > 0:
+        ops.append(ColorJitter(color_jitter, color_jitter, color_jitter))
+    ops.append(Normalize(_tuple(mean), _tuple(std)))
+    if re_prob > 0:
+        ops.append(RandomErasing(re_prob))
+    return ops
 
 
 def eval_transforms(image_size: int, *, crop_pct: float = 0.875, mean: Sequence[float] | None = IMAGENET_MEAN,
@@ -35,6 +49,7 @@ def _tuple(values: Sequence[float] | None) -> tuple[float, ...] | None:
 
 
 def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bool, seed: int = 0,
+                  batch_transforms: Sequence[Any] = (),
                   num_epochs: int | None = None, drop_remainder: bool = True, worker_count: int = 0,
                   worker_buffer_size: int = 2, shard_options: grain.sharding.ShardOptions | None = None,
                   prefetch_threads: int = 8) -> grain.DataLoader:
@@ -55,6 +70,7 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
     sampler = grain.samplers.IndexSampler(num_records=len(source), shard_options=shard_options, shuffle=shuffle,
                                           num_epochs=num_epochs, seed=seed)
     operations = list(transforms) + [grain.transforms.Batch(batch_size, drop_remainder=drop_remainder)]
+    operations += list(batch_transforms)  # e.g. MixupCutmix, on whole batches
     return grain.DataLoader(data_source=source, sampler=sampler, operations=operations, worker_count=worker_count,
                             worker_buffer_size=worker_buffer_size, shard_options=shard_options,
                             read_options=grain.ReadOptions(num_threads=prefetch_threads, prefetch_buffer_size=64))

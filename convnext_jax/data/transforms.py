@@ -101,3 +101,54 @@ class Normalize(grain.transforms.Map):
         if self.mean is not None and self.std is not None:
             image = (image - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return {**element, "image": image}
+
+
+@dataclasses.dataclass
+class ColorJitter(grain.transforms.RandomMap):
+    """torchvision ColorJitter(brightness, contrast, saturation): factors ~ U[1-x, 1+x], random order."""
+
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+
+    def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        from PIL import ImageEnhance
+
+        image = Image.fromarray(element["image"])
+        enhancers = [(ImageEnhance.Brightness, self.brightness), (ImageEnhance.Contrast, self.contrast),
+                     (ImageEnhance.Color, self.saturation)]
+        for index in rng.permutation(len(enhancers)):
+            kind, strength = enhancers[index]
+            if strength > 0:
+                image = kind(image).enhance(rng.uniform(max(0.0, 1 - strength), 1 + strength))
+        return {**element, "image": np.asarray(image)}
+
+
+@dataclasses.dataclass
+class RandomErasing(grain.transforms.RandomMap):
+    """timm RandomErasing(mode='pixel') on the normalised float image: with probability `prob`
+    replace a rectangle (area 2%..1/3, aspect 0.3..3.3) by per-pixel N(0, 1) noise."""
+
+    prob: float = 0.25
+    min_area: float = 0.02
+    max_area: float = 1 / 3
+    min_aspect: float = 0.3
+    max_count: int = 1
+
+    def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        if rng.random() > self.prob:
+            return element
+        image = np.array(element["image"], dtype=np.float32, copy=True)
+        height, width, channels = image.shape
+        log_ratio = (math.log(self.min_aspect), math.log(1 / self.min_aspect))
+        count = self.max_count if self.max_count == 1 else int(rng.integers(1, self.max_count + 1))
+        for _ in range(count):
+            for _attempt in range(10):
+                area = rng.uniform(self.min_area, self.max_area) * height * width / count
+                aspect = math.exp(rng.uniform(*log_ratio))
+                h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+                if 0 < h < height and 0 < w < width:
+                    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+                    image[top : top + h, left : left + w] = rng.standard_normal((h, w, channels), dtype=np.float32)
+                    break
+        return {**element, "image": image}
