@@ -1,19 +1,39 @@
-"""convnext-jax: ConvNeXt V1/V2 training in JAX/Flax NNX with parity to the PyTorch references."""
+"""convnext-jax: ConvNeXt V1/V2 training in JAX/Flax NNX with parity to the PyTorch references.
 
-from convnext_jax.convert import WeightImportError, export_pytorch_weights, load_pytorch_weights
-from convnext_jax.models import (
-    ConvNeXt,
-    ConvNeXtConfig,
-    build_model,
-    count_params,
-    create_model,
-    list_models,
-    model_config,
-    weight_decay_mask,
-)
+The public names are imported lazily, so `import convnext_jax.data` (e.g. in grain worker
+processes) does not pay for importing jax/flax.
+"""
 
-__all__ = [
-    "ConvNeXt", "ConvNeXtConfig", "WeightImportError", "build_model", "count_params", "create_model",
-    "export_pytorch_weights", "list_models", "load_pytorch_weights", "model_config", "weight_decay_mask",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "WeightImportError": "convnext_jax.convert",
+    "export_pytorch_weights": "convnext_jax.convert",
+    "load_pytorch_weights": "convnext_jax.convert",
+    "ConvNeXt": "convnext_jax.models",
+    "ConvNeXtConfig": "convnext_jax.models",
+    "build_model": "convnext_jax.models",
+    "count_params": "convnext_jax.models",
+    "create_model": "convnext_jax.models",
+    "list_models": "convnext_jax.models",
+    "model_config": "convnext_jax.models",
+    "weight_decay_mask": "convnext_jax.models",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'convnext_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
