@@ -1,0 +1,42 @@
+"""Entry point: python -m convnext_jax.main --config configs/FILE.py[:arg] --workdir DIR [--config.key=value ...]"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file: get_config(arg) -> ConfigDict.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl and summary.json.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train"], "What to run.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for multi-host runs "
+                                   "(or set JAX_COORDINATOR_ADDRESS); with --num_processes and --process_id.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/grain INFO lines would drown the progress
+    import jax
+
+    if _COORDINATOR.value or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    from convnext_jax.train.loop import train_and_evaluate
+
+    os.makedirs(_WORKDIR.value, exist_ok=True)
+    with open(os.path.join(_WORKDIR.value, "config.json"), "w") as f:
+        f.write(_CONFIG.value.to_json_best_effort(indent=2))
+    summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)

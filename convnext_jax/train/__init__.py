@@ -1,0 +1,1 @@
+"""Training: optimizer and schedules, train/eval steps, checkpoints, metrics, the loop."""

@@ -1,0 +1,48 @@
+"""Orbax checkpoints of the train state together with the data iterator position.
+
+Saves are async (`wait_until_finished` before exit); orbax writes to a temporary directory
+and renames it when complete, so a kill during a save leaves the previous step restorable.
+RNG keys are not stored: they are derived from (seed, step).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    """Periodic saves with keep-N, plus the best step by a metric (kept in addition)."""
+
+    def __init__(self, workdir: str, *, max_to_keep: int = 2, best_metric: str | None = "val_top1"):
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True,
+            best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None, best_mode="max",
+            keep_checkpoints_without_metrics=True)
+        self.manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
+                                             item_names=("state", "data"))
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: Any, data_iterator: Any, metrics: dict[str, float] | None = None) -> None:
+        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                        data=grain.checkpoint.CheckpointSave(data_iterator)),
+                          metrics=metrics)
+
+    def restore(self, step: int, abstract_state: Any, data_iterator: Any) -> Any:
+        """Restore the state (with the shardings of `abstract_state`) and the iterator in place."""
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        return restored.state
+
+    def wait_until_finished(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()

@@ -1,0 +1,41 @@
+"""metrics.jsonl (one JSON object per line, appended, survives restarts) and summary.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+class MetricsWriter:
+    """Append-only JSON-lines writer; on resume, lines past the restored step are dropped."""
+
+    def __init__(self, workdir: str, *, resume_step: int = 0):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            with open(self.path, "w") as f:
+                f.writelines(kept)
+
+    def write(self, step: int, **values: Any) -> None:
+        record = {"step": int(step), **{k: _plain(v) for k, v in values.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    try:
+        return float(value) if not isinstance(value, (str, bool, int)) else value
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_summary(workdir: str, summary: dict[str, Any]) -> None:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump({k: _plain(v) if not isinstance(v, (dict, list)) else v for k, v in summary.items()}, f, indent=2)
