@@ -103,7 +103,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     ckpt = Checkpointer(workdir, max_to_keep=config.checkpoint.keep)
     start = ckpt.latest_step() or 0
     if start:
-        state = ckpt.restore(start, state, train_iter)
+        try:
+            state = ckpt.restore(start, state, train_iter)
+        except ValueError as e:
+            raise ValueError(f"cannot resume from {workdir}/checkpoints/{start}: it was written by a different model or "
+                             f"optimizer configuration ({e}). Use a new --workdir, or the original config.") from e
         log.info("resumed from %s at micro-step %d", workdir, start)
     metrics_writer = MetricsWriter(workdir, resume_step=start)
 

@@ -102,3 +102,35 @@ def _flatten(tree, prefix=()):
             yield from _flatten(value, prefix + (key,))
     else:
         yield prefix, np.asarray(tree)
+
+
+def test_eight_devices_match_one_device(tmp_path):
+    """Data parallelism over 8 (CPU) devices gives the same training curve as 1 device."""
+    curves = {}
+    for devices in (1, 8):
+        env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices))
+        result = subprocess.run([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
+                                 "--workdir", str(tmp_path / str(devices)), "--config.num_epochs=1", *TINY],
+                                env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        curves[devices] = [r["train_loss"] for r in read_metrics(str(tmp_path / str(devices))) if "train_loss" in r]
+    assert len(curves[1]) == len(curves[8]) >= 4
+    np.testing.assert_allclose(curves[8], curves[1], rtol=1e-5)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    train_and_evaluate(_config(num_epochs=1), str(tmp_path))
+    config = _config(num_epochs=2, **{"optim.lr": 1e30, "optim.warmup_epochs": 0})
+    from convnext_jax.train.loop import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="non-finite loss/gradient at step"):
+        train_and_evaluate(config, str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["22"]  # the good checkpoint, nothing newer
+    restored = _final_params(tmp_path, step=22)
+    assert all(np.isfinite(v).all() for _, v in _flatten(restored))
+
+
+def test_resume_with_a_different_optimizer_is_a_clear_error(tmp_path):
+    train_and_evaluate(_config(num_epochs=1), str(tmp_path))
+    with pytest.raises(ValueError, match="different model or optimizer configuration"):
+        train_and_evaluate(_config(num_epochs=2, **{"optim.clip_grad_norm": 0.0}), str(tmp_path))
