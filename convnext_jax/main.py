@@ -11,7 +11,8 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file: get_config(arg) -> ConfigDict.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl and summary.json.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train"], "What to run.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes automatically) or eval "
+                          "(the latest checkpoint of --workdir on the val split).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for multi-host runs "
                                    "(or set JAX_COORDINATOR_ADDRESS); with --num_processes and --process_id.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
@@ -29,8 +30,11 @@ def main(argv: list[str]) -> None:
 
     if _COORDINATOR.value or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    from convnext_jax.train.loop import train_and_evaluate
+    from convnext_jax.train.loop import evaluate_checkpoint, train_and_evaluate
 
+    if _MODE.value == "eval":
+        print(json.dumps(evaluate_checkpoint(_CONFIG.value, _WORKDIR.value), indent=2))
+        return
     os.makedirs(_WORKDIR.value, exist_ok=True)
     with open(os.path.join(_WORKDIR.value, "config.json"), "w") as f:
         f.write(_CONFIG.value.to_json_best_effort(indent=2))

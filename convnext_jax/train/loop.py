@@ -3,16 +3,17 @@ metrics and checkpoints, with automatic, exact resume from the workdir."""
 
 from __future__ import annotations
 
+import json
 import logging
-import math
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import ml_collections
+import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -46,6 +47,20 @@ def _pad_to(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     return padded
 
 
+def initialise_from(model: Any, path: str, *, reset_head: bool) -> None:
+    """Load pretrained weights: a PyTorch file (timm/official) or a convnext_jax weights directory."""
+    from convnext_jax.convert import export_pytorch_weights, load_pytorch_weights
+
+    if os.path.isdir(path):
+        from convnext_jax.flax_weights import load_model
+
+        source = export_pytorch_weights(load_model(path))  # through the same key/shape checks
+    else:
+        source = path
+    load_pytorch_weights(model, source, reset_head=reset_head)
+    print(f"initialised from {path}" + (" (fresh classifier)" if reset_head else ""), flush=True)
+
+
 def _check_batch(global_batch: int, accum: int) -> int:
     devices, processes = jax.device_count(), jax.process_count()
     if global_batch % accum:
@@ -55,6 +70,62 @@ def _check_batch(global_batch: int, accum: int) -> int:
         raise ValueError(f"the micro-batch ({global_batch} / {accum} accumulation steps = {micro}) is not divisible by "
                          f"the {devices} devices: use a batch_size that is a multiple of {devices * accum}")
     return micro // processes
+
+
+def make_evaluator(config: ml_collections.ConfigDict, val_src: Any, graphdef: nnx.GraphDef, rest: nnx.State,
+                   sharding: NamedSharding, batch_size: int) -> Callable[[Any], dict[str, float]]:
+    """params -> val loss / top-1 / top-5 over the whole val split (pad-and-mask: each sample once)."""
+    eval_step = jax.jit(make_eval_step(graphdef, rest))
+    transforms = eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, **_normalisation(config))
+
+    def evaluate(params: Any) -> dict[str, float]:
+        loader = create_loader(val_src, batch_size=batch_size, shuffle=False, num_epochs=1, drop_remainder=False,
+                               transforms=transforms)
+        totals = None
+        for batch in loader:
+            sums = eval_step(params, shard_batch(_pad_to(batch, batch_size), sharding))
+            totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+        totals = jax.device_get(totals)
+        count = max(float(totals["count"]), 1.0)
+        return {"val_loss": float(totals["loss"]) / count, "val_top1": float(totals["top1"]) / count,
+                "val_top5": float(totals["top5"]) / count, "val_count": int(totals["count"])}
+
+    return evaluate
+
+
+def _unwrap_variables(tree: Any) -> Any:
+    """A restored nnx.State stores each Variable as {'value': array}; return the plain nested dict."""
+    if isinstance(tree, dict):
+        if set(tree) == {"value"}:
+            return tree["value"]
+        return {key: _unwrap_variables(value) for key, value in tree.items()}
+    return tree
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, Any]:
+    """--mode eval: evaluate the params of a checkpoint in `workdir` (default: the latest) on the val split."""
+    ckpt = Checkpointer(workdir, max_to_keep=config.checkpoint.keep)
+    step = step or ckpt.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints to evaluate")
+    per_process_batch = _check_batch(config.batch_size, config.optim.grad_accum_steps)
+    train_src = make_source(config.data.source, "train", data_dir=config.data.data_dir or None,
+                            image_size=config.data.image_size)
+    val_src = make_source(config.data.source, "val", data_dir=config.data.data_dir or None,
+                          image_size=config.data.image_size, class_names=getattr(train_src, "class_names", None))
+    model = create_model(config.model.name, num_classes=config.model.num_classes or train_src.num_classes,
+                         dtype=config.model.dtype, rngs=config.seed, **config.model.options.to_dict())
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    saved = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(workdir), "checkpoints", str(step),
+                                                            "state"))
+    nnx.replace_by_pure_dict(params, _unwrap_variables(saved["params"]))
+    sharding = data_sharding()
+    params = jax.device_put(params, NamedSharding(sharding.mesh, PartitionSpec()))
+    result = {"step": step, **make_evaluator(config, val_src, graphdef, rest, sharding, per_process_batch)(params)}
+    with open(os.path.join(workdir, f"eval_{step}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    ckpt.close()
+    return result
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -75,6 +146,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     model = create_model(config.model.name, num_classes=num_classes, drop_path_rate=config.model.drop_path_rate,
                          dtype=config.model.dtype, rngs=config.seed, **config.model.options.to_dict())
+    ckpt = Checkpointer(workdir, max_to_keep=config.checkpoint.keep)
+    start = ckpt.latest_step() or 0
+    if config.model.init_from and not start:
+        initialise_from(model, config.model.init_from, reset_head=config.model.reset_head)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     peak_lr = scaled_lr(config.optim.lr, config.batch_size, rule=config.optim.lr_scaling,
                         base_batch=config.optim.lr_base_batch)
@@ -100,8 +175,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         batch_transforms=batch_ops)
     train_iter = iter(train_loader)
 
-    ckpt = Checkpointer(workdir, max_to_keep=config.checkpoint.keep)
-    start = ckpt.latest_step() or 0
     if start:
         try:
             state = ckpt.restore(start, state, train_iter)
@@ -113,22 +186,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     train_step = jax.jit(make_train_step(graphdef, rest, tx, num_classes=num_classes,
                                          label_smoothing=config.label_smoothing), donate_argnums=(0,))
-    eval_step = jax.jit(make_eval_step(graphdef, rest))
+    evaluate = make_evaluator(config, val_src, graphdef, rest, mesh_sharding, per_process_batch * accum)
     base_key = jax.random.key(config.seed)
-
-    def evaluate(params: Any) -> dict[str, float]:
-        loader = create_loader(val_src, batch_size=per_process_batch * accum, shuffle=False, num_epochs=1,
-                               drop_remainder=False,
-                               transforms=eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct,
-                                                          **_normalisation(config)))
-        totals = None
-        for batch in loader:
-            sums = eval_step(params, shard_batch(_pad_to(batch, per_process_batch * accum), mesh_sharding))
-            totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-        totals = jax.device_get(totals)
-        count = max(float(totals["count"]), 1.0)
-        return {"val_loss": float(totals["loss"]) / count, "val_top1": float(totals["top1"]) / count,
-                "val_top5": float(totals["top5"]) / count, "val_count": int(totals["count"])}
 
     compile_start = time.perf_counter()
     compile_s = None

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from configs import embedded_digits  # noqa: E402
 
-from convnext_jax.train.loop import train_and_evaluate  # noqa: E402
+from convnext_jax.train.loop import evaluate_checkpoint, train_and_evaluate  # noqa: E402
 from convnext_jax.train.metrics import read_metrics  # noqa: E402
 
 TINY = ["--config.model.options.dims=(16, 24, 32, 48)", "--config.log_every=5"]
@@ -35,7 +35,8 @@ def _config(**overrides):
 
 
 def test_training_learns_and_writes_outputs(tmp_path):
-    summary = train_and_evaluate(_config(num_epochs=2), str(tmp_path))
+    config = _config(num_epochs=2)
+    summary = train_and_evaluate(config, str(tmp_path))
     assert summary["best_val_top1"] > 0.5  # 10 classes: chance is 0.1
     assert summary["final_val_count"] == 360  # every val sample counted exactly once (padded last batch)
     records = read_metrics(str(tmp_path))
@@ -44,6 +45,11 @@ def test_training_learns_and_writes_outputs(tmp_path):
     assert any("val_top1" in r for r in records) and all(r["img_per_s"] > 0 for r in records if "img_per_s" in r)
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 44
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["22", "44"]
+    evaluated = evaluate_checkpoint(config, str(tmp_path))  # --mode eval
+    assert evaluated["step"] == 44 and evaluated["val_count"] == 360
+    assert evaluated["val_top1"] == pytest.approx(summary["final_val_top1"])
+    assert evaluated["val_loss"] == pytest.approx(summary["final_val_loss"], rel=1e-5)
+    assert (tmp_path / "eval_44.json").exists()
 
 
 def test_config_typo_names_the_closest_key():
@@ -134,3 +140,36 @@ def test_resume_with_a_different_optimizer_is_a_clear_error(tmp_path):
     train_and_evaluate(_config(num_epochs=1), str(tmp_path))
     with pytest.raises(ValueError, match="different model or optimizer configuration"):
         train_and_evaluate(_config(num_epochs=2, **{"optim.clip_grad_norm": 0.0}), str(tmp_path))
+
+
+def test_finetune_initialises_from_pytorch_weights(tmp_path):
+    import torch
+    from timm.models.convnext import ConvNeXt as TimmConvNeXt
+
+    reference = TimmConvNeXt(depths=(1, 1, 2, 1), dims=(16, 24, 32, 48), use_grn=True, ls_init_value=None,
+                             num_classes=1000)
+    torch.save({"model": reference.state_dict()}, tmp_path / "pretrained.pth")
+    config = _config(num_epochs=1, **{"model.init_from": str(tmp_path / "pretrained.pth"), "model.reset_head": True,
+                                      "optim.lr": 0.0, "optim.min_lr": 0.0})
+    train_and_evaluate(config, str(tmp_path / "run"))
+    params = {"/".join(k for k in key if k != "value"): v for key, v in _flatten(_final_params(tmp_path / "run", 22))}
+    np.testing.assert_allclose(params["stem_conv/kernel"],
+                               reference.state_dict()["stem.0.weight"].numpy().transpose(2, 3, 1, 0), atol=1e-7)
+    assert params["head_fc/kernel"].shape == (48, 10)  # fresh 10-class head
+    bad = _config(num_epochs=1, **{"model.init_from": str(tmp_path / "pretrained.pth")})
+    with pytest.raises(ValueError, match="reset_head"):
+        train_and_evaluate(bad, str(tmp_path / "bad"))
+
+
+def test_shipped_configs_load_and_are_locked():
+    import importlib.util
+
+    for name, arg in [("seed_baseline", "folder:/data/x"), ("imagenet_recipe", "convnext_small"),
+                      ("finetune", "/w.pth"), ("embedded_digits", "v1")]:
+        spec = importlib.util.spec_from_file_location(name, os.path.join("configs", f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        config = module.get_config(arg)
+        with pytest.raises(AttributeError):
+            config.not_a_key = 1
+    assert module.get_config("v1").model.name == "convnext_atto"

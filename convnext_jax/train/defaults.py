@@ -1,0 +1,67 @@
+"""The complete, documented set of config keys; config files start from `base_config()` and
+override. Locked by the caller, so every key a config or a --config.x override uses exists here."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.num_epochs = 8
+    config.batch_size = 64  # global batch = per-device micro-batch x devices x optim.grad_accum_steps
+    config.label_smoothing = 0.1
+    config.log_every = 10
+    config.target_accuracy = 0.0  # > 0: summary.json reports the first epoch reaching it
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "convnextv2_atto"
+    config.model.num_classes = 0  # 0: from the dataset
+    config.model.drop_path_rate = 0.0
+    config.model.dtype = "float32"  # compute dtype; params stay float32
+    config.model.options = ml_collections.ConfigDict()  # other ConvNeXtConfig fields (remat, scan_blocks, ...)
+    config.model.init_from = ""  # .pth/.safetensors (timm/official) or a convnext_jax weights dir
+    config.model.reset_head = False  # with init_from: keep a fresh classifier (different class count)
+
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "embedded:digits"  # | "synthetic" | "folder:/path" | "tfds:name"
+    config.data.data_dir = ""  # TFDS data_dir
+    config.data.image_size = 224
+    config.data.crop_pct = 0.875
+    config.data.workers = 0
+    config.data.normalize = True
+    config.data.mean = (0.485, 0.456, 0.406)
+    config.data.std = (0.229, 0.224, 0.225)
+    config.data.augment = ml_collections.ConfigDict()
+    config.data.augment.scale = (0.08, 1.0)
+    config.data.augment.hflip = 0.5
+    config.data.augment.auto_augment = ""  # e.g. "rand-m9-mstd0.5-inc1"
+    config.data.augment.color_jitter = 0.0
+    config.data.augment.re_prob = 0.0
+    config.data.augment.mixup_alpha = 0.0
+    config.data.augment.cutmix_alpha = 0.0
+    config.data.augment.mixup_prob = 1.0
+    config.data.augment.mixup_switch_prob = 0.5
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.name = "adamw"  # | "adam" | "sgd"
+    config.optim.lr = 1e-4
+    config.optim.lr_scaling = "none"  # | "linear" | "sqrt": lr x f(batch_size / lr_base_batch)
+    config.optim.lr_base_batch = 256
+    config.optim.b1 = 0.9
+    config.optim.b2 = 0.999
+    config.optim.eps = 1e-8
+    config.optim.momentum = 0.9
+    config.optim.weight_decay = 0.01
+    config.optim.schedule = "cosine"  # | "onecycle" | "constant"
+    config.optim.warmup_epochs = 5
+    config.optim.warmup_steps = 0  # > 0 overrides warmup_epochs
+    config.optim.min_lr = 1e-6
+    config.optim.clip_grad_norm = 1.0
+    config.optim.grad_accum_steps = 1
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.every_epochs = 1
+    config.checkpoint.keep = 2
+    return config
