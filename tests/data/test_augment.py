@@ -7,7 +7,7 @@ from PIL import Image, ImageOps
 from convnext_jax.data import train_transforms
 from convnext_jax.data.mixup import MixupCutmix, smooth_one_hot
 from convnext_jax.data.randaugment import OPS, RandAugment, rand_augment_from_string
-from convnext_jax.data.transforms import ColorJitter, Normalize, RandomErasing
+from convnext_jax.data.transforms import ColorJitter, RandomErasing
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Schedules and the optimizer chain."""
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
