@@ -14,6 +14,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.label_smoothing = 0.1
     config.log_every = 10
     config.target_accuracy = 0.0  # > 0: summary.json reports the first epoch reaching it
+    config.ema_decay = 0.0  # > 0: keep an EMA of the params (per optimizer step), evaluated as val_*_ema
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "convnextv2_atto"

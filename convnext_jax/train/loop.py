@@ -160,8 +160,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     mesh_sharding = data_sharding()
     replicated = NamedSharding(mesh_sharding.mesh, PartitionSpec())
-    state = jax.device_put({"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)},
-                           replicated)
+    initial = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    if config.ema_decay > 0:
+        initial["ema"] = jax.tree.map(jnp.copy, params)
+    state = jax.device_put(initial, replicated)
     aug = config.data.augment
     batch_ops = []
     if aug.mixup_alpha > 0 or aug.cutmix_alpha > 0:
@@ -185,7 +187,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     metrics_writer = MetricsWriter(workdir, resume_step=start)
 
     train_step = jax.jit(make_train_step(graphdef, rest, tx, num_classes=num_classes,
-                                         label_smoothing=config.label_smoothing), donate_argnums=(0,))
+                                         label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
+                                         grad_accum_steps=accum), donate_argnums=(0,))
     evaluate = make_evaluator(config, val_src, graphdef, rest, mesh_sharding, per_process_batch * accum)
     base_key = jax.random.key(config.seed)
 
@@ -223,6 +226,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if done % micro_per_epoch == 0:
             epoch = done // micro_per_epoch
             last_eval = evaluate(state["params"])
+            if "ema" in state:
+                last_eval.update({f"{k}_ema": v for k, v in evaluate(state["ema"]).items() if k != "val_count"})
             best_top1 = max(best_top1, last_eval["val_top1"])
             if epochs_to_target is None and config.target_accuracy and last_eval["val_top1"] >= config.target_accuracy:
                 epochs_to_target = epoch
@@ -237,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     ckpt.wait_until_finished()
     ckpt.close()
     summary = {"steps": micro_steps, "epochs": config.num_epochs, "num_classes": num_classes,
-               "compile_s": compile_s, "best_val_top1": best_top1, "epochs_to_target": epochs_to_target,
+               "compile_s": compile_s, "train_step_compilations": train_step._cache_size(), "best_val_top1": best_top1, "epochs_to_target": epochs_to_target,
                **{f"final_{k}": v for k, v in last_eval.items()}}
     write_summary(workdir, summary)
     return summary

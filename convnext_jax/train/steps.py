@@ -20,9 +20,13 @@ def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float) ->
 
 
 def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation, *,
-                    num_classes: int, label_smoothing: float) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+                    num_classes: int, label_smoothing: float, ema_decay: float = 0.0,
+                    grad_accum_steps: int = 1) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
     """(state, batch, key) -> (new state, metrics). Metrics include `finite`, False when the
-    loss or the gradient norm is NaN/inf (the caller stops; the update is not applied)."""
+    loss or the gradient norm is NaN/inf (the caller stops; the update is not applied).
+
+    With `ema_decay` > 0 the state carries "ema", an exponential moving average of the params
+    updated once per optimizer step (every `grad_accum_steps` micro-steps), as timm's ModelEmaV2."""
 
     def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
         targets = soft_targets(batch["label"], num_classes, label_smoothing)
@@ -36,9 +40,13 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
+        candidate = {"params": params, "opt_state": opt_state, "step": state["step"] + 1}
+        if "ema" in state:
+            optimizer_step = (state["step"] + 1) % grad_accum_steps == 0
+            decay = jnp.where(optimizer_step, ema_decay, 1.0)
+            candidate["ema"] = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema"], params)
         # Keep the old state when the step is not finite, so nothing bad reaches a checkpoint.
-        new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                                 {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, state)
+        new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), candidate, state)
         accuracy = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
         return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "finite": finite}
 

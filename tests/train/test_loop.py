@@ -44,6 +44,7 @@ def test_training_learns_and_writes_outputs(tmp_path):
     assert train_losses[-1] < train_losses[0]
     assert any("val_top1" in r for r in records) and all(r["img_per_s"] > 0 for r in records if "img_per_s" in r)
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 44
+    assert summary["train_step_compilations"] == 1  # no recompilation after the first step
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["22", "44"]
     evaluated = evaluate_checkpoint(config, str(tmp_path))  # --mode eval
     assert evaluated["step"] == 44 and evaluated["val_count"] == 360
@@ -173,3 +174,21 @@ def test_shipped_configs_load_and_are_locked():
         with pytest.raises(AttributeError):
             config.not_a_key = 1
     assert module.get_config("v1").model.name == "convnext_atto"
+
+
+def test_ema_is_tracked_and_evaluated(tmp_path):
+    summary = train_and_evaluate(_config(num_epochs=1, ema_decay=0.9), str(tmp_path))
+    assert 0.0 <= summary["final_val_top1_ema"] <= 1.0 and "final_val_loss_ema" in summary
+    assert summary["final_val_loss_ema"] != summary["final_val_loss"]
+    state = ocp.StandardCheckpointer().restore(os.path.join(tmp_path, "checkpoints", "22", "state"))
+    ema, params = dict(_flatten(state["ema"])), dict(_flatten(state["params"]))
+    assert ema.keys() == params.keys()
+    assert any(not np.allclose(ema[k], params[k]) for k in ema)
+
+
+def test_gradient_accumulation_runs_micro_steps(tmp_path):
+    summary = train_and_evaluate(_config(num_epochs=1, ema_decay=0.5, **{"optim.grad_accum_steps": 2}),
+                                 str(tmp_path))
+    assert summary["steps"] == 44  # 22 optimizer steps x 2 micro-steps
+    assert summary["final_val_count"] == 360 and summary["best_val_top1"] > 0.3
+    assert summary["train_step_compilations"] == 1
