@@ -241,6 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         best_top1 = last_eval["val_top1"]
     ckpt.wait_until_finished()
     ckpt.close()
+    metrics_writer.close()
     summary = {"steps": micro_steps, "epochs": config.num_epochs, "num_classes": num_classes,
                "compile_s": compile_s, "train_step_compilations": train_step._cache_size(), "best_val_top1": best_top1, "epochs_to_target": epochs_to_target,
                **{f"final_{k}": v for k, v in last_eval.items()}}

@@ -1,4 +1,5 @@
-"""metrics.jsonl (one JSON object per line, appended, survives restarts) and summary.json."""
+"""metrics.jsonl (one JSON object per line, appended, survives restarts), TensorBoard event
+files (tensorboardX, no TensorFlow) and summary.json."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from typing import Any
 
 
 class MetricsWriter:
-    """Append-only JSON-lines writer; on resume, lines past the restored step are dropped."""
+    """Append-only JSON-lines writer (on resume, lines past the restored step are dropped) that
+    also writes every numeric value as a TensorBoard scalar under `workdir/tensorboard`."""
 
     def __init__(self, workdir: str, *, resume_step: int = 0):
+        from tensorboardX import SummaryWriter
+
+        self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step or None)
         self.path = os.path.join(workdir, "metrics.jsonl")
         if os.path.exists(self.path):
             with open(self.path) as f:
@@ -22,6 +27,13 @@ class MetricsWriter:
         record = {"step": int(step), **{k: _plain(v) for k, v in values.items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key != "step" and isinstance(value, float):
+                self.tensorboard.add_scalar(key, value, step)
+        self.tensorboard.flush()
+
+    def close(self) -> None:
+        self.tensorboard.close()
 
 
 def _plain(value: Any) -> Any:

@@ -45,6 +45,9 @@ def test_training_learns_and_writes_outputs(tmp_path):
     assert any("val_top1" in r for r in records) and all(r["img_per_s"] > 0 for r in records if "img_per_s" in r)
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 44
     assert summary["train_step_compilations"] == 1  # no recompilation after the first step
+    events = [f for f in os.listdir(tmp_path / "tensorboard") if f.startswith("events.out.tfevents")]
+    content = (tmp_path / "tensorboard" / events[0]).read_bytes()
+    assert b"train_loss" in content and b"val_top1" in content
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["22", "44"]
     evaluated = evaluate_checkpoint(config, str(tmp_path))  # --mode eval
     assert evaluated["step"] == 44 and evaluated["val_count"] == 360
