@@ -8,44 +8,39 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+import ml_collections
 from flax import nnx
 
 import convnext_jax as cj
 from convnext_jax.bench.timing import time_calls
+from convnext_jax.train.optim import build_optimizer, lr_schedule
+from convnext_jax.train.steps import make_train_step
 
 
 def bench_jax_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
                          steps: int = 10, warmup: int = 2, **model_options: Any) -> dict[str, Any]:
-    """Compile and time one AdamW step (cross-entropy, label smoothing 0.1, clip 1.0)."""
+    """Compile and time the trainer's own step (`make_train_step`): AdamW with the no-decay
+    mask, cross-entropy with label smoothing 0.1, clip 1.0."""
     model = cj.create_model(model_name, num_classes=num_classes, **model_options)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = optax.chain(optax.clip_by_global_norm(1.0),
-                     optax.adamw(1e-3, weight_decay=0.05, mask=cj.weight_decay_mask(params)))
-    opt_state = tx.init(params)
+    optim = ml_collections.ConfigDict(dict(name="adamw", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
+                                           momentum=0.9, clip_grad_norm=1.0, grad_accum_steps=1))
+    tx = build_optimizer(optim, params, lr_schedule(1e-3, 1000, schedule="constant"))
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
     rng = np.random.default_rng(0)
-    images = jnp.asarray(rng.standard_normal((batch_size, image_size, image_size, 3)), jnp.float32)
-    labels = optax.smooth_labels(jax.nn.one_hot(rng.integers(0, num_classes, batch_size), num_classes), 0.1)
-
-    def step(params, opt_state, images, labels, key):
-        def loss_fn(params):
-            logits = nnx.merge(graphdef, params, rest)(images, train=True, rng=key)
-            return optax.softmax_cross_entropy(logits, labels).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    jitted = jax.jit(step, donate_argnums=(0, 1))
+    batch = {"image": jnp.asarray(rng.standard_normal((batch_size, image_size, image_size, 3)), jnp.float32),
+             "label": jnp.asarray(rng.integers(0, num_classes, batch_size))}
+    step = make_train_step(graphdef, rest, tx, num_classes=num_classes, label_smoothing=0.1)
+    jitted = jax.jit(step, donate_argnums=(0,))
     key = jax.random.key(0)
     start = time.perf_counter()
-    compiled = jitted.lower(params, opt_state, images, labels, key).compile()
+    compiled = jitted.lower(state, batch, key).compile()
     compile_s = time.perf_counter() - start
-    state = {"params": params, "opt": opt_state}
+    holder = {"state": state}
 
     def run() -> None:
-        state["params"], state["opt"], loss = compiled(state["params"], state["opt"], images, labels, key)
-        loss.block_until_ready()
+        holder["state"], metrics = compiled(holder["state"], batch, key)
+        metrics["loss"].block_until_ready()
 
     timing = time_calls(run, steps=steps, warmup=warmup)
     cost = compiled.cost_analysis()

@@ -93,6 +93,20 @@ def make_evaluator(config: ml_collections.ConfigDict, val_src: Any, graphdef: nn
     return evaluate
 
 
+def _sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+    """The train and val sources; val uses the train split's class names (image folders)."""
+    train_src = make_source(config.data.source, "train", data_dir=config.data.data_dir or None,
+                            image_size=config.data.image_size)
+    val_src = make_source(config.data.source, "val", data_dir=config.data.data_dir or None,
+                          image_size=config.data.image_size, class_names=getattr(train_src, "class_names", None))
+    return train_src, val_src
+
+
+def _model(config: ml_collections.ConfigDict, num_classes: int) -> Any:
+    return create_model(config.model.name, num_classes=num_classes, drop_path_rate=config.model.drop_path_rate,
+                        dtype=config.model.dtype, rngs=config.seed, **config.model.options.to_dict())
+
+
 def _unwrap_variables(tree: Any) -> Any:
     """A restored nnx.State stores each Variable as {'value': array}; return the plain nested dict."""
     if isinstance(tree, dict):
@@ -109,12 +123,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints to evaluate")
     per_process_batch = _check_batch(config.batch_size, config.optim.grad_accum_steps)
-    train_src = make_source(config.data.source, "train", data_dir=config.data.data_dir or None,
-                            image_size=config.data.image_size)
-    val_src = make_source(config.data.source, "val", data_dir=config.data.data_dir or None,
-                          image_size=config.data.image_size, class_names=getattr(train_src, "class_names", None))
-    model = create_model(config.model.name, num_classes=config.model.num_classes or train_src.num_classes,
-                         dtype=config.model.dtype, rngs=config.seed, **config.model.options.to_dict())
+    train_src, val_src = _sources(config)
+    model = _model(config, config.model.num_classes or train_src.num_classes)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     saved = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(workdir), "checkpoints", str(step),
                                                             "state"))
@@ -133,10 +143,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     os.makedirs(workdir, exist_ok=True)
     accum = config.optim.grad_accum_steps
     per_process_batch = _check_batch(config.batch_size, accum)
-    train_src = make_source(config.data.source, "train", data_dir=config.data.data_dir or None,
-                            image_size=config.data.image_size)
-    val_src = make_source(config.data.source, "val", data_dir=config.data.data_dir or None,
-                          image_size=config.data.image_size, class_names=getattr(train_src, "class_names", None))
+    train_src, val_src = _sources(config)
     num_classes = config.model.num_classes or train_src.num_classes
     steps_per_epoch = len(train_src) // config.batch_size  # optimizer steps
     if steps_per_epoch < 1:
@@ -144,8 +151,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     total_steps = config.num_epochs * steps_per_epoch
     micro_steps = total_steps * accum
 
-    model = create_model(config.model.name, num_classes=num_classes, drop_path_rate=config.model.drop_path_rate,
-                         dtype=config.model.dtype, rngs=config.seed, **config.model.options.to_dict())
+    model = _model(config, num_classes)
     ckpt = Checkpointer(workdir, max_to_keep=config.checkpoint.keep)
     start = ckpt.latest_step() or 0
     if config.model.init_from and not start:
