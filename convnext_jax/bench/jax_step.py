@@ -14,7 +14,7 @@ from flax import nnx
 import convnext_jax as cj
 from convnext_jax.bench.timing import time_calls
 from convnext_jax.train.optim import build_optimizer, lr_schedule
-from convnext_jax.train.steps import make_train_step
+from convnext_jax.train.steps import initial_train_state, make_train_step
 
 
 def bench_jax_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
@@ -26,10 +26,10 @@ def bench_jax_train_step(model_name: str, *, batch_size: int, image_size: int, n
     optim = ml_collections.ConfigDict(dict(name="adamw", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
                                            momentum=0.9, clip_grad_norm=1.0, grad_accum_steps=1))
     tx = build_optimizer(optim, params, lr_schedule(1e-3, 1000, schedule="constant"))
-    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    state = initial_train_state(params, tx)
     rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.standard_normal((batch_size, image_size, image_size, 3)), jnp.float32),
-             "label": jnp.asarray(rng.integers(0, num_classes, batch_size))}
+    batch = {"image": jnp.asarray(rng.standard_normal((1, batch_size, image_size, image_size, 3)), jnp.float32),
+             "label": jnp.asarray(rng.integers(0, num_classes, (1, batch_size)))}  # [accum=1, batch, ...]
     step = make_train_step(graphdef, rest, tx, num_classes=num_classes, label_smoothing=0.1)
     jitted = jax.jit(step, donate_argnums=(0,))
     key = jax.random.key(0)

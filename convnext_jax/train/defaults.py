@@ -20,7 +20,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.name = "convnextv2_atto"
     config.model.num_classes = 0  # 0: from the dataset
     config.model.drop_path_rate = 0.0
-    config.model.dtype = "float32"  # compute dtype; params stay float32
+    config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 | float16 (dynamic loss scaling); params stay float32
     config.model.options = ml_collections.ConfigDict()  # other ConvNeXtConfig fields (remat, scan_blocks, ...)
     config.model.init_from = ""  # .pth/.safetensors (timm/official) or a convnext_jax weights dir
     config.model.reset_head = False  # with init_from: keep a fresh classifier (different class count)
@@ -60,7 +60,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.optim.warmup_steps = 0  # > 0 overrides warmup_epochs
     config.optim.min_lr = 1e-6
     config.optim.clip_grad_norm = 1.0
-    config.optim.grad_accum_steps = 1
+    config.optim.grad_accum_steps = 1  # micro-batches per optimizer step (gradients averaged, one all-reduce)
+    config.optim.layer_decay = 0.0  # in (0, 1): layer-wise LR decay (fine-tuning), timm's layer assignment
+    # float16 only: dynamic loss scaling (torch GradScaler defaults); a non-finite step is skipped and the
+    # scale halved; training stops when the scale falls below loss_scale_min (the loss itself is NaN/inf).
+    config.optim.loss_scale_init = 2.0**16
+    config.optim.loss_scale_growth_interval = 2000
+    config.optim.loss_scale_min = 1.0
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.every_epochs = 1

@@ -23,7 +23,8 @@ from convnext_jax.models import create_model
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.metrics import MetricsWriter, write_summary
 from convnext_jax.train.optim import build_optimizer, lr_schedule, scaled_lr
-from convnext_jax.train.steps import make_eval_step, make_train_step
+from convnext_jax.train.progress import Progress
+from convnext_jax.train.steps import LossScaling, initial_train_state, make_eval_step, make_train_step
 
 log = logging.getLogger(__name__)
 
@@ -138,21 +139,42 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     return result
 
 
+def _micro_batches(batch: dict[str, np.ndarray], accum: int) -> dict[str, np.ndarray]:
+    """[per-process batch, ...] -> [accum, micro-batch, ...], the layout the train step scans over."""
+    return {k: np.asarray(v).reshape((accum, len(v) // accum) + np.shape(v)[1:]) for k, v in batch.items()}
+
+
+def _loss_scaling(config: ml_collections.ConfigDict) -> LossScaling | None:
+    if config.model.dtype != "float16":
+        return None
+    return LossScaling(init_scale=config.optim.loss_scale_init, growth_interval=config.optim.loss_scale_growth_interval)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Train `config` in `workdir`, resuming from its latest checkpoint if there is one."""
+    """Train `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
+    Steps are optimizer steps; each consumes `batch_size` examples as `grad_accum_steps`
+    micro-batches. Checkpoints, metrics and the LR schedule count optimizer steps.
+    """
     os.makedirs(workdir, exist_ok=True)
+    ckpt = Checkpointer(workdir, max_to_keep=config.checkpoint.keep)
+    try:
+        return _train(config, workdir, ckpt)
+    finally:
+        ckpt.close()  # also on errors: pending async saves finish, orbax threads stop cleanly
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer) -> dict[str, Any]:
     accum = config.optim.grad_accum_steps
-    per_process_batch = _check_batch(config.batch_size, accum)
+    per_process_batch = _check_batch(config.batch_size, accum) * accum
     train_src, val_src = _sources(config)
     num_classes = config.model.num_classes or train_src.num_classes
-    steps_per_epoch = len(train_src) // config.batch_size  # optimizer steps
+    steps_per_epoch = len(train_src) // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(train_src)})")
     total_steps = config.num_epochs * steps_per_epoch
-    micro_steps = total_steps * accum
 
     model = _model(config, num_classes)
-    ckpt = Checkpointer(workdir, max_to_keep=config.checkpoint.keep)
     start = ckpt.latest_step() or 0
     if config.model.init_from and not start:
         initialise_from(model, config.model.init_from, reset_head=config.model.reset_head)
@@ -163,13 +185,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     schedule = lr_schedule(peak_lr, total_steps, schedule=config.optim.schedule, warmup_steps=warmup,
                            min_lr=config.optim.min_lr)
     tx = build_optimizer(config.optim, params, schedule)
+    loss_scaling = _loss_scaling(config)
 
-    mesh_sharding = data_sharding()
-    replicated = NamedSharding(mesh_sharding.mesh, PartitionSpec())
-    initial = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
-    if config.ema_decay > 0:
-        initial["ema"] = jax.tree.map(jnp.copy, params)
-    state = jax.device_put(initial, replicated)
+    batch_sharding = data_sharding()
+    mesh = batch_sharding.mesh
+    train_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+    state = jax.device_put(initial_train_state(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling),
+                           NamedSharding(mesh, PartitionSpec()))
     aug = config.data.augment
     batch_ops = []
     if aug.mixup_alpha > 0 or aug.cutmix_alpha > 0:
@@ -187,50 +209,71 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         try:
             state = ckpt.restore(start, state, train_iter)
         except ValueError as e:
-            raise ValueError(f"cannot resume from {workdir}/checkpoints/{start}: it was written by a different model or "
-                             f"optimizer configuration ({e}). Use a new --workdir, or the original config.") from e
-        log.info("resumed from %s at micro-step %d", workdir, start)
+            raise ValueError(f"cannot resume from {workdir}/checkpoints/{start}: it was written by a different model, "
+                             f"optimizer or precision configuration ({e}). Use a new --workdir, or the original "
+                             "config.") from e
+        log.info("resumed from %s at step %d", workdir, start)
     metrics_writer = MetricsWriter(workdir, resume_step=start)
 
     train_step = jax.jit(make_train_step(graphdef, rest, tx, num_classes=num_classes,
                                          label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
-                                         grad_accum_steps=accum), donate_argnums=(0,))
-    evaluate = make_evaluator(config, val_src, graphdef, rest, mesh_sharding, per_process_batch * accum)
+                                         loss_scaling=loss_scaling, mesh=mesh), donate_argnums=(0,))
+    evaluate = make_evaluator(config, val_src, graphdef, rest, batch_sharding, per_process_batch)
     base_key = jax.random.key(config.seed)
+    progress = Progress(total_steps, start, enabled=jax.process_index() == 0)
 
     compile_start = time.perf_counter()
     compile_s = None
     epochs_to_target = None
+    skipped_steps = 0
     best_top1, last_eval = 0.0, {}
-    window_start, window_images = time.perf_counter(), 0
-    micro_per_epoch = steps_per_epoch * accum
-    for micro in range(start, micro_steps):
-        batch = shard_batch(next(train_iter), mesh_sharding)
-        state, metrics = train_step(state, batch, jax.random.fold_in(base_key, micro))
+    window_start, window_steps = time.perf_counter(), 0
+    pending_finite: list[tuple[int, jax.Array]] = []
+    for step in range(start, total_steps):
+        batch = shard_batch(_micro_batches(next(train_iter), accum), train_sharding)
+        state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
+        done = step + 1
+        pending_finite.append((done, metrics["finite"]))
         if compile_s is None:
             jax.block_until_ready(metrics)
             compile_s = time.perf_counter() - compile_start
             window_start = time.perf_counter()
-        window_images += config.batch_size // accum
-        done = micro + 1
-        if done % config.log_every == 0 or done % micro_per_epoch == 0:
+        else:
+            window_steps += 1
+        progress.advance()
+        if done % config.log_every == 0 or done % steps_per_epoch == 0:
             metrics = jax.device_get(metrics)
-            if not metrics["finite"]:
+            bad = [s for s, ok in jax.device_get(pending_finite) if not ok]
+            pending_finite = []
+            if bad and loss_scaling is None:
                 ckpt.wait_until_finished()
+                progress.close()
                 raise NonFiniteLossError(
-                    f"non-finite loss/gradient at step {done} (loss={metrics['loss']}, grad_norm={metrics['grad_norm']}); "
-                    f"the update was not applied and the last good checkpoint in {workdir} is intact. "
-                    "Lower optim.lr, keep optim.clip_grad_norm > 0, or use float32.")
+                    f"non-finite loss/gradient at step {bad[0]} (latest: loss={metrics['loss']}, "
+                    f"grad_norm={metrics['grad_norm']}); the update was not applied and the last good checkpoint in "
+                    f"{workdir} is intact. Lower optim.lr, keep optim.clip_grad_norm > 0, or use float32.")
+            skipped_steps += len(bad)
+            extra = {}
+            if loss_scaling is not None:
+                extra = {"loss_scale": float(metrics["loss_scale"]), "skipped_steps": skipped_steps}
+                if metrics["loss_scale"] < config.optim.loss_scale_min:
+                    ckpt.wait_until_finished()
+                    progress.close()
+                    raise NonFiniteLossError(
+                        f"float16 loss scale fell to {metrics['loss_scale']:.3g} at step {done} after {skipped_steps} "
+                        f"skipped non-finite steps (first at step {bad[0] if bad else '?'}): the loss itself is "
+                        f"NaN/inf. The last good checkpoint in {workdir} is intact. Lower optim.lr, or use bfloat16.")
             elapsed = time.perf_counter() - window_start
-            img_s = window_images / max(elapsed, 1e-9)
+            step_time = elapsed / max(window_steps, 1)
+            img_s = window_steps * config.batch_size / max(elapsed, 1e-9)
             metrics_writer.write(done, train_loss=metrics["loss"], train_accuracy=metrics["accuracy"],
-                                 grad_norm=metrics["grad_norm"], lr=schedule(done // accum), img_per_s=img_s,
-                                 step_time_s=elapsed / max(window_images / (config.batch_size // accum), 1))
-            eta = (micro_steps - done) * elapsed / max(window_images / (config.batch_size // accum), 1)
-            print(f"step {done}/{micro_steps} loss {metrics['loss']:.4f} {img_s:.0f} img/s ETA {eta:.0f}s", flush=True)
-            window_start, window_images = time.perf_counter(), 0
-        if done % micro_per_epoch == 0:
-            epoch = done // micro_per_epoch
+                                 grad_norm=metrics["grad_norm"], lr=schedule(done - 1), img_per_s=img_s,
+                                 step_time_s=step_time, **extra)
+            progress.report(done, loss=float(metrics["loss"]), img_per_s=img_s,
+                            eta_s=(total_steps - done) * step_time, **extra)
+            window_start, window_steps = time.perf_counter(), 0
+        if done % steps_per_epoch == 0:
+            epoch = done // steps_per_epoch
             last_eval = evaluate(state["params"])
             if "ema" in state:
                 last_eval.update({f"{k}_ema": v for k, v in evaluate(state["ema"]).items() if k != "val_count"})
@@ -238,18 +281,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if epochs_to_target is None and config.target_accuracy and last_eval["val_top1"] >= config.target_accuracy:
                 epochs_to_target = epoch
             metrics_writer.write(done, epoch=epoch, **last_eval)
-            print(f"epoch {epoch}: val top-1 {last_eval['val_top1']:.4f} loss {last_eval['val_loss']:.4f}", flush=True)
-            if epoch % config.checkpoint.every_epochs == 0 or done == micro_steps:
+            progress.message(f"epoch {epoch}: val top-1 {last_eval['val_top1']:.4f} loss {last_eval['val_loss']:.4f}")
+            if epoch % config.checkpoint.every_epochs == 0 or done == total_steps:
                 ckpt.save(done, state, train_iter, metrics={"val_top1": last_eval["val_top1"]})
             window_start = time.perf_counter()
+    progress.close()
     if not last_eval:  # resumed after the last step: report the restored model
         last_eval = evaluate(state["params"])
         best_top1 = last_eval["val_top1"]
     ckpt.wait_until_finished()
-    ckpt.close()
     metrics_writer.close()
-    summary = {"steps": micro_steps, "epochs": config.num_epochs, "num_classes": num_classes,
-               "compile_s": compile_s, "train_step_compilations": train_step._cache_size(), "best_val_top1": best_top1, "epochs_to_target": epochs_to_target,
+    summary = {"steps": total_steps, "epochs": config.num_epochs, "num_classes": num_classes,
+               "global_batch": config.batch_size, "grad_accum_steps": accum, "devices": jax.device_count(),
+               "processes": jax.process_count(), "compile_s": compile_s,
+               "train_step_compilations": train_step._cache_size(), "best_val_top1": best_top1,
+               "epochs_to_target": epochs_to_target, **({"skipped_steps": skipped_steps} if loss_scaling else {}),
                **{f"final_{k}": v for k, v in last_eval.items()}}
-    write_summary(workdir, summary)
+    if jax.process_index() == 0:
+        write_summary(workdir, summary)
     return summary

@@ -37,6 +37,8 @@ class MetricsWriter:
 
 
 def _plain(value: Any) -> Any:
+    if value is None:
+        return None
     try:
         return float(value) if not isinstance(value, (str, bool, int)) else value
     except (TypeError, ValueError):

@@ -8,6 +8,7 @@ from typing import Any
 import optax
 
 from convnext_jax.models import weight_decay_mask
+from convnext_jax.train.layer_decay import layer_decay_scales, scale_by_layer
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -47,10 +48,11 @@ def lr_schedule(peak_lr: float, total_steps: int, *, schedule: str = "cosine", w
 
 
 def build_optimizer(optim: Any, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """Global-norm clipping (every precision mode) -> AdamW/Adam/SGD with the no-decay mask.
+    """Global-norm clipping (every precision mode) -> AdamW/Adam/SGD with the no-decay mask
+    -> layer-wise LR decay when `optim.layer_decay` is in (0, 1).
 
-    Gradient accumulation (`optim.grad_accum_steps`) wraps the chain in optax.MultiSteps, so
-    clipping and the update happen once per optimizer step on the averaged gradient.
+    Gradient accumulation is the train step's job (it averages micro-batch gradients before
+    calling this optimizer once per optimizer step).
     """
     if optim.name not in OPTIMIZERS:
         raise ValueError(f"optim.name must be one of {OPTIMIZERS}, got {optim.name!r}")
@@ -65,7 +67,9 @@ def build_optimizer(optim: Any, params: Any, schedule: optax.Schedule) -> optax.
     else:
         parts.append(optax.add_decayed_weights(optim.weight_decay, mask=weight_decay_mask(params)))
         parts.append(optax.sgd(schedule, momentum=optim.momentum, nesterov=True))
-    tx = optax.chain(*parts)
-    if optim.grad_accum_steps > 1:
-        tx = optax.MultiSteps(tx, every_k_schedule=optim.grad_accum_steps)
-    return tx
+    layer_decay = optim.get("layer_decay", 0.0)
+    if layer_decay and layer_decay != 1.0:
+        if not 0.0 < layer_decay < 1.0:
+            raise ValueError(f"optim.layer_decay must be in (0, 1) (or 0 to disable), got {layer_decay}")
+        parts.append(scale_by_layer(layer_decay_scales(params, layer_decay)))
+    return optax.chain(*parts)

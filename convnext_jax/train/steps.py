@@ -1,15 +1,43 @@
-"""Pure, jit-able train and eval steps over (params, opt_state) with the model graph closed over."""
+"""Pure, jit-able train and eval steps over (params, opt_state) with the model graph closed over.
+
+The train step is one optimizer step. It runs under `shard_map` over the mesh's data axis:
+each device scans over its share of the `grad_accum_steps` micro-batches, accumulating its
+*local* gradient, and the devices average once (one gradient all-reduce per optimizer step,
+none per micro-step). The optimizer update then runs on identical, replicated values.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, PartitionSpec
 
-TrainState = dict[str, Any]  # {"params", "opt_state", "step"}
+TrainState = dict[str, Any]  # {"params", "opt_state", "step"[, "ema"][, "loss_scale"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class LossScaling:
+    """Dynamic loss scaling for float16 compute, as torch.amp.GradScaler: the loss is multiplied
+    by `scale` before differentiation; a step whose gradient is not finite is skipped and the
+    scale halved; after `growth_interval` finite steps in a row it is doubled."""
+
+    init_scale: float = 2.0**16
+    growth_interval: int = 2000
+
+    def initial_state(self) -> dict[str, jax.Array]:
+        return {"scale": jnp.asarray(self.init_scale, jnp.float32), "good_steps": jnp.zeros((), jnp.int32)}
+
+    def update(self, state: dict[str, jax.Array], finite: jax.Array) -> dict[str, jax.Array]:
+        good = jnp.where(finite, state["good_steps"] + 1, 0)
+        grow = good >= self.growth_interval
+        scale = jnp.where(finite, jnp.where(grow, state["scale"] * 2.0, state["scale"]), state["scale"] * 0.5)
+        return {"scale": scale, "good_steps": jnp.where(grow, 0, good)}
 
 
 def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float) -> jax.Array:
@@ -19,38 +47,78 @@ def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float) ->
     return optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
 
 
+def initial_train_state(params: Any, tx: optax.GradientTransformation, *, ema: bool = False,
+                        loss_scaling: LossScaling | None = None) -> TrainState:
+    """The state `make_train_step` expects: params, optimizer state, step [, EMA copy, loss scale]."""
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    if ema:
+        state["ema"] = jax.tree.map(jnp.copy, params)
+    if loss_scaling is not None:
+        state["loss_scale"] = loss_scaling.initial_state()
+    return state
+
+
 def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation, *,
                     num_classes: int, label_smoothing: float, ema_decay: float = 0.0,
-                    grad_accum_steps: int = 1) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
-    """(state, batch, key) -> (new state, metrics). Metrics include `finite`, False when the
-    loss or the gradient norm is NaN/inf (the caller stops; the update is not applied).
+                    loss_scaling: LossScaling | None = None, mesh: Mesh | None = None, axis: str = "data"
+                    ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+    """(state, batch, key) -> (new state, metrics), one optimizer step.
 
-    With `ema_decay` > 0 the state carries "ema", an exponential moving average of the params
-    updated once per optimizer step (every `grad_accum_steps` micro-steps), as timm's ModelEmaV2."""
+    `batch` leaves are [accum, micro_batch, ...] (sharded along the micro-batch axis; accum=1
+    for no accumulation). Metrics: loss, accuracy, grad_norm and `finite` (False when the loss
+    or gradient norm is NaN/inf: the update is not applied; the caller stops, or with loss
+    scaling the scale is halved and training goes on), plus `loss_scale` with loss scaling.
+    With `ema_decay` > 0 the state carries "ema", updated once per optimizer step (timm's ModelEmaV2).
+    Dropout keys differ per device and per micro-batch, as each DDP rank has its own RNG.
+    """
+    mesh = mesh if mesh is not None else Mesh(np.asarray(jax.devices()), (axis,))
 
-    def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
-        targets = soft_targets(batch["label"], num_classes, label_smoothing)
+    def local_gradients(params: Any, batch: dict[str, jax.Array], key: jax.Array, scale: jax.Array):
+        """This device's mean gradient, loss and accuracy over its micro-batches (no communication)."""
+        device_key = jax.random.fold_in(key, jax.lax.axis_index(axis))
+        local_params = jax.lax.pcast(params, axis, to="varying")  # so grads are not all-reduced here
 
-        def loss_fn(params):
-            logits = nnx.merge(graphdef, params, rest)(batch["image"], train=True, rng=key)
-            return optax.softmax_cross_entropy(logits, targets).mean(), logits
+        def micro_step(carry, inputs):
+            index, images, labels = inputs
+            targets = soft_targets(labels, num_classes, label_smoothing)
 
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+            def loss_fn(p):
+                logits = nnx.merge(graphdef, p, rest)(images, train=True, rng=jax.random.fold_in(device_key, index))
+                loss = optax.softmax_cross_entropy(logits, targets).mean()
+                accuracy = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
+                return loss * scale, (loss, accuracy)
+
+            grads, (loss, accuracy) = jax.grad(loss_fn, has_aux=True)(local_params)
+            return jax.tree.map(jnp.add, carry, (grads, loss, accuracy)), None
+
+        accum = batch["label"].shape[0]
+        zero = jax.lax.pcast(jnp.zeros((), jnp.float32), axis, to="varying")
+        init = (jax.tree.map(jnp.zeros_like, local_params), zero, zero)
+        (grads, loss, accuracy), _ = jax.lax.scan(micro_step, init, (jnp.arange(accum), batch["image"], batch["label"]))
+        return jax.tree.map(lambda g: g / (accum * scale), grads), loss / accum, accuracy / accum
+
+    def step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
+        scale = state["loss_scale"]["scale"] if loss_scaling else jnp.ones((), jnp.float32)
+        grads, loss, accuracy = local_gradients(state["params"], batch, key, scale)
+        grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis)  # the one all-reduce
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         candidate = {"params": params, "opt_state": opt_state, "step": state["step"] + 1}
         if "ema" in state:
-            optimizer_step = (state["step"] + 1) % grad_accum_steps == 0
-            decay = jnp.where(optimizer_step, ema_decay, 1.0)
-            candidate["ema"] = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema"], params)
+            candidate["ema"] = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state["ema"], params)
         # Keep the old state when the step is not finite, so nothing bad reaches a checkpoint.
-        new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), candidate, state)
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
-        return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "finite": finite}
+        new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), candidate,
+                                 {k: state[k] for k in candidate})
+        metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "finite": finite}
+        if loss_scaling:
+            new_state["loss_scale"] = loss_scaling.update(state["loss_scale"], finite)
+            metrics["loss_scale"] = scale
+        return new_state, metrics
 
-    return train_step
+    return jax.shard_map(step, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(None, axis), PartitionSpec()),
+                         out_specs=(PartitionSpec(), PartitionSpec()))
 
 
 def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State) -> Callable[..., dict[str, jax.Array]]:
