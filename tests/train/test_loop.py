@@ -142,7 +142,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
 
 def test_resume_with_a_different_optimizer_is_a_clear_error(tmp_path):
     train_and_evaluate(_config(num_epochs=1), str(tmp_path))
-    with pytest.raises(ValueError, match="different model or optimizer configuration"):
+    with pytest.raises(ValueError, match="different model, optimizer or precision configuration"):
         train_and_evaluate(_config(num_epochs=2, **{"optim.clip_grad_norm": 0.0}), str(tmp_path))
 
 
@@ -189,9 +189,12 @@ def test_ema_is_tracked_and_evaluated(tmp_path):
     assert any(not np.allclose(ema[k], params[k]) for k in ema)
 
 
-def test_gradient_accumulation_runs_micro_steps(tmp_path):
-    summary = train_and_evaluate(_config(num_epochs=1, ema_decay=0.5, **{"optim.grad_accum_steps": 2}),
-                                 str(tmp_path))
-    assert summary["steps"] == 44  # 22 optimizer steps x 2 micro-steps
+def test_gradient_accumulation_and_float16_end_to_end(tmp_path):
+    summary = train_and_evaluate(_config(num_epochs=1, ema_decay=0.5, **{"optim.grad_accum_steps": 2,
+                                                                         "model.dtype": "float16"}), str(tmp_path))
+    assert summary["steps"] == 22 and summary["grad_accum_steps"] == 2  # optimizer steps of 2 micro-batches
+    scales = [r["loss_scale"] for r in read_metrics(str(tmp_path)) if "loss_scale" in r]
+    assert scales and all(1.0 <= s <= 2.0**16 for s in scales)
+    assert 0 <= summary["skipped_steps"] < 22  # the first steps may overflow at 2**16 and are skipped
     assert summary["final_val_count"] == 360 and summary["best_val_top1"] > 0.3
     assert summary["train_step_compilations"] == 1
