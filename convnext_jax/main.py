@@ -36,8 +36,9 @@ def main(argv: list[str]) -> None:
         print(json.dumps(evaluate_checkpoint(_CONFIG.value, _WORKDIR.value), indent=2))
         return
     os.makedirs(_WORKDIR.value, exist_ok=True)
-    with open(os.path.join(_WORKDIR.value, "config.json"), "w") as f:
-        f.write(_CONFIG.value.to_json_best_effort(indent=2))
+    if jax.process_index() == 0:
+        with open(os.path.join(_WORKDIR.value, "config.json"), "w") as f:
+            f.write(_CONFIG.value.to_json_best_effort(indent=2))
     summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     print(json.dumps(summary, indent=2))
 

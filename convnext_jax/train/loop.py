@@ -12,6 +12,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import grain
 import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
@@ -79,11 +80,22 @@ def make_evaluator(config: ml_collections.ConfigDict, val_src: Any, graphdef: nn
     eval_step = jax.jit(make_eval_step(graphdef, rest))
     transforms = eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, **_normalisation(config))
 
+    # Every process must run the same number of (collective) eval steps, even when the val split
+    # does not divide evenly over processes: shorter shards are padded with fully masked batches.
+    shard_size = -(-len(val_src) // jax.process_count())
+    num_batches = -(-shard_size // batch_size)
+
     def evaluate(params: Any) -> dict[str, float]:
         loader = create_loader(val_src, batch_size=batch_size, shuffle=False, num_epochs=1, drop_remainder=False,
-                               transforms=transforms)
-        totals = None
-        for batch in loader:
+                               transforms=transforms,
+                               shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=False))
+        totals, template = None, None
+        batches = iter(loader)
+        for _ in range(num_batches):
+            batch = next(batches, None)
+            if batch is None:  # this process's shard is exhausted: an all-padding batch
+                batch = {k: v[:0] for k, v in template.items()}
+            template = batch
             sums = eval_step(params, shard_batch(_pad_to(batch, batch_size), sharding))
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
         totals = jax.device_get(totals)
@@ -213,7 +225,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer) 
                              f"optimizer or precision configuration ({e}). Use a new --workdir, or the original "
                              "config.") from e
         log.info("resumed from %s at step %d", workdir, start)
-    metrics_writer = MetricsWriter(workdir, resume_step=start)
+    metrics_writer = MetricsWriter(workdir, resume_step=start, enabled=jax.process_index() == 0)
 
     train_step = jax.jit(make_train_step(graphdef, rest, tx, num_classes=num_classes,
                                          label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,

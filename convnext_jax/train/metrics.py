@@ -12,8 +12,12 @@ class MetricsWriter:
     """Append-only JSON-lines writer (on resume, lines past the restored step are dropped) that
     also writes every numeric value as a TensorBoard scalar under `workdir/tensorboard`."""
 
-    def __init__(self, workdir: str, *, resume_step: int = 0):
+    def __init__(self, workdir: str, *, resume_step: int = 0, enabled: bool = True):
         from tensorboardX import SummaryWriter
+
+        self.enabled = enabled  # multi-host: only process 0 writes
+        if not enabled:
+            return
 
         self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step or None)
         self.path = os.path.join(workdir, "metrics.jsonl")
@@ -24,6 +28,8 @@ class MetricsWriter:
                 f.writelines(kept)
 
     def write(self, step: int, **values: Any) -> None:
+        if not self.enabled:
+            return
         record = {"step": int(step), **{k: _plain(v) for k, v in values.items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -33,7 +39,8 @@ class MetricsWriter:
         self.tensorboard.flush()
 
     def close(self) -> None:
-        self.tensorboard.close()
+        if self.enabled:
+            self.tensorboard.close()
 
 
 def _plain(value: Any) -> Any:
