@@ -85,25 +85,58 @@ def _final_params(workdir, step=44):
     return restored["params"]
 
 
+_KILL_DURING_SAVE = r"""
+import os, signal, sys
+import grain
+from absl import app
+
+original = grain.checkpoint.CheckpointHandler.save
+
+
+def save(self, directory, *args, **kwargs):  # SIGKILL while orbax writes step 44 (its temporary directory)
+    if os.path.basename(os.path.dirname(str(directory))).startswith("44."):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, directory, *args, **kwargs)
+
+
+grain.checkpoint.CheckpointHandler.save = save
+sys.path.insert(0, os.getcwd())
+from convnext_jax.main import main
+sys.argv = ["main"] + sys.argv[1:]
+app.run(main)
+"""
+
+
 def test_resume_after_sigkill_is_exact(tmp_path):
+    """SIGKILL between saves, and SIGKILL in the middle of a save: both resume from the last
+    complete checkpoint and end bit-identical to an uninterrupted run."""
     reference = _run_main(tmp_path / "reference")
     killed = _run_main(tmp_path / "killed")
+    (tmp_path / "kill_during_save.py").write_text(_KILL_DURING_SAVE)
+    in_save = subprocess.Popen([sys.executable, str(tmp_path / "kill_during_save.py"), "--config",
+                                "configs/embedded_digits.py", "--workdir", str(tmp_path / "in_save"),
+                                "--config.num_epochs=2", *TINY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
     deadline = time.time() + 300
     while not (tmp_path / "killed" / "checkpoints" / "22").exists():  # orbax renames when complete
         assert time.time() < deadline and killed.poll() is None, killed.stdout.read() if killed.poll() else ""
         time.sleep(0.2)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
+    assert in_save.wait(timeout=300) == -signal.SIGKILL, in_save.stdout.read()
+    leftovers = sorted(os.listdir(tmp_path / "in_save" / "checkpoints"))
+    assert leftovers[0] == "22" and len(leftovers) == 2 and leftovers[1].startswith("44.orbax-checkpoint-tmp")
     assert reference.wait(timeout=300) == 0, reference.stdout.read()
-    resumed = _run_main(tmp_path / "killed")
-    output = resumed.communicate(timeout=300)[0]
-    assert resumed.returncode == 0, output
-    assert "step 44/44" in output and "step 5/44" not in output  # continued from 22, did not restart
-    want, got = _final_params(tmp_path / "reference"), _final_params(tmp_path / "killed")
-    flat_want, flat_got = dict(_flatten(want)), dict(_flatten(got))
-    assert flat_want.keys() == flat_got.keys()
-    for key in flat_want:
-        np.testing.assert_array_equal(flat_got[key], flat_want[key], err_msg=key)
+    want = dict(_flatten(_final_params(tmp_path / "reference")))
+    for name in ("killed", "in_save"):
+        resumed = _run_main(tmp_path / name)
+        output = resumed.communicate(timeout=300)[0]
+        assert resumed.returncode == 0, output
+        assert "step 44/44" in output and "step 5/44" not in output  # continued from 22, did not restart
+        got = dict(_flatten(_final_params(tmp_path / name)))
+        assert want.keys() == got.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name}: {key}")
 
 
 def _flatten(tree, prefix=()):
