@@ -21,6 +21,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.optim.weight_decay = 0.05
     config.optim.warmup_epochs = 0
     config.optim.min_lr = 1e-6
+    config.optim.layer_decay = 0.8  # the ConvNeXt V2 fine-tuning recipe's value for tiny/base sizes
     config.data.augment.auto_augment = "rand-m9-mstd0.5-inc1"
     config.data.augment.re_prob = 0.25
     config.lock()
