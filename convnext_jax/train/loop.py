@@ -20,7 +20,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from convnext_jax.data import MixupCutmix, create_loader, eval_transforms, make_source, shard_batch, train_transforms
 from convnext_jax.data.device import data_sharding
-from convnext_jax.models import create_model
+from convnext_jax.models import count_params, create_model
+from convnext_jax.models.flops import forward_macs
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.metrics import MetricsWriter, write_summary
 from convnext_jax.train.optim import build_optimizer, lr_schedule, scaled_lr
@@ -162,21 +163,28 @@ def _loss_scaling(config: ml_collections.ConfigDict) -> LossScaling | None:
     return LossScaling(init_scale=config.optim.loss_scale_init, growth_interval=config.optim.loss_scale_growth_interval)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       epoch_callback: EpochCallback | None = None) -> dict[str, Any]:
     """Train `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
     Steps are optimizer steps; each consumes `batch_size` examples as `grad_accum_steps`
     micro-batches. Checkpoints, metrics and the LR schedule count optimizer steps.
+    `epoch_callback(epoch, val_metrics)` runs after each epoch's evaluation and checkpoint
+    (sweeps report to Optuna there; an exception it raises, e.g. TrialPruned, ends the run).
     """
     os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpointer(workdir, max_to_keep=config.checkpoint.keep)
     try:
-        return _train(config, workdir, ckpt)
+        return _train(config, workdir, ckpt, epoch_callback)
     finally:
         ckpt.close()  # also on errors: pending async saves finish, orbax threads stop cleanly
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer) -> dict[str, Any]:
+def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer,
+           epoch_callback: EpochCallback | None) -> dict[str, Any]:
     accum = config.optim.grad_accum_steps
     per_process_batch = _check_batch(config.batch_size, accum) * accum
     train_src, val_src = _sources(config)
@@ -241,6 +249,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer) 
     best_top1, last_eval = 0.0, {}
     window_start, window_steps = time.perf_counter(), 0
     pending_finite: list[tuple[int, jax.Array]] = []
+    throughputs: list[float] = []
     for step in range(start, total_steps):
         batch = shard_batch(_micro_batches(next(train_iter), accum), train_sharding)
         state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
@@ -278,6 +287,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer) 
             elapsed = time.perf_counter() - window_start
             step_time = elapsed / max(window_steps, 1)
             img_s = window_steps * config.batch_size / max(elapsed, 1e-9)
+            if window_steps:
+                throughputs.append(img_s)
             metrics_writer.write(done, train_loss=metrics["loss"], train_accuracy=metrics["accuracy"],
                                  grad_norm=metrics["grad_norm"], lr=schedule(done - 1), img_per_s=img_s,
                                  step_time_s=step_time, **extra)
@@ -296,6 +307,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer) 
             progress.message(f"epoch {epoch}: val top-1 {last_eval['val_top1']:.4f} loss {last_eval['val_loss']:.4f}")
             if epoch % config.checkpoint.every_epochs == 0 or done == total_steps:
                 ckpt.save(done, state, train_iter, metrics={"val_top1": last_eval["val_top1"]})
+            if epoch_callback is not None:
+                epoch_callback(epoch, last_eval)
             window_start = time.perf_counter()
     progress.close()
     if not last_eval:  # resumed after the last step: report the restored model
@@ -305,7 +318,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer) 
     metrics_writer.close()
     summary = {"steps": total_steps, "epochs": config.num_epochs, "num_classes": num_classes,
                "global_batch": config.batch_size, "grad_accum_steps": accum, "devices": jax.device_count(),
-               "processes": jax.process_count(), "compile_s": compile_s,
+               "processes": jax.process_count(), "params": count_params(params),
+               "gmacs_per_image": forward_macs(model.cfg, config.data.image_size) / 1e9,
+               "img_per_s": float(np.median(throughputs)) if throughputs else None, "compile_s": compile_s,
                "train_step_compilations": train_step._cache_size(), "best_val_top1": best_top1,
                "epochs_to_target": epochs_to_target, **({"skipped_steps": skipped_steps} if loss_scaling else {}),
                **{f"final_{k}": v for k, v in last_eval.items()}}

@@ -1,0 +1,14 @@
+"""Study step 4: weight decay 1e-5 .. 1e-1 (log grid), 3 seeds per point.
+
+    python -m convnext_jax.sweep run --config configs/sweeps/weight_decay.py:tiny --workdir runs/wd_tiny
+"""
+
+from convnext_jax.sweep import with_sweep
+from convnext_jax.sweep.presets import study_base
+
+
+def get_config(arg: str = "tiny"):
+    config, tiny = study_base(arg)
+    if tiny:
+        return with_sweep(config, space="optim.weight_decay: grid(1e-5, 1e-3, 1e-1)", seeds=2)
+    return with_sweep(config, space="optim.weight_decay: loggrid(1e-5, 1e-1, 5)", seeds=3)

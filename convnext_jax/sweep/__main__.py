@@ -1,0 +1,57 @@
+"""python -m convnext_jax.sweep {run,worker,report} --workdir DIR [--config FILE.py[:arg] --config.sweep.k=v ...]
+
+  run     validate the study config, create the study (SQLite in DIR, or sweep.storage), queue the
+          grid, run --workers workers (or one per --gpus group), then write the report
+  worker  join the study in DIR and run trials until none is left (any machine sharing the storage)
+  report  DIR/report/: report.md, report.html, points.json and PNG plots
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config: a training config plus a `sweep` "
+                                          "section (configs/sweeps/*.py).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Study directory: sweep.json, study.db, trials/, report/.")
+_WORKERS = flags.DEFINE_integer("workers", 1, "Worker processes for `run` (1: in this process).")
+_GPUS = flags.DEFINE_list("gpus", [], "GPU ids to split over workers (CUDA_VISIBLE_DEVICES per worker).")
+_GPUS_PER_WORKER = flags.DEFINE_integer("gpus_per_worker", 1, "GPUs each worker gets (data-parallel inside a trial).")
+_WORKER_INDEX = flags.DEFINE_integer("worker_index", 0, "This worker's index (seeds its sampler).")
+flags.mark_flags_as_required(["workdir"])
+COMMANDS = ("run", "worker", "report")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2 or argv[1] not in COMMANDS:
+        raise app.UsageError(f"expected one command of {COMMANDS}, got {argv[1:]}")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    command, workdir = argv[1], _WORKDIR.value
+    if command == "run":
+        if _CONFIG.value is None:
+            raise app.UsageError("run needs --config (a study config, e.g. configs/sweeps/lr.py:tiny)")
+        from convnext_jax.sweep.launch import run_study
+
+        result = run_study(_CONFIG.value, workdir, workers=_WORKERS.value, gpus=_GPUS.value,
+                           gpus_per_worker=_GPUS_PER_WORKER.value)
+        print(f"report: {workdir}/report/report.md")
+        if result["failed_workers"]:
+            sys.exit(f"workers {result['failed_workers']} exited with an error (see their output above)")
+    elif command == "worker":
+        from convnext_jax.sweep.study import run_worker
+
+        print(json.dumps({"trials_run": run_worker(workdir, _WORKER_INDEX.value)}))
+    else:
+        from convnext_jax.sweep.report import write_report
+
+        summary = write_report(workdir)
+        print(f"report: {workdir}/report/report.md ({len(summary['points'])} points, plots: {summary['plots']})")
+
+
+if __name__ == "__main__":
+    app.run(main)

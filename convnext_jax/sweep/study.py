@@ -1,0 +1,246 @@
+"""Optuna studies over training configs: storage, study creation, the trial objective and workers.
+
+Each trial is one (point, seed) training run in its own workdir (`WORKDIR/trials/NNNN`, with
+the run's metrics.jsonl, summary.json and checkpoints). Grid points, and the repeated seeds of
+a sampled point, are queued in the study (FIFO), so any number of workers on any number of
+machines pull from one study. Workers beat a heartbeat; a worker that dies leaves a trial that
+the next worker marks failed and re-queues, with the same workdir, so it resumes from its last
+checkpoint and finished trials are never lost.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import warnings
+from typing import Any
+
+import jax
+import ml_collections
+import optuna
+from optuna.trial import TrialState
+
+from convnext_jax.sweep.space import SearchSpaceError, apply_params, grid_points
+from convnext_jax.sweep.spec import SweepSpec, split_config
+from convnext_jax.train.metrics import read_metrics
+
+log = logging.getLogger(__name__)
+SWEEP_FILE = "sweep.json"
+
+
+class StorageError(RuntimeError):
+    """The study storage could not be opened."""
+
+
+def storage_url(spec: SweepSpec, workdir: str) -> str:
+    return spec.storage or f"sqlite:///{os.path.abspath(workdir)}/study.db"
+
+
+def open_storage(spec: SweepSpec, workdir: str) -> optuna.storages.RDBStorage:
+    """An RDB storage (SQLite in the workdir by default, or any SQLAlchemy URL) with heartbeats."""
+    url = storage_url(spec, workdir)
+    engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries)
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=spec.heartbeat_s,
+                                              grace_period=spec.grace_s, heartbeat_stale_trial_callback=retry)
+        except Exception as e:  # sqlalchemy/driver errors: bad URL, unreachable server, missing directory
+            raise StorageError(f"cannot open the study storage {url!r}: {type(e).__name__}: {e}. Use a SQLAlchemy URL "
+                               "such as sqlite:////abs/path/study.db or postgresql://user:pass@host/db (with its "
+                               "driver installed), or leave sweep.storage empty for a SQLite file in the workdir."
+                               ) from e
+
+
+def _sampler(spec: SweepSpec, worker_index: int) -> optuna.samplers.BaseSampler:
+    seed = spec.sampler_seed * 1000 + worker_index  # workers must not draw the same points
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)  # grid points are all queued; the sampler is unused
+
+
+def _pruner(spec: SweepSpec, num_epochs: int) -> optuna.pruners.BasePruner:
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=spec.pruner_startup_trials,
+                                           n_warmup_steps=spec.pruner_warmup_epochs)
+    if spec.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(num_epochs, 1), reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _spec_record(spec: SweepSpec) -> dict[str, Any]:
+    return {"space": [(d.key, d.kind, list(d.args)) for d in spec.dims], "sampler": spec.sampler,
+            "objective": spec.objective, "seeds": spec.seeds}
+
+
+def create_study(config: ml_collections.ConfigDict, workdir: str) -> optuna.Study:
+    """Validate the study config, create (or reopen) its study and queue the grid. Writes
+    WORKDIR/sweep.json, which workers and the report read."""
+    spec, train = split_config(config)
+    os.makedirs(workdir, exist_ok=True)
+    storage = open_storage(spec, workdir)
+    study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,
+                                load_if_exists=True, sampler=_sampler(spec, 0), pruner=_pruner(spec, train.num_epochs))
+    record = _spec_record(spec)
+    existing = study.user_attrs.get("sweep")
+    if existing is not None and existing != json.loads(json.dumps(record)):
+        raise SearchSpaceError(f"study {spec.study_name!r} in {storage_url(spec, workdir)} was created with a different "
+                               f"sweep ({existing}); use a new --workdir or sweep.study_name")
+    if existing is None:
+        study.set_user_attr("sweep", record)
+        if spec.sampler == "grid":
+            points = grid_points(list(spec.dims)) if spec.dims else [{}]
+            for index, point in enumerate(points):
+                for repeat in range(spec.seeds):
+                    study.enqueue_trial(point, user_attrs={"point": index, "seed": train.seed + repeat},
+                                        skip_if_exists=False)
+    with open(os.path.join(workdir, SWEEP_FILE), "w") as f:
+        json.dump({"storage": storage_url(spec, workdir), "study_name": spec.study_name,
+                   "config": json.loads(config.to_json_best_effort())}, f, indent=2)
+    return study
+
+
+def _tuples(value: Any) -> Any:
+    """JSON has no tuples; every sequence in a config is a tuple."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def load_sweep(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
+    """(the study config, the sweep.json record) of a workdir made by `create_study`."""
+    path = os.path.join(workdir, SWEEP_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: create the study first with "
+                                "`python -m convnext_jax.sweep run --config FILE --workdir DIR`")
+    with open(path) as f:
+        record = json.load(f)
+    config = ml_collections.ConfigDict(_tuples(record["config"]))
+    config.lock()
+    return config, record
+
+
+def derive_accumulation(batch_size: int, devices: int, max_device_batch: int) -> int:
+    """The fewest accumulation steps so that batch_size / (devices x accum) is a whole number <= max."""
+    for accum in range(1, batch_size + 1):
+        if batch_size % (devices * accum) == 0 and batch_size // (devices * accum) <= max_device_batch:
+            return accum
+    raise SearchSpaceError(f"batch_size {batch_size} cannot be split over {devices} devices into micro-batches of at "
+                           f"most {max_device_batch} (sweep.max_device_batch)")
+
+
+def _objective_value(spec: SweepSpec, summary: dict[str, Any], num_epochs: int) -> float:
+    if spec.objective == "epochs_to_target":
+        return float(summary.get("epochs_to_target") or num_epochs + 1)
+    return float(summary[spec.objective])
+
+
+class _NoQueuedTrial(Exception):
+    """A grid worker asked for a trial after the queue emptied (a race with another worker)."""
+
+
+class Objective:
+    """One trial: the point's params (queued, or sampled and its repeats queued), train, report per epoch."""
+
+    def __init__(self, spec: SweepSpec, train: ml_collections.ConfigDict, workdir: str):
+        self.spec, self.train, self.workdir = spec, train, workdir
+        self.queue_empty = False
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from convnext_jax.train.loop import NonFiniteLossError, train_and_evaluate
+
+        attrs = trial.user_attrs
+        if "seed" not in attrs:  # a freshly sampled point (random / tpe)
+            if self.spec.sampler == "grid":
+                self.queue_empty = True
+                raise _NoQueuedTrial("no queued grid point left")
+            trial.set_user_attr("point", trial.number)
+            trial.set_user_attr("seed", self.train.seed)
+        params = {d.key: d.suggest(trial) for d in self.spec.dims}
+        seed, point = trial.user_attrs["seed"], trial.user_attrs["point"]
+        if "seed" not in attrs:
+            for repeat in range(1, self.spec.seeds):
+                trial.study.enqueue_trial(params, user_attrs={"point": point, "seed": seed + repeat},
+                                          skip_if_exists=False)
+        overrides = dict(params, seed=seed)
+        if self.spec.max_device_batch:
+            batch = int(overrides.get("batch_size", self.train.batch_size))
+            overrides["optim.grad_accum_steps"] = derive_accumulation(batch, jax.device_count(),
+                                                                      self.spec.max_device_batch)
+        config = apply_params(self.train, overrides)
+        relative = attrs.get("workdir") or os.path.join("trials", f"{trial.number:04d}")  # a retry resumes there
+        trial.set_user_attr("workdir", relative)
+        trial.set_user_attr("grad_accum_steps", config.optim.grad_accum_steps)
+        run_dir = os.path.join(self.workdir, relative)
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+        def report(epoch: int, metrics: dict[str, float]) -> None:
+            trial.report(metrics[self.spec.reported_metric], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} ({self.spec.reported_metric} "
+                                         f"{metrics[self.spec.reported_metric]:.4f})")
+
+        try:
+            summary = train_and_evaluate(config, run_dir, epoch_callback=report)
+        except NonFiniteLossError as e:  # a diverged run is a result (e.g. too high an LR), not a failure
+            summary = _diverged_summary(run_dir, config)
+            trial.set_user_attr("diverged", str(e).split(";")[0])
+        finally:
+            jax.clear_caches()
+            gc.collect()
+        for key in ("best_val_top1", "final_val_top1", "final_val_loss", "epochs_to_target", "params",
+                    "gmacs_per_image", "img_per_s", "compile_s", "steps"):
+            if summary.get(key) is not None:
+                trial.set_user_attr("num_params" if key == "params" else key, summary[key])
+        return _objective_value(self.spec, summary, config.num_epochs)
+
+
+def _diverged_summary(run_dir: str, config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Best/last validation before a run diverged (loss: +inf when it never evaluated)."""
+    evals = [r for r in read_metrics(run_dir) if "val_top1" in r] if os.path.exists(
+        os.path.join(run_dir, "metrics.jsonl")) else []
+    top1 = [r["val_top1"] for r in evals]
+    reached = [r["epoch"] for r in evals if config.target_accuracy and r["val_top1"] >= config.target_accuracy]
+    return {"best_val_top1": max(top1, default=0.0), "final_val_top1": top1[-1] if top1 else 0.0,
+            "final_val_loss": float("inf"), "epochs_to_target": reached[0] if reached else None}
+
+
+def _points_started(trials: list[optuna.trial.FrozenTrial]) -> int:
+    return len({t.user_attrs["point"] for t in trials if "point" in t.user_attrs})
+
+
+def _finished(study: optuna.Study, spec: SweepSpec) -> bool:
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return False
+    return spec.sampler == "grid" or _points_started(trials) >= spec.num_trials
+
+
+def run_worker(workdir: str, worker_index: int = 0) -> int:
+    """Pull and run trials of the study in `workdir` until none is left; returns trials run."""
+    config, record = load_sweep(workdir)
+    spec, train = split_config(config)
+    storage = open_storage(spec, workdir)
+    study = optuna.load_study(study_name=record["study_name"], storage=storage,
+                              sampler=_sampler(spec, worker_index), pruner=_pruner(spec, train.num_epochs))
+    objective = Objective(spec, train, workdir)
+    count = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        while True:
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial is failed and re-queued
+            if _finished(study, spec):
+                return count
+            study.optimize(objective, n_trials=1, catch=(Exception,))
+            if objective.queue_empty:  # another worker took the last queued point first
+                return count
+            count += 1
