@@ -11,8 +11,10 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file: get_config(arg) -> ConfigDict.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl and summary.json.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes automatically) or eval "
-                          "(the latest checkpoint of --workdir on the val split).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sweep", "report"],
+                          "train (resumes automatically), eval (the latest checkpoint of --workdir on the val split), "
+                          "sweep (a study config: run its Optuna study in this process; `python -m "
+                          "convnext_jax.sweep run --workers N` for more workers) or report (of the study in --workdir).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for multi-host runs "
                                    "(or set JAX_COORDINATOR_ADDRESS); with --num_processes and --process_id.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
@@ -32,6 +34,15 @@ def main(argv: list[str]) -> None:
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from convnext_jax.train.loop import evaluate_checkpoint, train_and_evaluate
 
+    if _MODE.value in ("sweep", "report"):
+        from convnext_jax.sweep import run_study, write_report
+
+        if _MODE.value == "sweep":
+            run_study(_CONFIG.value, _WORKDIR.value)
+        else:
+            write_report(_WORKDIR.value)
+        print(f"report: {_WORKDIR.value}/report/report.md")
+        return
     if _MODE.value == "eval":
         print(json.dumps(evaluate_checkpoint(_CONFIG.value, _WORKDIR.value), indent=2))
         return

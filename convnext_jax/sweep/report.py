@@ -25,10 +25,13 @@ ARCH_KEYS = ("model.name", "data.image_size")
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per real trial (queued or sampled point, any state); retried trials keep their origin's point."""
+    """One row per finished trial of a point (complete, pruned or failed). A failed trial that was
+    retried (its worker died) is replaced by its retry."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     rows = []
-    for t in study.get_trials(deepcopy=False):
-        if "seed" not in t.user_attrs or t.state in (TrialState.WAITING, TrialState.RUNNING):
+    for t in trials:
+        if "seed" not in t.user_attrs or t.state in (TrialState.WAITING, TrialState.RUNNING) or t.number in retried:
             continue
         rows.append({**t.user_attrs, "number": t.number, "state": t.state.name, "params": dict(t.params),
                      "value": t.value})

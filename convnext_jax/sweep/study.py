@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import os
+import socket
 import warnings
 from typing import Any
 
@@ -177,6 +178,7 @@ class Objective:
         config = apply_params(self.train, overrides)
         relative = attrs.get("workdir") or os.path.join("trials", f"{trial.number:04d}")  # a retry resumes there
         trial.set_user_attr("workdir", relative)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("grad_accum_steps", config.optim.grad_accum_steps)
         run_dir = os.path.join(self.workdir, relative)
         os.makedirs(run_dir, exist_ok=True)

@@ -1,0 +1,72 @@
+"""A real tiny study end to end: two worker processes pull from one SQLite study, a hopeless
+trial is pruned, a worker is SIGKILLed mid-trial and its trial is retried (resuming from the
+trial's last checkpoint) by the surviving worker; then the report is written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+
+from convnext_jax.sweep import create_study, with_sweep, write_report
+from convnext_jax.sweep.presets import tiny_baseline
+from convnext_jax.train.metrics import read_metrics
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def _study_config():
+    config = tiny_baseline()
+    config.num_epochs = 2
+    return with_sweep(config, space="optim.lr: grid(3e-3, 2e-3, 1e-9)", seeds=1, pruner="median",
+                      pruner_startup_trials=1, pruner_warmup_epochs=0, heartbeat_s=1, grace_s=4)
+
+
+def _worker(workdir, index):
+    return subprocess.Popen([sys.executable, "-m", "convnext_jax.sweep", "worker", "--workdir", str(workdir),
+                             f"--worker_index={index}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+
+
+def test_two_workers_pruning_killed_worker_and_report(tmp_path):
+    study = create_study(_study_config(), str(tmp_path))
+    workers = [_worker(tmp_path, 0), _worker(tmp_path, 1)]
+    deadline = time.time() + 400
+    while not (tmp_path / "trials" / "0000" / "checkpoints" / "22").exists():  # trial 0 finished epoch 1
+        assert time.time() < deadline and all(w.poll() is None for w in workers), \
+            "\n".join(w.stdout.read()[-2000:] for w in workers if w.poll() is not None)
+        time.sleep(0.2)
+    owner = int(study.trials[0].user_attrs["worker"].rsplit(":", 1)[1])
+    victim = next(w for w in workers if w.pid == owner)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    survivor = next(w for w in workers if w is not victim)
+    output = survivor.communicate(timeout=600)[0]
+    assert survivor.returncode == 0, output[-3000:]
+
+    trials = optuna.load_study(study_name="study", storage=f"sqlite:///{tmp_path}/study.db").trials
+    states = {t.number: t.state.name for t in trials}
+    assert states[0] == "FAIL"  # the killed worker's trial, found by its stale heartbeat ...
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE"  # ... re-queued and finished
+    assert retry[0].user_attrs["workdir"] == os.path.join("trials", "0000")  # in the same workdir: resumed
+    assert retry[0].params == {"optim.lr": 3e-3}
+    by_lr = {t.params["optim.lr"]: t for t in trials if t.state.name != "FAIL"}
+    assert by_lr[2e-3].state.name == "COMPLETE"
+    assert by_lr[1e-9].state.name == "PRUNED"  # chance-level accuracy after epoch 1, below the median
+    assert list(by_lr[1e-9].intermediate_values) == [1]
+    epochs = [r["epoch"] for r in read_metrics(str(tmp_path / "trials" / "0000")) if "epoch" in r]
+    assert epochs == [1, 2]  # epoch 1 from the killed run, epoch 2 after the resume; nothing repeated
+    summary = json.loads((tmp_path / "trials" / "0000" / "summary.json").read_text())
+    assert summary["steps"] == 44 and retry[0].value == summary["best_val_top1"]
+
+    report = write_report(str(tmp_path))
+    files = set(os.listdir(tmp_path / "report"))
+    assert {"report.md", "report.html", "points.json", "objective_vs_optim_lr.png", "curves.png"} <= files
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| 0.003 | 1/1 |" in markdown and "| 1e-09 | 0/1 |" in markdown  # the pruned point has no mean
+    assert report["points"][0]["params"] in ({"optim.lr": 3e-3}, {"optim.lr": 2e-3})
+    assert report["states"]["FAIL"] == 1 and report["states"]["PRUNED"] == 1
