@@ -10,11 +10,14 @@ checkpoint and finished trials are never lost.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gc
 import json
 import logging
 import os
 import socket
+import threading
 import warnings
 from typing import Any
 
@@ -227,6 +230,44 @@ def _finished(study: optuna.Study, spec: SweepSpec) -> bool:
     return spec.sampler == "grid" or _points_started(trials) >= spec.num_trials
 
 
+class _Heartbeat:
+    """Record the trial's heartbeat every `interval` seconds while it runs (a worker that stops
+    beating is dead: after the grace period its trial is failed and re-queued)."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, interval: float):
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.storage.record_heartbeat(self.trial_id)
+
+    def __enter__(self) -> "_Heartbeat":
+        self.storage.record_heartbeat(self.trial_id)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+@contextlib.contextmanager
+def _claim_lock(workdir: str, url: str):
+    """SQLite cannot lock rows, so two workers could pop the same queued trial: serialise the
+    claim with a file lock in the workdir (databases such as PostgreSQL lock rows themselves)."""
+    if not url.startswith("sqlite"):
+        yield
+        return
+    with open(os.path.join(workdir, ".claim.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_worker(workdir: str, worker_index: int = 0) -> int:
     """Pull and run trials of the study in `workdir` until none is left; returns trials run."""
     config, record = load_sweep(workdir)
@@ -239,10 +280,24 @@ def run_worker(workdir: str, worker_index: int = 0) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         while True:
-            optuna.storages.fail_stale_trials(study)  # a dead worker's trial is failed and re-queued
-            if _finished(study, spec):
-                return count
-            study.optimize(objective, n_trials=1, catch=(Exception,))
+            with _claim_lock(workdir, record["storage"]):
+                optuna.storages.fail_stale_trials(study)  # a dead worker's trial is failed and re-queued
+                if _finished(study, spec):
+                    return count
+                trial = study.ask()
+            value, state = None, TrialState.COMPLETE
+            with _Heartbeat(storage, trial._trial_id, spec.heartbeat_s):
+                try:
+                    value = objective(trial)
+                except optuna.TrialPruned as e:
+                    state = TrialState.PRUNED
+                    log.warning("trial %d pruned: %s", trial.number, e)
+                except Exception:  # the study goes on; the trial is recorded as failed with its traceback
+                    state = TrialState.FAIL
+                    log.exception("trial %d failed (params %s)", trial.number, trial.params)
+            study.tell(trial, value, state=state)
+            print(f"trial {trial.number} {state.name.lower()}" + (f" {spec.objective}={value:.4f}" if value is not None
+                                                                   else "") + f" params {trial.params}", flush=True)
             if objective.queue_empty:  # another worker took the last queued point first
                 return count
             count += 1

@@ -1,0 +1,155 @@
+"""Accuracy side by side: the same recipe trained by convnext_jax and by PyTorch + timm.
+
+For each seed both frameworks start from the *same* initial weights (the JAX model's init,
+exported to timm's layout) and see the *same* batches (one grain pipeline, seeded, with the
+recipe's augmentation). Optimizer (AdamW, no decay on 1-D params), LR schedule (cosine with
+warmup, per optimizer step), label smoothing and gradient clipping are the recipe's in both.
+The difference that remains is each framework's numerics; the table reports mean +- std over
+seeds and Welch's t statistic.
+
+    python scripts/compare_pytorch.py --config configs/embedded_digits.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from convnext_jax.bench.timing import markdown_table
+from convnext_jax.convert import export_pytorch_weights
+from convnext_jax.data import create_loader, eval_transforms, train_transforms
+from convnext_jax.train import loop
+from convnext_jax.train.optim import lr_schedule, scaled_lr
+
+
+def load_config(path: str, seed: int):
+    spec = importlib.util.spec_from_file_location("study_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    with config.unlocked():
+        config.seed = seed
+    return config
+
+
+def torch_model(config, num_classes: int) -> torch.nn.Module:
+    """timm's ConvNeXt with the JAX model's architecture and initial weights."""
+    from timm.models.convnext import ConvNeXt as TimmConvNeXt
+
+    jax_model = loop._model(config, num_classes)
+    cfg = jax_model.cfg
+    model = TimmConvNeXt(depths=cfg.depths, dims=cfg.dims, use_grn=cfg.use_grn, ls_init_value=cfg.ls_init_value,
+                         conv_mlp=cfg.conv_mlp, num_classes=num_classes, drop_path_rate=config.model.drop_path_rate)
+    state = {k: torch.from_numpy(np.array(v)) for k, v in export_pytorch_weights(jax_model).items()}
+    model.load_state_dict(state)
+    return model
+
+
+def train_torch(config, threads: int) -> dict[str, float]:
+    """The recipe in PyTorch eager: same batches, schedule, optimizer groups, smoothing, clipping."""
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(threads)
+    train_src, val_src = loop._sources(config)
+    num_classes = train_src.num_classes
+    model = torch_model(config, num_classes)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    optim = config.optim
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=optim.lr, betas=(optim.b1, optim.b2),
+                                  eps=optim.eps)
+    steps_per_epoch = len(train_src) // config.batch_size
+    total = config.num_epochs * steps_per_epoch
+    peak = scaled_lr(optim.lr, config.batch_size, rule=optim.lr_scaling, base_batch=optim.lr_base_batch)
+    schedule = lr_schedule(peak, total, schedule=optim.schedule, warmup_steps=optim.warmup_steps or
+                           optim.warmup_epochs * steps_per_epoch, min_lr=optim.min_lr)
+    aug = config.data.augment
+    norm = loop._normalisation(config)
+    loader = iter(create_loader(train_src, batch_size=config.batch_size, shuffle=True, seed=config.seed,
+                                transforms=train_transforms(config.data.image_size, scale=tuple(aug.scale),
+                                                            hflip=aug.hflip, auto_augment=aug.auto_augment or None,
+                                                            color_jitter=aug.color_jitter, re_prob=aug.re_prob,
+                                                            **norm)))
+    val_transforms = eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, **norm)
+    best, last = 0.0, {}
+    for step in range(total):
+        batch = next(loader)
+        for group in optimizer.param_groups:
+            group["lr"] = float(schedule(step))
+        model.train()
+        images = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))
+        loss = torch.nn.functional.cross_entropy(model(images), torch.from_numpy(batch["label"]).long(),
+                                                 label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if optim.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip_grad_norm)
+        optimizer.step()
+        if (step + 1) % steps_per_epoch == 0:
+            last = evaluate_torch(model, val_src, val_transforms, config.batch_size)
+            best = max(best, last["val_top1"])
+    return {"best_val_top1": best, "final_val_top1": last["val_top1"], "final_val_loss": last["val_loss"]}
+
+
+@torch.no_grad()
+def evaluate_torch(model, val_src, transforms, batch_size: int) -> dict[str, float]:
+    model.eval()
+    loss = correct = count = 0.0
+    for batch in create_loader(val_src, batch_size=batch_size, shuffle=False, num_epochs=1, drop_remainder=False,
+                               transforms=transforms):
+        logits = model(torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2))))
+        labels = torch.from_numpy(batch["label"]).long()
+        loss += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        correct += float((logits.argmax(-1) == labels).sum())
+        count += len(labels)
+    return {"val_top1": correct / count, "val_loss": loss / count}
+
+
+def welch_t(a: list[float], b: list[float]) -> float:
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    return float((np.mean(a) - np.mean(b)) / math.sqrt(va + vb)) if va + vb > 0 else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/embedded_digits.py")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", help="also write the per-seed results here")
+    args = parser.parse_args()
+    results: dict[str, list[dict[str, float]]] = {"jax": [], "pytorch": []}
+    for seed in args.seeds:
+        config = load_config(args.config, seed)
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as workdir:
+            summary = loop.train_and_evaluate(config, workdir)
+        results["jax"].append({"seed": seed, "best_val_top1": summary["best_val_top1"],
+                               "final_val_top1": summary["final_val_top1"],
+                               "final_val_loss": summary["final_val_loss"], "seconds": time.perf_counter() - start})
+        start = time.perf_counter()
+        results["pytorch"].append({"seed": seed, **train_torch(config, args.threads),
+                                   "seconds": time.perf_counter() - start})
+        print(json.dumps({k: v[-1] for k, v in results.items()}), flush=True)
+    rows = []
+    for metric in ("best_val_top1", "final_val_top1", "final_val_loss", "seconds"):
+        jax_values = [r[metric] for r in results["jax"]]
+        torch_values = [r[metric] for r in results["pytorch"]]
+        rows.append({"metric": metric, "jax (mean ± std)": f"{np.mean(jax_values):.4f} ± {np.std(jax_values, ddof=1):.4f}",
+                     "pytorch (mean ± std)": f"{np.mean(torch_values):.4f} ± {np.std(torch_values, ddof=1):.4f}",
+                     "welch t": f"{welch_t(jax_values, torch_values):+.2f}"})
+    print(markdown_table(rows, list(rows[0])))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
