@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from convnext_jax.bench.__main__ import main
 
 
@@ -13,6 +15,31 @@ def test_train_bench_jax_and_torch(tmp_path, capsys):
     assert "| jax float32 dw=auto scan |" in table and "| torch eager |" in table
     rows = json.loads(out.read_text())["rows"]
     assert all(row["img_per_s"] > 0 for row in rows) and len(rows) == 2
+    jax_row = rows[0]
+    # 6 x forward MACs x batch: the analytic model FLOPs; XLA counts at least the same work
+    assert jax_row["model_gflops_per_step"] > 0 and jax_row["xla_gflops_per_step"] >= jax_row["model_gflops_per_step"]
+    assert jax_row["xla_peak_mib"] >= jax_row["xla_args_mib"] > 0  # params + optimizer state + batch
+    assert jax_row["mfu"] is None  # no peak FLOP/s is known for a CPU
+
+
+def test_infer_bench_jax_and_torch(capsys):
+    assert main(["infer", "--model", "convnext_atto", "--image-size", "32", "--batch-size", "2", "--num-classes",
+                 "10", "--steps", "1", "--warmup", "0", "--torch"]) == 0
+    table = capsys.readouterr().out
+    assert "| jax float32 dw=auto |" in table and "| torch eager |" in table and "inference" in table
+
+
+def test_peak_table_and_mfu():
+    from convnext_jax.bench.utilization import mfu, peak_tflops, train_model_flops
+    from convnext_jax.models import model_config
+
+    class H100:
+        device_kind = "NVIDIA H100 80GB HBM3"
+
+    assert peak_tflops("bfloat16", H100()) == 989.0 and peak_tflops("float16", H100()) is None
+    flops = train_model_flops(model_config("convnext_tiny"), 224, 256)
+    assert flops / 256 / 6 / 1e9 == pytest.approx(4.456, rel=1e-3)  # timm's model card: 4.47 GMACs
+    assert mfu(flops, 1.0, 989.0) == pytest.approx(flops / 989e12)
 
 
 def test_dwconv_bench(capsys):

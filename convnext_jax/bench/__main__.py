@@ -1,4 +1,4 @@
-"""python -m convnext_jax.bench {train,dwconv,compile} ... — markdown tables (and --json)."""
+"""python -m convnext_jax.bench {train,infer,dwconv,compile} ... — markdown tables (and --json)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,30 @@ def _train(args: argparse.Namespace) -> list[dict[str, Any]]:
         row["step_ms"] = row["median_s"] * 1e3
     print(f"\n{args.model}, {args.image_size}px, batch {args.batch_size}, train step (AdamW), "
           f"median of {args.steps} steps\n")
-    print(markdown_table(rows, ["framework", "img_per_s", "step_ms", "compile_s"]))
+    print(markdown_table(rows, ["framework", "img_per_s", "step_ms", "compile_s", "mfu", "xla_peak_mib",
+                                "device_peak_mib"]))
+    return rows
+
+
+def _infer(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from convnext_jax.bench.jax_step import bench_jax_inference
+
+    common = dict(batch_size=args.batch_size, image_size=args.image_size, num_classes=args.num_classes,
+                  steps=args.steps, warmup=args.warmup)
+    rows = [bench_jax_inference(args.model, dtype=args.dtype, dwconv_impl=impl, **common) for impl in args.dwconv_impl]
+    for row, impl in zip(rows, args.dwconv_impl):
+        row["framework"] += f" dw={impl}"
+    if args.torch or args.torch_compile:
+        from convnext_jax.bench.torch_step import bench_torch_inference
+
+        for compile_ in ([False] if args.torch else []) + ([True] if args.torch_compile else []):
+            rows.append(bench_torch_inference(args.model, compile=compile_, bf16=args.dtype == "bfloat16", **common))
+    for row in rows:
+        row["step_ms"] = row["median_s"] * 1e3
+    print(f"\n{args.model}, {args.image_size}px, batch {args.batch_size}, inference (eval forward), "
+          f"median of {args.steps} calls\n")
+    print(markdown_table(rows, ["framework", "img_per_s", "step_ms", "compile_s", "mfu", "xla_peak_mib",
+                                "device_peak_mib"]))
     return rows
 
 
@@ -72,20 +95,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convnext_jax.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train-step throughput, JAX vs the PyTorch reference")
-    train.add_argument("--model", default="convnext_atto")
-    train.add_argument("--image-size", type=int, default=64)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--num-classes", type=int, default=1000)
-    train.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    train.add_argument("--dwconv-impl", nargs="+", default=["auto"], choices=["auto", "lax", "shift"])
+    infer = sub.add_parser("infer", help="inference throughput, JAX vs the PyTorch reference")
+    for p in (train, infer):
+        p.add_argument("--model", default="convnext_atto")
+        p.add_argument("--image-size", type=int, default=64)
+        p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--num-classes", type=int, default=1000)
+        p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+        p.add_argument("--dwconv-impl", nargs="+", default=["auto"], choices=["auto", "lax", "shift"])
+        p.add_argument("--torch", action="store_true", help="also time timm eager")
+        p.add_argument("--torch-compile", action="store_true", help="also time timm + torch.compile")
+        p.add_argument("--steps", type=int, default=10)
+        p.add_argument("--warmup", type=int, default=2)
     train.add_argument("--scan", nargs="+", type=lambda s: s.lower() in ("1", "true", "yes"), default=[False],
                        help="one or more of true/false")
     train.add_argument("--remat", default="none", choices=["none", "full", "dots"])
     train.add_argument("--drop-path-rate", type=float, default=0.0)
-    train.add_argument("--torch", action="store_true", help="also time timm eager")
-    train.add_argument("--torch-compile", action="store_true", help="also time timm + torch.compile")
-    train.add_argument("--steps", type=int, default=10)
-    train.add_argument("--warmup", type=int, default=2)
     dw = sub.add_parser("dwconv", help="7x7 depthwise conv forward/backward, JAX formulations vs PyTorch")
     dw.add_argument("--batch-size", type=int, default=32)
     dw.add_argument("--sizes", type=int, nargs="+", default=[16, 8, 4, 2], help="spatial size per shape")
@@ -95,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     dw.add_argument("--no-torch", action="store_true")
     comp = sub.add_parser("compile", help="compile time vs depth, unrolled vs scan")
     comp.add_argument("--depths", type=int, nargs="+", default=[3, 48])
-    for p in (train, dw, comp):
+    for p in (train, infer, dw, comp):
         p.add_argument("--json", help="also write the rows and environment to this JSON file")
     args = parser.parse_args(argv)
-    rows = {"train": _train, "dwconv": _dwconv, "compile": _compile}[args.command](args)
+    rows = {"train": _train, "infer": _infer, "dwconv": _dwconv, "compile": _compile}[args.command](args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": " ".join(sys.argv), "environment": _environment(), "rows": rows}, f, indent=2)

@@ -13,6 +13,9 @@ from flax import nnx
 
 import convnext_jax as cj
 from convnext_jax.bench.timing import time_calls
+from convnext_jax.bench.utilization import (device_peak_memory_mib, mfu, peak_tflops, train_model_flops,
+                                            xla_memory)
+from convnext_jax.models.flops import forward_macs
 from convnext_jax.train.optim import build_optimizer, lr_schedule
 from convnext_jax.train.steps import initial_train_state, make_train_step
 
@@ -45,6 +48,28 @@ def bench_jax_train_step(model_name: str, *, batch_size: int, image_size: int, n
     timing = time_calls(run, steps=steps, warmup=warmup)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = train_model_flops(model.cfg, image_size, batch_size)
     return {"framework": "jax", "compile_s": compile_s, **timing,
-            "img_per_s": batch_size / timing["median_s"],
-            "gflops_per_step": float(cost.get("flops", 0.0)) / 1e9 if cost else float("nan")}
+            "img_per_s": batch_size / timing["median_s"], "model_gflops_per_step": flops / 1e9,
+            "xla_gflops_per_step": float(cost.get("flops", 0.0)) / 1e9 if cost else float("nan"),
+            "mfu": mfu(flops, timing["median_s"], peak_tflops(model.cfg.dtype)), **xla_memory(compiled),
+            "device_peak_mib": device_peak_memory_mib()}
+
+
+def bench_jax_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
+                        steps: int = 10, warmup: int = 2, **model_options: Any) -> dict[str, Any]:
+    """Compile and time the jitted eval forward (logits) on one batch."""
+    model = cj.create_model(model_name, num_classes=num_classes, **model_options)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    images = jnp.asarray(np.random.default_rng(0).standard_normal((batch_size, image_size, image_size, 3)),
+                         jnp.float32)
+    forward = jax.jit(lambda p, x: nnx.merge(graphdef, p, rest)(x))
+    start = time.perf_counter()
+    compiled = forward.lower(params, images).compile()
+    compile_s = time.perf_counter() - start
+    timing = time_calls(lambda: compiled(params, images).block_until_ready(), steps=steps, warmup=warmup)
+    flops = 2.0 * forward_macs(model.cfg, image_size) * batch_size
+    return {"framework": f"jax {model.cfg.dtype}", "compile_s": compile_s, **timing,
+            "img_per_s": batch_size / timing["median_s"], "mfu": mfu(flops, timing["median_s"],
+                                                                     peak_tflops(model.cfg.dtype)),
+            **xla_memory(compiled), "device_peak_mib": device_peak_memory_mib()}

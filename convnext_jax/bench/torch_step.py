@@ -47,4 +47,38 @@ def bench_torch_train_step(model_name: str, *, batch_size: int, image_size: int,
     timing = time_calls(run, steps=steps, warmup=warmup)
     name = "torch" + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
     return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
-            "img_per_s": batch_size / timing["median_s"], "threads": torch.get_num_threads()}
+            "img_per_s": batch_size / timing["median_s"], "threads": torch.get_num_threads(),
+            "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
+
+
+def bench_torch_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
+                          steps: int = 10, warmup: int = 2, compile: bool = False, bf16: bool = False,
+                          **model_options: Any) -> dict[str, Any]:
+    """Time timm's eval forward (inference_mode, channels_last, optional autocast / torch.compile)."""
+    import timm
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    timm_kwargs = {k: v for k, v in model_options.items() if k in ("depths", "dims")}
+    model = timm.create_model(model_name, num_classes=num_classes, **timm_kwargs).to(device).eval()
+    model = model.to(memory_format=torch.channels_last)
+    images = torch.randn(batch_size, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    images = images.to(device, memory_format=torch.channels_last)
+    forward = torch.compile(model) if compile else model
+
+    def run() -> None:
+        with torch.inference_mode(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+            logits = forward(images)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        else:
+            logits.sum().item()
+
+    start = time.perf_counter()
+    run()
+    first_s = time.perf_counter() - start
+    timing = time_calls(run, steps=steps, warmup=warmup)
+    name = "torch" + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
+    return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
+            "img_per_s": batch_size / timing["median_s"],
+            "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
