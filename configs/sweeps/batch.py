@@ -17,7 +17,7 @@ def get_config(arg: str = "tiny"):
     config.optim.lr_scaling = "none"
     if tiny:
         config.num_epochs = 2
-        return with_sweep(config, space="batch_size: grid(32, 64, 128); optim.lr: grid(3e-4, 1e-3, 3e-3)",
+        return with_sweep(config, space="batch_size: grid(32, 64, 128); optim.lr: grid(1e-3, 3e-3, 1e-2, 3e-2)",
                           seeds=1, max_device_batch=64)
     return with_sweep(config, space="batch_size: grid(32, 64, 128, 256, 512, 1024); optim.lr: loggrid(1e-5, 1e-2, 7)",
                       seeds=3, max_device_batch=64, pruner="median")  # 64 x 224 px ConvNeXt-T fits a 24 GB card

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from convnext_jax.sweep.spec import SweepSpec, split_config
 from convnext_jax.sweep.study import load_sweep, open_storage
-from convnext_jax.sweep.surge import fit_surge, optimal_lr, surge_curve
+from convnext_jax.sweep.surge import bracketed, fit_surge, optimal_lr, surge_curve
 from convnext_jax.train.metrics import read_metrics
 
 ARCH_KEYS = ("model.name", "data.image_size")
@@ -138,11 +138,18 @@ def _lr_batch_plots(plt, points, out_dir) -> dict[str, Any]:
     plt.close(fig)
     optimum = {b: optimal_lr([r[0] for r in rows], [r[1] for r in rows]) for b, rows in by_batch.items()
                if len(rows) >= 2}
-    result: dict[str, Any] = {"optimal_lr": {str(b): lr for b, lr in sorted(optimum.items())}}
+    edge = sorted(b for b, rows in by_batch.items() if len(rows) >= 2 and not bracketed(
+        [r[0] for r in rows], [r[1] for r in rows]))
+    result: dict[str, Any] = {"optimal_lr": {str(b): lr for b, lr in sorted(optimum.items())}, "lr_at_edge": edge}
+    inside = {b: lr for b, lr in optimum.items() if b not in edge}
+    if len(inside) < 3 and optimum:
+        result["surge_note"] = (f"B* not estimated: the optimal LR is bracketed by the swept LRs for only {len(inside)} "
+                                f"batch size(s) (at the edge of the LR range for {edge}); widen optim.lr")
     if len(optimum) >= 2:
         batches = np.array(sorted(optimum), float)
         lrs = np.array([optimum[int(b)] for b in batches])
-        fit = fit_surge(batches, lrs)
+        fit = fit_surge(np.array(sorted(inside), float), np.array([inside[b] for b in sorted(inside)])) \
+            if len(inside) >= 3 else None
         result["surge"] = fit
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(batches, lrs, "o", label="optimal LR (best mean accuracy)")
@@ -260,6 +267,8 @@ def write_report(workdir: str) -> dict[str, Any]:
     surge = extras.get("surge")
     if extras.get("optimal_lr"):
         lines += ["Optimal LR per batch size: " + ", ".join(f"{b}: {lr:.3g}" for b, lr in extras["optimal_lr"].items())]
+    if extras.get("surge_note"):
+        lines += [extras["surge_note"], ""]
     if surge:
         where = "inside the sampled range" if surge["inside"] else "outside the sampled batch sizes (only bounded)"
         lines += [f"Surge peak estimate B* ≈ {surge['peak_batch']:.0f} ({where}; fit rmse {surge['rmse_log']:.3f} in "

@@ -279,6 +279,8 @@ def run_worker(workdir: str, worker_index: int = 0) -> int:
     count = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # we run the heartbeat ourselves (see _Heartbeat), so optuna's ask-without-optimize warning does not apply
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
         while True:
             with _claim_lock(workdir, record["storage"]):
                 optuna.storages.fail_stale_trials(study)  # a dead worker's trial is failed and re-queued

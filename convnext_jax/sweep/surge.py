@@ -13,6 +13,12 @@ from typing import Sequence
 import numpy as np
 
 
+def bracketed(lrs: Sequence[float], scores: Sequence[float]) -> bool:
+    """True when the best score is not at the smallest or largest LR swept (the optimum is inside)."""
+    best = float(np.asarray(lrs, float)[int(np.argmax(scores))])
+    return min(lrs) < best < max(lrs)
+
+
 def optimal_lr(lrs: Sequence[float], scores: Sequence[float]) -> float:
     """The LR with the best score, refined by a parabola in log(LR) through it and its neighbours."""
     order = np.argsort(lrs)
