@@ -1,4 +1,4 @@
-"""python -m convnext_jax.bench {train,infer,dwconv,compile} ... — markdown tables (and --json)."""
+"""python -m convnext_jax.bench {train,infer,dwconv,compile,comms} ... — markdown tables (and --json)."""
 
 from __future__ import annotations
 
@@ -91,6 +91,43 @@ def _compile(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _comms(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """All-reduces of the compiled train step per accumulation setting (count, bytes, inside loops)."""
+    import jax.numpy as jnp
+    import ml_collections
+    import numpy as np
+    from flax import nnx
+
+    import convnext_jax as cj
+    from convnext_jax.bench.collectives import all_reduce_stats
+    from convnext_jax.train.optim import build_optimizer, lr_schedule
+    from convnext_jax.train.steps import initial_train_state, make_train_step
+
+    model = cj.create_model(args.model, num_classes=args.num_classes)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    optim = ml_collections.ConfigDict(dict(name="adamw", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
+                                           momentum=0.9, clip_grad_norm=1.0, layer_decay=0.0))
+    tx = build_optimizer(optim, params, lr_schedule(1e-3, 1000))
+    step = jax.jit(make_train_step(graphdef, rest, tx, num_classes=args.num_classes, label_smoothing=0.1))
+    param_mib = 4 * cj.count_params(params) / 1024**2
+    rows = []
+    for accum in args.accum:
+        batch = args.batch_size
+        shape = (accum, batch // accum, args.image_size, args.image_size, 3)
+        images = jnp.zeros(shape, jnp.float32)
+        labels = jnp.zeros(shape[:2], jnp.int32)
+        hlo = step.lower(initial_train_state(params, tx), {"image": images, "label": labels},
+                         jax.random.key(0)).compile().as_text()
+        stats = all_reduce_stats(hlo)
+        rows.append({"devices": jax.device_count(), "accum": accum, "all_reduces": stats["count"],
+                     "in_loops": stats["in_loops"], "all_reduce_mib": stats["bytes"] / 1024**2,
+                     "param_mib": param_mib, "ratio": stats["bytes"] / 1024**2 / param_mib})
+    print(f"\n{args.model}: all-reduces of one optimizer step (global batch {args.batch_size})\n")
+    print(markdown_table(rows, ["devices", "accum", "all_reduces", "in_loops", "all_reduce_mib", "param_mib",
+                                "ratio"]))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convnext_jax.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,10 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     dw.add_argument("--no-torch", action="store_true")
     comp = sub.add_parser("compile", help="compile time vs depth, unrolled vs scan")
     comp.add_argument("--depths", type=int, nargs="+", default=[3, 48])
-    for p in (train, infer, dw, comp):
+    comms = sub.add_parser("comms", help="gradient all-reduce volume per optimizer step (set JAX_NUM_CPU_DEVICES)")
+    comms.add_argument("--model", default="convnext_atto")
+    comms.add_argument("--num-classes", type=int, default=1000)
+    comms.add_argument("--image-size", type=int, default=64)
+    comms.add_argument("--batch-size", type=int, default=64)
+    comms.add_argument("--accum", type=int, nargs="+", default=[1, 4])
+    for p in (train, infer, dw, comp, comms):
         p.add_argument("--json", help="also write the rows and environment to this JSON file")
     args = parser.parse_args(argv)
-    rows = {"train": _train, "infer": _infer, "dwconv": _dwconv, "compile": _compile}[args.command](args)
+    rows = {"train": _train, "infer": _infer, "dwconv": _dwconv, "compile": _compile,
+            "comms": _comms}[args.command](args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": " ".join(sys.argv), "environment": _environment(), "rows": rows}, f, indent=2)
