@@ -1,8 +1,10 @@
 """Accuracy side by side: the same recipe trained by convnext_jax and by PyTorch + timm.
 
-For each seed both frameworks start from the *same* initial weights (the JAX model's init,
-exported to timm's layout) and see the *same* batches (one grain pipeline, seeded, with the
-recipe's augmentation). Optimizer (AdamW, no decay on 1-D params), LR schedule (cosine with
+For each seed both frameworks see the *same* batches (one grain pipeline, seeded, with the
+recipe's augmentation). With `--init shared` (default) they also start from the same weights
+(the JAX model's init exported to timm's layout), so any difference is each framework's
+numerics; with `--init independent` timm initialises its own model from the seed, so the runs
+are independent samples and the comparison is "within seed noise". Optimizer (AdamW, no decay on 1-D params), LR schedule (cosine with
 warmup, per optimizer step), label smoothing and gradient clipping are the recipe's in both.
 The difference that remains is each framework's numerics; the table reports mean +- std over
 seeds and Welch's t statistic.
@@ -40,26 +42,27 @@ def load_config(path: str, seed: int):
     return config
 
 
-def torch_model(config, num_classes: int) -> torch.nn.Module:
-    """timm's ConvNeXt with the JAX model's architecture and initial weights."""
+def torch_model(config, num_classes: int, shared_init: bool = True) -> torch.nn.Module:
+    """timm's ConvNeXt with the JAX model's architecture (and, if `shared_init`, its initial weights)."""
     from timm.models.convnext import ConvNeXt as TimmConvNeXt
 
     jax_model = loop._model(config, num_classes)
     cfg = jax_model.cfg
     model = TimmConvNeXt(depths=cfg.depths, dims=cfg.dims, use_grn=cfg.use_grn, ls_init_value=cfg.ls_init_value,
                          conv_mlp=cfg.conv_mlp, num_classes=num_classes, drop_path_rate=config.model.drop_path_rate)
-    state = {k: torch.from_numpy(np.array(v)) for k, v in export_pytorch_weights(jax_model).items()}
-    model.load_state_dict(state)
+    if shared_init:
+        state = {k: torch.from_numpy(np.array(v)) for k, v in export_pytorch_weights(jax_model).items()}
+        model.load_state_dict(state)
     return model
 
 
-def train_torch(config, threads: int) -> dict[str, float]:
+def train_torch(config, threads: int, shared_init: bool = True) -> dict[str, float]:
     """The recipe in PyTorch eager: same batches, schedule, optimizer groups, smoothing, clipping."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(threads)
     train_src, val_src = loop._sources(config)
     num_classes = train_src.num_classes
-    model = torch_model(config, num_classes)
+    model = torch_model(config, num_classes, shared_init)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     optim = config.optim
@@ -123,6 +126,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/embedded_digits.py")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--init", choices=["shared", "independent"], default="shared")
     parser.add_argument("--json", help="also write the per-seed results here")
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = {"jax": [], "pytorch": []}
@@ -135,7 +139,7 @@ def main() -> None:
                                "final_val_top1": summary["final_val_top1"],
                                "final_val_loss": summary["final_val_loss"], "seconds": time.perf_counter() - start})
         start = time.perf_counter()
-        results["pytorch"].append({"seed": seed, **train_torch(config, args.threads),
+        results["pytorch"].append({"seed": seed, **train_torch(config, args.threads, args.init == "shared"),
                                    "seconds": time.perf_counter() - start})
         print(json.dumps({k: v[-1] for k, v in results.items()}), flush=True)
     rows = []
