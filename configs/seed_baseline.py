@@ -9,24 +9,11 @@ Default: the embedded digits (32 px), so the recipe runs anywhere.
 
 import ml_collections
 
-from convnext_jax.train.defaults import base_config
+from convnext_jax.train.defaults import seed_baseline_config
 
 
 def get_config(arg: str = "embedded:digits") -> ml_collections.ConfigDict:
-    config = base_config()
-    config.data.source = arg
-    config.num_epochs = 100
-    config.batch_size = 64
-    config.label_smoothing = 0.1
-    config.model.name = "convnext_tiny"
-    config.model.drop_path_rate = 0.1
-    config.model.dtype = "bfloat16"
-    config.optim.name = "adamw"
-    config.optim.lr = 1e-4
-    config.optim.weight_decay = 0.01
-    config.optim.schedule = "cosine"
-    config.optim.warmup_epochs = 5
-    config.optim.clip_grad_norm = 1.0
+    config = seed_baseline_config(arg)
     if arg == "embedded:digits":
         config.data.image_size = 32
         config.data.crop_pct = 1.0

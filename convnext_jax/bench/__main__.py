@@ -39,10 +39,13 @@ def _train(args: argparse.Namespace) -> list[dict[str, Any]]:
             rows.append(bench_torch_train_step(args.model, compile=compile_, bf16=bf16,
                                                drop_path_rate=args.drop_path_rate, **common))
             print(f"  {rows[-1]['framework']}: {rows[-1]['img_per_s']:.1f} img/s", file=sys.stderr)
+    return _print_throughput(rows, args, "train step (AdamW)")
+
+
+def _print_throughput(rows: list[dict[str, Any]], args: argparse.Namespace, what: str) -> list[dict[str, Any]]:
     for row in rows:
         row["step_ms"] = row["median_s"] * 1e3
-    print(f"\n{args.model}, {args.image_size}px, batch {args.batch_size}, train step (AdamW), "
-          f"median of {args.steps} steps\n")
+    print(f"\n{args.model}, {args.image_size}px, batch {args.batch_size}, {what}, median of {args.steps} calls\n")
     print(markdown_table(rows, ["framework", "img_per_s", "step_ms", "compile_s", "mfu", "xla_peak_mib",
                                 "device_peak_mib"]))
     return rows
@@ -61,13 +64,7 @@ def _infer(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         for compile_ in ([False] if args.torch else []) + ([True] if args.torch_compile else []):
             rows.append(bench_torch_inference(args.model, compile=compile_, bf16=args.dtype == "bfloat16", **common))
-    for row in rows:
-        row["step_ms"] = row["median_s"] * 1e3
-    print(f"\n{args.model}, {args.image_size}px, batch {args.batch_size}, inference (eval forward), "
-          f"median of {args.steps} calls\n")
-    print(markdown_table(rows, ["framework", "img_per_s", "step_ms", "compile_s", "mfu", "xla_peak_mib",
-                                "device_peak_mib"]))
-    return rows
+    return _print_throughput(rows, args, "inference (eval forward)")
 
 
 def _dwconv(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -95,7 +92,6 @@ def _comms(args: argparse.Namespace) -> list[dict[str, Any]]:
     """All-reduces of the compiled train step per accumulation setting (count, bytes, inside loops)."""
     import jax.numpy as jnp
     import ml_collections
-    import numpy as np
     from flax import nnx
 
     import convnext_jax as cj

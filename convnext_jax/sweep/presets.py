@@ -9,26 +9,14 @@ from __future__ import annotations
 
 import ml_collections
 
-from convnext_jax.train.defaults import base_config
+from convnext_jax.train.defaults import base_config, seed_baseline_config
 
 TINY_EPOCHS = 3
 
 
 def seed_baseline(source: str) -> ml_collections.ConfigDict:
-    """STUDY.md step 1: AdamW lr 1e-4, wd 0.01, cosine + 5 warmup epochs, drop_path 0.1, smoothing
-    0.1, clip 1.0, bf16, batch 64, ConvNeXt-T."""
-    config = base_config()
-    config.data.source = source
-    config.num_epochs = 100
-    config.batch_size = 64
-    config.label_smoothing = 0.1
-    config.model.name = "convnext_tiny"
-    config.model.drop_path_rate = 0.1
-    config.model.dtype = "bfloat16"
-    config.optim.lr = 1e-4
-    config.optim.weight_decay = 0.01
-    config.optim.warmup_epochs = 5
-    config.optim.clip_grad_norm = 1.0
+    """STUDY.md step 1 on `source` (see `seed_baseline_config`), keeping one checkpoint per trial."""
+    config = seed_baseline_config(source)
     config.checkpoint.keep = 1
     return config
 

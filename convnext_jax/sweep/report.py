@@ -89,6 +89,17 @@ def _table(points: list[dict[str, Any]], spec: SweepSpec) -> tuple[list[str], li
     return header, body
 
 
+def _finish(plt, fig, axes, path: str, *, legend: bool = False) -> None:
+    """Grid on every axis, optional legend on the first, tight layout, save as PNG, close."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if legend:
+        axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _is_log(spec: SweepSpec, key: str, values: list[float]) -> bool:
     kinds = {d.key: d.kind for d in spec.dims}
     if kinds.get(key) in ("loguniform", "logint", "loggrid"):
@@ -109,10 +120,7 @@ def _plot_numeric(plt, points, spec, key, path, metric="value", ylabel=None):
         ax.set_xscale("log")
     ax.set_xlabel(key)
     ax.set_ylabel(ylabel or f"{spec.objective} (mean ± std over seeds)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, [ax], path)
     return True
 
 
@@ -131,11 +139,7 @@ def _lr_batch_plots(plt, points, out_dir) -> dict[str, Any]:
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("best val top-1 (mean ± std)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "accuracy_vs_lr_by_batch.png"), dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, [ax], os.path.join(out_dir, "accuracy_vs_lr_by_batch.png"), legend=True)
     optimum = {b: optimal_lr([r[0] for r in rows], [r[1] for r in rows]) for b, rows in by_batch.items()
                if len(rows) >= 2}
     edge = sorted(b for b, rows in by_batch.items() if len(rows) >= 2 and not bracketed(
@@ -163,11 +167,7 @@ def _lr_batch_plots(plt, points, out_dir) -> dict[str, Any]:
         ax.set_yscale("log")
         ax.set_xlabel("global batch size")
         ax.set_ylabel("optimal learning rate")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "optimal_lr_vs_batch.png"), dpi=110)
-        plt.close(fig)
+        _finish(plt, fig, [ax], os.path.join(out_dir, "optimal_lr_vs_batch.png"), legend=True)
     return result
 
 
@@ -186,11 +186,7 @@ def _cost_plot(plt, points, train_config, path) -> bool:
     for ax, name in zip(axes, ("parameters (M)", "GMACs per image", "resolution (px)")):
         ax.set_xlabel(name)
         ax.set_ylabel("best val top-1 (mean ± std)")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, list(axes), path, legend=True)
     return True
 
 
@@ -218,12 +214,7 @@ def _curves_plot(plt, rows, spec, workdir, path, top: int = 5) -> bool:
     left.set_ylabel("val top-1")
     right.set_xlabel("optimizer step")
     right.set_ylabel("train loss")
-    left.legend(fontsize=7)
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, [left, right], path, legend=True)
     return True
 
 

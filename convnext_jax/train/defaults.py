@@ -72,3 +72,23 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint.every_epochs = 1
     config.checkpoint.keep = 2
     return config
+
+
+def seed_baseline_config(source: str) -> ml_collections.ConfigDict:
+    """The study's baseline (shared/docs/STUDY.md step 1), unlocked: ConvNeXt-T, AdamW lr 1e-4, wd 0.01,
+    cosine with 5 warmup epochs, drop_path 0.1, label smoothing 0.1, clip 1.0, bf16, total batch 64."""
+    config = base_config()
+    config.data.source = source
+    config.num_epochs = 100
+    config.batch_size = 64
+    config.label_smoothing = 0.1
+    config.model.name = "convnext_tiny"
+    config.model.drop_path_rate = 0.1
+    config.model.dtype = "bfloat16"
+    config.optim.name = "adamw"
+    config.optim.lr = 1e-4
+    config.optim.weight_decay = 0.01
+    config.optim.schedule = "cosine"
+    config.optim.warmup_epochs = 5
+    config.optim.clip_grad_norm = 1.0
+    return config
