@@ -78,8 +78,7 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
         device_key = jax.random.fold_in(key, jax.lax.axis_index(axis))
         local_params = jax.lax.pcast(params, axis, to="varying")  # so grads are not all-reduced here
 
-        def micro_step(carry, inputs):
-            index, images, labels = inputs
+        def micro_gradients(index, images, labels):
             targets = soft_targets(labels, num_classes, label_smoothing)
 
             def loss_fn(p):
@@ -89,12 +88,19 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
                 return loss * scale, (loss, accuracy)
 
             grads, (loss, accuracy) = jax.grad(loss_fn, has_aux=True)(local_params)
-            return jax.tree.map(jnp.add, carry, (grads, loss, accuracy)), None
+            return grads, loss, accuracy
 
         accum = batch["label"].shape[0]
-        zero = jax.lax.pcast(jnp.zeros((), jnp.float32), axis, to="varying")
-        init = (jax.tree.map(jnp.zeros_like, local_params), zero, zero)
-        (grads, loss, accuracy), _ = jax.lax.scan(micro_step, init, (jnp.arange(accum), batch["image"], batch["label"]))
+        if accum == 1:  # no loop: XLA optimises a loop body less well (measured ~40% slower on CPU)
+            grads, loss, accuracy = micro_gradients(0, batch["image"][0], batch["label"][0])
+        else:
+            def micro_step(carry, inputs):
+                return jax.tree.map(jnp.add, carry, micro_gradients(*inputs)), None
+
+            zero = jax.lax.pcast(jnp.zeros((), jnp.float32), axis, to="varying")
+            init = (jax.tree.map(jnp.zeros_like, local_params), zero, zero)
+            (grads, loss, accuracy), _ = jax.lax.scan(micro_step, init,
+                                                      (jnp.arange(accum), batch["image"], batch["label"]))
         return jax.tree.map(lambda g: g / (accum * scale), grads), loss / accum, accuracy / accum
 
     def step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
