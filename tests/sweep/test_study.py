@@ -70,3 +70,21 @@ def test_two_workers_pruning_killed_worker_and_report(tmp_path):
     assert "| 0.003 | 1/1 |" in markdown and "| 1e-09 | 0/1 |" in markdown  # the pruned point has no mean
     assert report["points"][0]["params"] in ({"optim.lr": 3e-3}, {"optim.lr": 2e-3})
     assert report["states"]["FAIL"] == 1 and report["states"]["PRUNED"] == 1
+
+
+def test_random_sampler_repeats_each_sampled_point_over_seeds(tmp_path):
+    from convnext_jax.sweep import run_worker
+
+    config = tiny_baseline()
+    config.num_epochs = 1
+    config = with_sweep(config, space="optim.lr: loguniform(1e-3, 1e-2)", sampler="random", num_trials=1, seeds=2,
+                        objective="final_val_loss")
+    study = create_study(config, str(tmp_path))
+    assert study.direction.name == "MINIMIZE" and not study.trials  # nothing queued for a sampler
+    assert run_worker(str(tmp_path)) == 2  # the sampled point, then its queued repeat with the next seed
+    trials = optuna.load_study(study_name="study", storage=f"sqlite:///{tmp_path}/study.db").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert trials[0].params == trials[1].params and 1e-3 <= trials[0].params["optim.lr"] <= 1e-2
+    assert [t.user_attrs["seed"] for t in trials] == [0, 1] and trials[0].value != trials[1].value
+    assert trials[0].value == json.loads((tmp_path / "trials" / "0000" / "summary.json").read_text())["final_val_loss"]
+    assert run_worker(str(tmp_path)) == 0  # the budget is spent: a late worker has nothing to do
