@@ -19,7 +19,7 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of pr
                                    "(or set JAX_COORDINATOR_ADDRESS); with --num_processes and --process_id.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv: list[str]) -> None:
@@ -34,6 +34,8 @@ def main(argv: list[str]) -> None:
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from convnext_jax.train.loop import evaluate_checkpoint, train_and_evaluate
 
+    if _CONFIG.value is None and _MODE.value != "report":
+        raise app.UsageError(f"--mode {_MODE.value} needs --config (e.g. configs/embedded_digits.py)")
     if _MODE.value in ("sweep", "report"):
         from convnext_jax.sweep import run_study, write_report
 
