@@ -238,7 +238,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer,
     train_step = jax.jit(make_train_step(graphdef, rest, tx, num_classes=num_classes,
                                          label_smoothing=config.label_smoothing, ema_decay=config.ema_decay,
                                          loss_scaling=loss_scaling, mesh=mesh), donate_argnums=(0,))
-    evaluate = make_evaluator(config, val_src, graphdef, rest, batch_sharding, per_process_batch)
+    # eval runs one micro-batch at a time: whatever fits a train micro-step fits its forward pass
+    evaluate = make_evaluator(config, val_src, graphdef, rest, batch_sharding, per_process_batch // accum)
     base_key = jax.random.key(config.seed)
     progress = Progress(total_steps, start, enabled=jax.process_index() == 0)
 
