@@ -91,19 +91,16 @@ def _compile(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _comms(args: argparse.Namespace) -> list[dict[str, Any]]:
     """All-reduces of the compiled train step per accumulation setting (count, bytes, inside loops)."""
     import jax.numpy as jnp
-    import ml_collections
     from flax import nnx
 
     import convnext_jax as cj
     from convnext_jax.bench.collectives import all_reduce_stats
-    from convnext_jax.train.optim import build_optimizer, lr_schedule
+    from convnext_jax.bench.jax_step import bench_optimizer
     from convnext_jax.train.steps import initial_train_state, make_train_step
 
     model = cj.create_model(args.model, num_classes=args.num_classes)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    optim = ml_collections.ConfigDict(dict(name="adamw", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
-                                           momentum=0.9, clip_grad_norm=1.0, layer_decay=0.0))
-    tx = build_optimizer(optim, params, lr_schedule(1e-3, 1000))
+    tx = bench_optimizer(params)
     step = jax.jit(make_train_step(graphdef, rest, tx, num_classes=args.num_classes, label_smoothing=0.1))
     param_mib = 4 * cj.count_params(params) / 1024**2
     rows = []

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import ml_collections
+import optax
 from flax import nnx
 
 import convnext_jax as cj
@@ -20,15 +21,20 @@ from convnext_jax.train.optim import build_optimizer, lr_schedule
 from convnext_jax.train.steps import initial_train_state, make_train_step
 
 
+def bench_optimizer(params: Any) -> optax.GradientTransformation:
+    """The benchmarks' optimizer: AdamW (wd 0.05, no-decay mask), clip 1.0, constant LR 1e-3."""
+    optim = ml_collections.ConfigDict(dict(name="adamw", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
+                                           momentum=0.9, clip_grad_norm=1.0, layer_decay=0.0))
+    return build_optimizer(optim, params, lr_schedule(1e-3, 1000, schedule="constant"))
+
+
 def bench_jax_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
                          steps: int = 10, warmup: int = 2, **model_options: Any) -> dict[str, Any]:
     """Compile and time the trainer's own step (`make_train_step`): AdamW with the no-decay
     mask, cross-entropy with label smoothing 0.1, clip 1.0."""
     model = cj.create_model(model_name, num_classes=num_classes, **model_options)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    optim = ml_collections.ConfigDict(dict(name="adamw", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
-                                           momentum=0.9, clip_grad_norm=1.0, grad_accum_steps=1))
-    tx = build_optimizer(optim, params, lr_schedule(1e-3, 1000, schedule="constant"))
+    tx = bench_optimizer(params)
     state = initial_train_state(params, tx)
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(rng.standard_normal((1, batch_size, image_size, image_size, 3)), jnp.float32),

@@ -108,8 +108,8 @@ def _is_log(spec: SweepSpec, key: str, values: list[float]) -> bool:
     return len(positive) == len(values) and len(values) > 1 and max(positive) / min(positive) >= 30
 
 
-def _plot_numeric(plt, points, spec, key, path, metric="value", ylabel=None):
-    data = [(p["params"][key], p[metric]) for p in points if key in p["params"] and not math.isnan(p[metric][0])]
+def _plot_numeric(plt, points, spec, key, path):
+    data = [(p["params"][key], p["value"]) for p in points if key in p["params"] and not math.isnan(p["value"][0])]
     if len(data) < 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _ in data):
         return False
     data.sort()
@@ -119,7 +119,7 @@ def _plot_numeric(plt, points, spec, key, path, metric="value", ylabel=None):
     if _is_log(spec, key, x):
         ax.set_xscale("log")
     ax.set_xlabel(key)
-    ax.set_ylabel(ylabel or f"{spec.objective} (mean ± std over seeds)")
+    ax.set_ylabel(f"{spec.objective} (mean ± std over seeds)")
     _finish(plt, fig, [ax], path)
     return True
 
@@ -140,11 +140,13 @@ def _lr_batch_plots(plt, points, out_dir) -> dict[str, Any]:
     ax.set_xlabel("learning rate")
     ax.set_ylabel("best val top-1 (mean ± std)")
     _finish(plt, fig, [ax], os.path.join(out_dir, "accuracy_vs_lr_by_batch.png"), legend=True)
+    plots = ["accuracy_vs_lr_by_batch.png"]
     optimum = {b: optimal_lr([r[0] for r in rows], [r[1] for r in rows]) for b, rows in by_batch.items()
                if len(rows) >= 2}
     edge = sorted(b for b, rows in by_batch.items() if len(rows) >= 2 and not bracketed(
         [r[0] for r in rows], [r[1] for r in rows]))
-    result: dict[str, Any] = {"optimal_lr": {str(b): lr for b, lr in sorted(optimum.items())}, "lr_at_edge": edge}
+    result: dict[str, Any] = {"optimal_lr": {str(b): lr for b, lr in sorted(optimum.items())}, "lr_at_edge": edge,
+                              "plots": plots}
     inside = {b: lr for b, lr in optimum.items() if b not in edge}
     if len(inside) < 3 and optimum:
         result["surge_note"] = (f"B* not estimated: the optimal LR is bracketed by the swept LRs for only {len(inside)} "
@@ -168,6 +170,7 @@ def _lr_batch_plots(plt, points, out_dir) -> dict[str, Any]:
         ax.set_xlabel("global batch size")
         ax.set_ylabel("optimal learning rate")
         _finish(plt, fig, [ax], os.path.join(out_dir, "optimal_lr_vs_batch.png"), legend=True)
+        plots.append("optimal_lr_vs_batch.png")
     return result
 
 
@@ -238,8 +241,7 @@ def write_report(workdir: str) -> dict[str, Any]:
         if _plot_numeric(plt, points, spec, dim.key, os.path.join(out_dir, name)):
             plots.append(name)
     extras = _lr_batch_plots(plt, points, out_dir)
-    plots += [n for n in ("accuracy_vs_lr_by_batch.png", "optimal_lr_vs_batch.png")
-              if os.path.exists(os.path.join(out_dir, n)) and extras]
+    plots += extras.pop("plots", [])
     if _cost_plot(plt, points, train, os.path.join(out_dir, "accuracy_vs_cost.png")):
         plots.append("accuracy_vs_cost.png")
     if _curves_plot(plt, rows, spec, workdir, os.path.join(out_dir, "curves.png")):

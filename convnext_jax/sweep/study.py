@@ -161,7 +161,8 @@ class Objective:
         from convnext_jax.train.loop import NonFiniteLossError, train_and_evaluate
 
         attrs = trial.user_attrs
-        if "seed" not in attrs:  # a freshly sampled point (random / tpe)
+        fresh = "seed" not in attrs  # a freshly sampled point (random / tpe), not a queued one
+        if fresh:
             if self.spec.sampler == "grid":
                 self.queue_empty = True
                 raise _NoQueuedTrial("no queued grid point left")
@@ -169,7 +170,7 @@ class Objective:
             trial.set_user_attr("seed", self.train.seed)
         params = {d.key: d.suggest(trial) for d in self.spec.dims}
         seed, point = trial.user_attrs["seed"], trial.user_attrs["point"]
-        if "seed" not in attrs:
+        if fresh:
             for repeat in range(1, self.spec.seeds):
                 trial.study.enqueue_trial(params, user_attrs={"point": point, "seed": seed + repeat},
                                           skip_if_exists=False)

@@ -251,67 +251,71 @@ def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer,
     window_start, window_steps = time.perf_counter(), 0
     pending_finite: list[tuple[int, jax.Array]] = []
     throughputs: list[float] = []
-    for step in range(start, total_steps):
-        batch = shard_batch(_micro_batches(next(train_iter), accum), train_sharding)
-        state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
-        done = step + 1
-        pending_finite.append((done, metrics["finite"]))
-        if compile_s is None:
-            jax.block_until_ready(metrics)
-            compile_s = time.perf_counter() - compile_start
-            window_start = time.perf_counter()
-        else:
-            window_steps += 1
-        progress.advance()
-        if done % config.log_every == 0 or done % steps_per_epoch == 0:
-            metrics = jax.device_get(metrics)
-            bad = [s for s, ok in jax.device_get(pending_finite) if not ok]
-            pending_finite = []
-            if bad and loss_scaling is None:
-                ckpt.wait_until_finished()
-                progress.close()
-                raise NonFiniteLossError(
-                    f"non-finite loss/gradient at step {bad[0]} (latest: loss={metrics['loss']}, "
-                    f"grad_norm={metrics['grad_norm']}); the update was not applied and the last good checkpoint in "
-                    f"{workdir} is intact. Lower optim.lr, keep optim.clip_grad_norm > 0, or use float32.")
-            skipped_steps += len(bad)
-            extra = {}
-            if loss_scaling is not None:
-                extra = {"loss_scale": float(metrics["loss_scale"]), "skipped_steps": skipped_steps}
-                if metrics["loss_scale"] < config.optim.loss_scale_min:
-                    ckpt.wait_until_finished()
-                    progress.close()
+    # On any exit the bar is closed; train_and_evaluate closes the checkpointer, which waits for
+    # pending saves, so the last good checkpoint is complete when an error propagates.
+    try:
+        for step in range(start, total_steps):
+            batch = shard_batch(_micro_batches(next(train_iter), accum), train_sharding)
+            state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
+            done = step + 1
+            pending_finite.append((done, metrics["finite"]))
+            if compile_s is None:
+                jax.block_until_ready(metrics)
+                compile_s = time.perf_counter() - compile_start
+                window_start = time.perf_counter()
+            else:
+                window_steps += 1
+            progress.advance()
+            if done % config.log_every == 0 or done % steps_per_epoch == 0:
+                metrics = jax.device_get(metrics)
+                bad = [s for s, ok in jax.device_get(pending_finite) if not ok]
+                pending_finite = []
+                if bad and loss_scaling is None:
                     raise NonFiniteLossError(
-                        f"float16 loss scale fell to {metrics['loss_scale']:.3g} at step {done} after {skipped_steps} "
-                        f"skipped non-finite steps (first at step {bad[0] if bad else '?'}): the loss itself is "
-                        f"NaN/inf. The last good checkpoint in {workdir} is intact. Lower optim.lr, or use bfloat16.")
-            elapsed = time.perf_counter() - window_start
-            step_time = elapsed / max(window_steps, 1)
-            img_s = window_steps * config.batch_size / max(elapsed, 1e-9)
-            if window_steps:
-                throughputs.append(img_s)
-            metrics_writer.write(done, train_loss=metrics["loss"], train_accuracy=metrics["accuracy"],
-                                 grad_norm=metrics["grad_norm"], lr=schedule(done - 1), img_per_s=img_s,
-                                 step_time_s=step_time, **extra)
-            progress.report(done, loss=float(metrics["loss"]), img_per_s=img_s,
-                            eta_s=(total_steps - done) * step_time, **extra)
-            window_start, window_steps = time.perf_counter(), 0
-        if done % steps_per_epoch == 0:
-            epoch = done // steps_per_epoch
-            last_eval = evaluate(state["params"])
-            if "ema" in state:
-                last_eval.update({f"{k}_ema": v for k, v in evaluate(state["ema"]).items() if k != "val_count"})
-            best_top1 = max(best_top1, last_eval["val_top1"])
-            if epochs_to_target is None and config.target_accuracy and last_eval["val_top1"] >= config.target_accuracy:
-                epochs_to_target = epoch
-            metrics_writer.write(done, epoch=epoch, **last_eval)
-            progress.message(f"epoch {epoch}: val top-1 {last_eval['val_top1']:.4f} loss {last_eval['val_loss']:.4f}")
-            if epoch % config.checkpoint.every_epochs == 0 or done == total_steps:
-                ckpt.save(done, state, train_iter, metrics={"val_top1": last_eval["val_top1"]})
-            if epoch_callback is not None:
-                epoch_callback(epoch, last_eval)
-            window_start = time.perf_counter()
-    progress.close()
+                        f"non-finite loss/gradient at step {bad[0]} (latest: loss={metrics['loss']}, "
+                        f"grad_norm={metrics['grad_norm']}); the update was not applied and the last good "
+                        f"checkpoint in {workdir} is intact. Lower optim.lr, keep optim.clip_grad_norm > 0, or use "
+                        "float32.")
+                skipped_steps += len(bad)
+                extra = {}
+                if loss_scaling is not None:
+                    extra = {"loss_scale": float(metrics["loss_scale"]), "skipped_steps": skipped_steps}
+                    if metrics["loss_scale"] < config.optim.loss_scale_min:
+                        raise NonFiniteLossError(
+                            f"float16 loss scale fell to {metrics['loss_scale']:.3g} at step {done} after "
+                            f"{skipped_steps} skipped non-finite steps (first at step {bad[0] if bad else '?'}): "
+                            f"the loss itself is NaN/inf. The last good checkpoint in {workdir} is intact. Lower "
+                            "optim.lr, or use bfloat16.")
+                elapsed = time.perf_counter() - window_start
+                step_time = elapsed / max(window_steps, 1)
+                img_s = window_steps * config.batch_size / max(elapsed, 1e-9)
+                if window_steps:
+                    throughputs.append(img_s)
+                metrics_writer.write(done, train_loss=metrics["loss"], train_accuracy=metrics["accuracy"],
+                                     grad_norm=metrics["grad_norm"], lr=schedule(done - 1), img_per_s=img_s,
+                                     step_time_s=step_time, **extra)
+                progress.report(done, loss=float(metrics["loss"]), img_per_s=img_s,
+                                eta_s=(total_steps - done) * step_time, **extra)
+                window_start, window_steps = time.perf_counter(), 0
+            if done % steps_per_epoch == 0:
+                epoch = done // steps_per_epoch
+                last_eval = evaluate(state["params"])
+                if "ema" in state:
+                    last_eval.update({f"{k}_ema": v for k, v in evaluate(state["ema"]).items() if k != "val_count"})
+                best_top1 = max(best_top1, last_eval["val_top1"])
+                reached = config.target_accuracy and last_eval["val_top1"] >= config.target_accuracy
+                if epochs_to_target is None and reached:
+                    epochs_to_target = epoch
+                metrics_writer.write(done, epoch=epoch, **last_eval)
+                progress.message(f"epoch {epoch}: val top-1 {last_eval['val_top1']:.4f} "
+                                 f"loss {last_eval['val_loss']:.4f}")
+                if epoch % config.checkpoint.every_epochs == 0 or done == total_steps:
+                    ckpt.save(done, state, train_iter, metrics={"val_top1": last_eval["val_top1"]})
+                if epoch_callback is not None:
+                    epoch_callback(epoch, last_eval)
+                window_start = time.perf_counter()
+    finally:
+        progress.close()
     if not last_eval:  # resumed after the last step: report the restored model
         last_eval = evaluate(state["params"])
         best_top1 = last_eval["val_top1"]
