@@ -134,6 +134,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     """--mode eval: evaluate the params of a checkpoint in `workdir` (default: the latest) on the val split."""
     ckpt = Checkpointer(workdir, max_to_keep=config.checkpoint.keep)
     step = step or ckpt.latest_step()
+    ckpt.close()
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints to evaluate")
     per_process_batch = _check_batch(config.batch_size, config.optim.grad_accum_steps)
@@ -146,9 +147,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     sharding = data_sharding()
     params = jax.device_put(params, NamedSharding(sharding.mesh, PartitionSpec()))
     result = {"step": step, **make_evaluator(config, val_src, graphdef, rest, sharding, per_process_batch)(params)}
-    with open(os.path.join(workdir, f"eval_{step}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    ckpt.close()
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, f"eval_{step}.json"), "w") as f:
+            json.dump(result, f, indent=2)
     return result
 
 
