@@ -12,6 +12,7 @@ from typing import Any
 import jax
 
 from convnext_jax.bench.timing import markdown_table
+from convnext_jax.models.dwconv import DWCONV_IMPLS
 
 
 def _environment() -> dict[str, Any]:
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--batch-size", type=int, default=32)
         p.add_argument("--num-classes", type=int, default=1000)
         p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-        p.add_argument("--dwconv-impl", nargs="+", default=["auto"], choices=["auto", "lax", "shift"])
+        p.add_argument("--dwconv-impl", nargs="+", default=["auto"], choices=list(DWCONV_IMPLS))
         p.add_argument("--torch", action="store_true", help="also time timm eager")
         p.add_argument("--torch-compile", action="store_true", help="also time timm + torch.compile")
         p.add_argument("--steps", type=int, default=10)

@@ -15,7 +15,7 @@ from flax import nnx
 
 from convnext_jax.models.block_stack import run_block_stack
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.layers import DepthwiseConv, GlobalResponseNorm, LayerNorm, constant, drop_path, trunc_normal
+from convnext_jax.models.layers import DepthwiseConv, GlobalResponseNorm, LayerNorm, constant, gelu, drop_path, trunc_normal
 
 
 def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[np.ndarray]:
@@ -57,7 +57,7 @@ class ConvNeXtBlock(nnx.Module):
         shortcut = x
         x = self.conv_dw(x)
         x = self.norm(x)
-        x = jax.nn.gelu(self.fc1(x), approximate=False)
+        x = gelu(self.fc1(x))
         if self.grn is not None:
             x = self.grn(x)
         x = self.fc2(x)

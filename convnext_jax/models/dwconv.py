@@ -1,7 +1,9 @@
 """Depthwise 2-D convolution, NHWC, stride 1, 'same' padding, in selectable formulations.
 
 The depthwise 7x7 conv is ConvNeXt's performance risk in XLA: the grouped convolution
-(`feature_group_count=C`) is slow on CPU, especially its backward pass. Every
+(`feature_group_count=C`) is slow on CPU, especially its backward pass. 'lax' is that
+grouped conv (cuDNN on GPU), 'shift' a sum of shifted copies in plain XLA ops, 'ffi' a C++
+XLA:CPU kernel, and 'auto' picks the fastest for the backend. Every
 formulation here computes the same function; `tests/models/test_dwconv.py` checks them
 against `lax.conv_general_dilated` and `docs/BENCHMARKS.md` records their speed.
 """
@@ -12,7 +14,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-DWCONV_IMPLS = ("lax", "shift", "auto")
+from convnext_jax.kernels import cpu_kernels_available, load_cpu_kernels
+
+DWCONV_IMPLS = ("lax", "shift", "ffi", "auto")
 
 
 def depthwise_conv_lax(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -27,6 +31,15 @@ def depthwise_conv_lax(x: jax.Array, kernel: jax.Array) -> jax.Array:
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=x.shape[-1],
     )
+
+
+def _check_kernel(x: jax.Array, kernel: jax.Array) -> None:
+    """The custom-gradient formulations need a square odd (k, k, 1, C) kernel matching x's C."""
+    k = kernel.shape[0]
+    if kernel.ndim != 4 or kernel.shape[1] != k or kernel.shape[2] != 1 or kernel.shape[3] != x.shape[-1]:
+        raise ValueError(f"depthwise kernel must be (k, k, 1, C) with C = {x.shape[-1]}, got {kernel.shape}")
+    if k % 2 == 0:
+        raise ValueError(f"depthwise kernel size must be odd for 'same' padding, got {k}")
 
 
 def _shifted_sum(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -68,6 +81,7 @@ def depthwise_conv_shift(x: jax.Array, kernel: jax.Array) -> jax.Array:
     Custom VJP: the input gradient is the same shifted sum with the flipped kernel, the
     kernel gradient `_kernel_grad`. Autodiff of the forward compiles ~10x slower and runs slower.
     """
+    _check_kernel(x, kernel)
     return _shifted_sum(x, kernel)
 
 
@@ -85,20 +99,94 @@ def _shift_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[ja
 depthwise_conv_shift.defvjp(_shift_fwd, _shift_bwd)
 
 
+def _varying_axes(*arrays: jax.Array) -> frozenset[str]:
+    """Mesh axes over which any of `arrays` varies inside `shard_map` (empty outside)."""
+    axes: frozenset[str] = frozenset()
+    for a in arrays:
+        manual = getattr(jax.typeof(a), "manual_axis_type", None)
+        axes |= frozenset(manual.varying) if manual is not None else frozenset()
+    return axes
+
+
+def _as_varying(a: jax.Array, axes: frozenset[str]) -> jax.Array:
+    missing = tuple(sorted(axes - _varying_axes(a)))
+    return lax.pcast(a, missing, to="varying") if missing else a
+
+
+def _ffi_call(name: str, shape: tuple[int, ...], *args: jax.Array) -> jax.Array:
+    """fp32 FFI call whose result varies over the same `shard_map` axes as its operands."""
+    load_cpu_kernels()  # builds/registers once per process; raises KernelBuildError if impossible
+    axes = _varying_axes(*args)
+    args = tuple(_as_varying(a, axes) for a in args)
+    result = jax.ShapeDtypeStruct(shape, jnp.float32)
+    if axes:  # the operand's abstract type carries the varying axes; keep them, change shape/dtype
+        result = jax.typeof(args[0]).update(shape=shape, dtype=jnp.dtype(jnp.float32), weak_type=False)
+    return jax.ffi.ffi_call(name, result, vmap_method="sequential")(*args)
+
+
+def _ffi_forward(x: jax.Array, taps: jax.Array) -> jax.Array:
+    return _ffi_call("convnext_dwconv_forward", x.shape, x, taps)
+
+
+@jax.custom_vjp
+def depthwise_conv_ffi(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Depthwise conv by the C++ XLA:CPU kernels in `convnext_jax/kernels` (FFI custom calls).
+
+    Computes and accumulates in fp32 (other dtypes are cast in and out). The input gradient
+    is the forward kernel with the flipped taps; the kernel gradient has its own kernel.
+    CPU only; the kernels are compiled on first use (`convnext_jax.kernels.build`).
+    """
+    _check_kernel(x, kernel)
+    return _ffi_forward(x.astype(jnp.float32), kernel[:, :, 0, :].astype(jnp.float32)).astype(x.dtype)
+
+
+def _ffi_fwd(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return depthwise_conv_ffi(x, kernel), (x, kernel)
+
+
+def _ffi_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = residuals
+    g32 = g.astype(jnp.float32)
+    taps = kernel[:, :, 0, :].astype(jnp.float32)
+    dx = _ffi_forward(g32, taps[::-1, ::-1])
+    dkernel = _ffi_call("convnext_dwconv_kernel_grad", taps.shape, x.astype(jnp.float32), g32)[:, :, None, :]
+    summed = tuple(sorted(_varying_axes(dkernel) - _varying_axes(kernel)))
+    if summed:  # a kernel shared across shards gets the sum of the shards' gradients
+        dkernel = lax.psum(dkernel, summed)
+    return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+depthwise_conv_ffi.defvjp(_ffi_fwd, _ffi_bwd)
+
+
 def resolve_dwconv_impl(impl: str) -> str:
-    """Map 'auto' to the fastest measured formulation for the default backend."""
+    """Map 'auto' to the fastest measured formulation for the default backend.
+
+    On CPU that is the native kernel ('ffi', built on first use) and, where it cannot be
+    built (no C++ compiler), the shifted sum; on GPU cuDNN's grouped conv ('lax').
+    """
     if impl not in DWCONV_IMPLS:
         raise ValueError(f"dwconv_impl must be one of {DWCONV_IMPLS}, got {impl!r}")
+    backend = jax.default_backend()
+    if impl == "ffi":
+        if backend != "cpu":
+            raise ValueError(f"dwconv_impl='ffi' is a CPU kernel; the default backend is {backend!r} "
+                             "(use 'auto' or 'lax' there)")
+        load_cpu_kernels()  # raises KernelBuildError with the compiler's message
+        return impl
     if impl != "auto":
         return impl
-    # Measured in docs/BENCHMARKS.md: on CPU the shifted sum is several times faster than
-    # XLA's grouped conv; on GPU cuDNN's depthwise kernels are the reference choice.
-    return "shift" if jax.default_backend() == "cpu" else "lax"
+    # Measured in docs/BENCHMARKS.md.
+    if backend == "cpu":
+        return "ffi" if cpu_kernels_available() else "shift"
+    return "lax"
 
 
 def depthwise_conv(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> jax.Array:
-    """Depthwise conv dispatching on `impl` ('lax' | 'shift' | 'auto')."""
+    """Depthwise conv dispatching on `impl` ('lax' | 'shift' | 'ffi' | 'auto')."""
     impl = resolve_dwconv_impl(impl)
     if impl == "lax":
         return depthwise_conv_lax(x, kernel)
+    if impl == "ffi":
+        return depthwise_conv_ffi(x, kernel)
     return depthwise_conv_shift(x, kernel)

@@ -78,7 +78,7 @@ def _check_batch(global_batch: int, accum: int) -> int:
 def make_evaluator(config: ml_collections.ConfigDict, val_src: Any, graphdef: nnx.GraphDef, rest: nnx.State,
                    sharding: NamedSharding, batch_size: int) -> Callable[[Any], dict[str, float]]:
     """params -> val loss / top-1 / top-5 over the whole val split (pad-and-mask: each sample once)."""
-    eval_step = jax.jit(make_eval_step(graphdef, rest))
+    eval_step = jax.jit(make_eval_step(graphdef, rest, sharding.mesh, sharding.spec[0]))
     transforms = eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, **_normalisation(config))
 
     # Every process must run the same number of (collective) eval steps, even when the val split

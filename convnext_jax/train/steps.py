@@ -127,8 +127,14 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
                          out_specs=(PartitionSpec(), PartitionSpec()))
 
 
-def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State) -> Callable[..., dict[str, jax.Array]]:
-    """(params, batch) -> sums over the valid (mask=1) examples: loss, top-1, top-5, count."""
+def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State, mesh: Mesh | None = None,
+                   axis: str = "data") -> Callable[..., dict[str, jax.Array]]:
+    """(params, batch) -> sums over the valid (mask=1) examples: loss, top-1, top-5, count.
+
+    With a mesh, each device evaluates its shard of the batch under `shard_map` and the sums
+    are psum-ed, like the train step (so custom calls such as the CPU depthwise-conv kernel
+    run on local shards instead of being gathered).
+    """
 
     def eval_step(params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         logits = nnx.merge(graphdef, params, rest)(batch["image"])
@@ -140,4 +146,11 @@ def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State) -> Callable[..., dic
         return {"loss": jnp.sum(loss * mask), "top1": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
                 "top5": jnp.sum(top5 * mask), "count": jnp.sum(mask)}
 
-    return eval_step
+    if mesh is None:
+        return eval_step
+
+    def local_eval_step(params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        return jax.lax.psum(eval_step(params, batch), axis)
+
+    return jax.shard_map(local_eval_step, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(axis)),
+                         out_specs=PartitionSpec())

@@ -1,28 +1,89 @@
 """Every depthwise-conv formulation computes lax.conv's function, forward and backward."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
-from convnext_jax.models.dwconv import depthwise_conv, depthwise_conv_lax, depthwise_conv_shift, resolve_dwconv_impl
+from convnext_jax.models.dwconv import (depthwise_conv, depthwise_conv_ffi, depthwise_conv_lax, depthwise_conv_shift,
+                                        resolve_dwconv_impl)
+
+# Shapes cover: channels below, at and not a multiple of the kernel's 8-lane vectors, images
+# smaller than the kernel, widths that are not a multiple of the 4-pixel tile, 1x1 and wide kernels.
+CASES = [((2, 9, 11, 6), 7), ((1, 4, 4, 3), 7), ((2, 9, 11, 6), 3), ((3, 6, 13, 20), 7), ((2, 2, 2, 16), 7),
+         ((1, 5, 9, 8), 5), ((2, 7, 6, 12), 1), ((1, 8, 8, 10), 13)]
 
 
-@pytest.mark.parametrize("kernel_size", [7, 3])
-@pytest.mark.parametrize("shape", [(2, 9, 11, 6), (1, 4, 4, 3)])
-def test_shift_matches_lax_forward_and_gradients(kernel_size, shape):
-    rng = np.random.default_rng(0)
+def _random(shape, kernel_size, seed=0):
+    rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
     k = jnp.asarray(rng.standard_normal((kernel_size, kernel_size, 1, shape[-1])), jnp.float32)
-    np.testing.assert_allclose(depthwise_conv_shift(x, k), depthwise_conv_lax(x, k), atol=1e-5)
     cot = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    return x, k, cot
 
-    def grads(fn):
-        return jax.grad(lambda x, k: jnp.sum(fn(x, k) * cot), argnums=(0, 1))(x, k)
 
-    for got, want in zip(grads(depthwise_conv_shift), grads(depthwise_conv_lax)):
-        np.testing.assert_allclose(got, want, atol=1e-4)
+def _grads(fn, x, k, cot):
+    return jax.jit(jax.grad(lambda x, k: jnp.sum(fn(x, k) * cot), argnums=(0, 1)))(x, k)
+
+
+@pytest.mark.parametrize("fn", [depthwise_conv_shift, depthwise_conv_ffi], ids=["shift", "ffi"])
+@pytest.mark.parametrize("shape,kernel_size", CASES)
+def test_matches_lax_forward_and_gradients(fn, shape, kernel_size):
+    if fn is depthwise_conv_shift and kernel_size > 7:
+        pytest.skip("the shift formulation unrolls k*k taps; large kernels only for ffi")
+    x, k, cot = _random(shape, kernel_size)
+    np.testing.assert_allclose(jax.jit(fn)(x, k), depthwise_conv_lax(x, k), atol=1e-5)
+    for got, want in zip(_grads(fn, x, k, cot), _grads(depthwise_conv_lax, x, k, cot)):
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fn", [depthwise_conv_shift, depthwise_conv_ffi], ids=["shift", "ffi"])
+def test_even_or_mismatched_kernels_are_rejected(fn):
+    x = jnp.zeros((1, 8, 8, 4))
+    with pytest.raises(ValueError, match="must be odd"):
+        fn(x, jnp.zeros((4, 4, 1, 4)))
+    with pytest.raises(ValueError, match=r"\(k, k, 1, C\) with C = 4"):
+        fn(x, jnp.zeros((3, 3, 1, 5)))
+
+
+def test_ffi_is_deterministic_and_takes_other_dtypes():
+    x, k, cot = _random((5, 8, 8, 24), 7, seed=3)
+    first, second = _grads(depthwise_conv_ffi, x, k, cot), _grads(depthwise_conv_ffi, x, k, cot)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    out = depthwise_conv_ffi(x.astype(jnp.bfloat16), k)  # computed in fp32, returned in bf16
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(out.astype(jnp.float32), depthwise_conv_lax(x.astype(jnp.bfloat16).astype(jnp.float32), k),
+                               atol=0.1, rtol=0.02)
+
+
+def test_ffi_under_vmap_scan_and_shard_map():
+    x, k, cot = _random((4, 6, 6, 8), 7, seed=4)
+    want = depthwise_conv_lax(x, k)
+    batched = jax.vmap(lambda xi: depthwise_conv_ffi(xi[None], k)[0])(x)
+    np.testing.assert_allclose(batched, want, atol=1e-5)
+    scanned = jax.lax.scan(lambda c, xi: (c, depthwise_conv_ffi(xi[None], k)[0]), 0, x)[1]
+    np.testing.assert_allclose(scanned, want, atol=1e-5)
+    # Inside shard_map with a replicated kernel the kernel gradient is summed over shards (the
+    # 8-vs-1-device training test in tests/train/test_loop.py runs this on 8 devices).
+    expected = _grads(depthwise_conv_lax, x, k, cot)
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    P = jax.sharding.PartitionSpec
+    x, cot = (jax.device_put(a, jax.sharding.NamedSharding(mesh, P("data"))) for a in (x, cot))
+
+    def local_grads(x, k, cot):
+        dx, dk = jax.grad(lambda x, k: jnp.sum(depthwise_conv_ffi(x, k) * cot), argnums=(0, 1))(x, k)
+        return dx, dk
+
+    sharded = jax.jit(jax.shard_map(local_grads, mesh=mesh, in_specs=(P("data"), P(), P("data")),
+                                    out_specs=(P("data"), P())))
+    for got, want in zip(sharded(x, k, cot), expected):
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
 
 
 def test_matches_torch_depthwise_conv():
@@ -31,12 +92,40 @@ def test_matches_torch_depthwise_conv():
     w = rng.standard_normal((5, 1, 7, 7)).astype(np.float32)
     ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=3, groups=5).numpy()
     k = jnp.asarray(w.transpose(2, 3, 1, 0))
-    for impl in ("lax", "shift"):
+    for impl in ("lax", "shift", "ffi"):
         out = depthwise_conv(jnp.asarray(x.transpose(0, 2, 3, 1)), k, impl)
         np.testing.assert_allclose(np.asarray(out).transpose(0, 3, 1, 2), ref, atol=1e-4)
 
 
 def test_auto_and_invalid_impl():
-    assert resolve_dwconv_impl("auto") in ("lax", "shift")
+    assert resolve_dwconv_impl("auto") == ("ffi" if jax.default_backend() == "cpu" else "lax")
     with pytest.raises(ValueError, match="dwconv_impl"):
         resolve_dwconv_impl("fft")
+
+
+def test_without_a_compiler_auto_falls_back_and_ffi_says_why(tmp_path):
+    """No C++ compiler: 'auto' uses the shift formulation (with a warning), 'ffi' raises."""
+    script = (
+        "import jax, pytest\n"
+        "from convnext_jax.kernels import KernelBuildError\n"
+        "from convnext_jax.models.dwconv import resolve_dwconv_impl\n"
+        "assert resolve_dwconv_impl('auto') == 'shift'\n"
+        "with pytest.raises(KernelBuildError, match='no C\\+\\+ compiler'):\n"
+        "    resolve_dwconv_impl('ffi')\n"
+        "print('ok')\n")
+    env = {**os.environ, "CXX": "no-such-compiler", "CONVNEXT_JAX_KERNEL_CACHE": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ok" in result.stdout and "using the XLA 'shift' formulation" in result.stderr
+
+
+def test_kernel_build_error_shows_the_compiler_message(tmp_path, monkeypatch):
+    from convnext_jax.kernels import build
+
+    broken = tmp_path / "broken.cc"
+    broken.write_text("this is not C++;\n")
+    monkeypatch.setattr(build, "SOURCE", broken)
+    monkeypatch.setenv("CONVNEXT_JAX_KERNEL_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(build.KernelBuildError, match="compiling broken.cc failed"):
+        build._build(build.library_path())
+    assert not list((tmp_path / "cache").rglob("*.so"))  # no partial library left behind

@@ -1,0 +1,110 @@
+"""Compile the C++ XLA:CPU kernels once per machine and register them as FFI targets.
+
+Like `torch.utils.cpp_extension.load`, the shared library is built on first use with the
+system C++ compiler (`$CXX`, default `g++`) against the XLA FFI headers shipped in jaxlib,
+and cached under `$CONVNEXT_JAX_KERNEL_CACHE` (default `~/.cache/convnext_jax/kernels`).
+The cache key covers the source, jaxlib version, compiler, flags and the CPU's instruction
+set (the library is built with `-march=native`), so a shared home directory never hands a
+library to a machine that cannot run it. Builds write to a temporary file and rename it, so
+concurrent processes (sweep workers, multi-process tests) never see a partial library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jax
+import jaxlib
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("dwconv_cpu.cc")
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-w")
+TARGETS = {"convnext_dwconv_forward": "DwconvForward", "convnext_dwconv_kernel_grad": "DwconvKernelGrad"}
+
+
+class KernelBuildError(RuntimeError):
+    """The C++ kernels could not be compiled or loaded (no compiler, compile error, ...)."""
+
+
+def _cpu_signature() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("CONVNEXT_JAX_KERNEL_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "convnext_jax" / "kernels"
+
+
+def _compiler() -> str:
+    cxx = os.environ.get("CXX", "g++")
+    path = shutil.which(cxx)
+    if path is None:
+        raise KernelBuildError(f"no C++ compiler {cxx!r} on PATH (set $CXX, or install g++ to build the CPU kernels)")
+    return path
+
+
+def library_path() -> Path:
+    """Where the library for this source, jaxlib, compiler and CPU lives (built or not)."""
+    cxx = _compiler()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+    key = hashlib.sha256("\n".join([SOURCE.read_text(), jaxlib.__version__, cxx, *version, *FLAGS,
+                                    _cpu_signature()]).encode()).hexdigest()[:16]
+    return _cache_dir() / key / "dwconv_cpu.so"
+
+
+def _build(target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    cmd = [_compiler(), *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp]
+    log.info("building CPU kernels: %s", " ".join(cmd))
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        os.unlink(tmp)
+        raise KernelBuildError(f"compiling {SOURCE.name} failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}")
+    os.replace(tmp, target)
+
+
+@functools.cache
+def load_cpu_kernels() -> Path:
+    """Build (if not cached), load and register the kernels; returns the library path.
+
+    Raises KernelBuildError with the compiler's message when that is impossible.
+    """
+    target = library_path()
+    if not target.exists():
+        _build(target)
+    try:
+        lib = ctypes.cdll.LoadLibrary(str(target))
+    except OSError as err:
+        raise KernelBuildError(f"loading {target} failed: {err} (delete it to rebuild)") from err
+    for name, symbol in TARGETS.items():
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    return target
+
+
+@functools.cache
+def cpu_kernels_available() -> bool:
+    """True when the kernels are loaded (building them if needed); logs why not otherwise."""
+    try:
+        load_cpu_kernels()
+    except KernelBuildError as err:
+        log.warning("native CPU depthwise conv unavailable, using the XLA 'shift' formulation: %s", err)
+        return False
+    return True

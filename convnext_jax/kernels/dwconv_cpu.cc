@@ -1,0 +1,264 @@
+// Depthwise 2-D convolution for XLA:CPU as XLA FFI custom calls (NHWC, fp32, stride 1,
+// 'same' zero padding with pad = k / 2 before and k - 1 - pad after, as in
+// convnext_jax/models/dwconv.py). Built on first use by convnext_jax/kernels/build.py.
+//
+//   DwconvForward:    y[n,h,w,c]  = sum_{i,j} x[n, h+i-ph, w+j-pw, c] * k[i,j,c]
+//                     (the input gradient is the same call with the flipped kernel)
+//   DwconvKernelGrad: dk[i,j,c]   = sum_{n,h,w} x[n, h+i-ph, w+j-pw, c] * g[n,h,w,c]
+//
+// Channels are the contiguous axis, so every inner loop is a unit-stride multiply-add over
+// a block of channels that the compiler vectorises. Work is split into a fixed number of
+// chunks that do not depend on the thread count, and partial kernel gradients are summed
+// in chunk order, so results are bit-identical run to run.
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kLanes = 8;  // channels per vector accumulator (one AVX2 register)
+constexpr int64_t kTile = 4;   // output pixels per register tile in the forward pass
+
+// Runs fn(chunk) for every chunk in [0, num_chunks) on the calling thread and XLA's
+// intra-op pool. Workers claim chunks from an atomic counter; the caller only ever waits
+// for chunks that some thread is already running, so a busy pool cannot deadlock it, and
+// tasks that start after the call returned find no chunk left and touch nothing but the
+// shared state they own.
+template <typename Fn>
+void ParallelFor(ffi::ThreadPool& pool, int64_t num_chunks, const Fn& fn) {
+  int64_t helpers = std::min<int64_t>(pool.num_threads(), num_chunks) - 1;
+  if (helpers <= 0) {
+    for (int64_t i = 0; i < num_chunks; ++i) fn(i);
+    return;
+  }
+  struct State {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+    std::mutex mu;
+    std::condition_variable cv;
+  };
+  auto state = std::make_shared<State>();
+  const Fn* body = &fn;
+  auto run = [state, body, num_chunks]() {
+    for (int64_t i; (i = state->next.fetch_add(1)) < num_chunks;) {
+      (*body)(i);
+      if (state->done.fetch_add(1) + 1 == num_chunks) {
+        std::lock_guard<std::mutex> lock(state->mu);
+        state->cv.notify_all();
+      }
+    }
+  };
+  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([run] { run(); });
+  run();
+  std::unique_lock<std::mutex> lock(state->mu);
+  state->cv.wait(lock, [&] { return state->done.load() == num_chunks; });
+}
+
+struct Geometry {
+  int64_t n, h, w, c, kh, kw, ph, pw;
+  int64_t Offset(int64_t n_, int64_t h_, int64_t w_) const { return ((n_ * h + h_) * w + w_) * c; }
+};
+
+// out[p, c0:c0+L] = sum over valid taps of x * k for the P pixels (n, h, w..w+P-1). With
+// Interior, every tap of every pixel is inside the image and no bounds are checked.
+template <int64_t P, int64_t L, bool Interior>
+inline void ForwardTile(const float* x, const float* k, float* y, const Geometry& g, int64_t n, int64_t h,
+                        int64_t w, int64_t c0) {
+  float acc[P][L] = {};
+  const int64_t i0 = std::max<int64_t>(0, g.ph - h), i1 = std::min<int64_t>(g.kh, g.h + g.ph - h);
+  for (int64_t i = i0; i < i1; ++i) {
+    const float* xrow = x + g.Offset(n, h + i - g.ph, 0) + c0;
+    const float* krow = k + i * g.kw * g.c + c0;
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const float* kp = krow + j * g.c;
+      for (int64_t p = 0; p < P; ++p) {
+        const int64_t xw = w + p + j - g.pw;
+        if (!Interior && (xw < 0 || xw >= g.w)) continue;
+        const float* xp = xrow + xw * g.c;
+        for (int64_t c = 0; c < L; ++c) acc[p][c] += xp[c] * kp[c];
+      }
+    }
+  }
+  for (int64_t p = 0; p < P; ++p) {
+    float* out = y + g.Offset(n, h, w + p) + c0;
+    for (int64_t c = 0; c < L; ++c) out[c] = acc[p][c];
+  }
+}
+
+// One output row (n, h), channels [c0, c0 + L).
+template <int64_t L>
+void ForwardRowBlock(const float* x, const float* k, float* y, const Geometry& g, int64_t n, int64_t h,
+                     int64_t c0) {
+  const int64_t lo = g.pw, hi = g.w - (g.kw - 1 - g.pw);  // pixels whose taps are all inside
+  int64_t w = 0;
+  for (; w + kTile <= g.w; w += kTile) {
+    if (w >= lo && w + kTile <= hi) {
+      ForwardTile<kTile, L, true>(x, k, y, g, n, h, w, c0);
+    } else {
+      ForwardTile<kTile, L, false>(x, k, y, g, n, h, w, c0);
+    }
+  }
+  for (; w < g.w; ++w) ForwardTile<1, L, false>(x, k, y, g, n, h, w, c0);
+}
+
+void ForwardRow(const float* x, const float* k, float* y, const Geometry& g, int64_t n, int64_t h) {
+  int64_t c0 = 0;
+  for (; c0 + kLanes <= g.c; c0 += kLanes) ForwardRowBlock<kLanes>(x, k, y, g, n, h, c0);
+  for (; c0 < g.c; ++c0) ForwardRowBlock<1>(x, k, y, g, n, h, c0);
+}
+
+// dk[i, :, c0:c0+L] += sum over images [n0, n1) and pixels of x(shifted by tap) * g, for one
+// kernel row i; the KW tap accumulators stay in registers.
+template <int64_t KW, int64_t L>
+void KernelGradRow(const float* x, const float* gy, float* dk, const Geometry& g, int64_t n0, int64_t n1,
+                   int64_t i, int64_t c0) {
+  float acc[KW][L] = {};
+  const int64_t lo = g.pw, hi = g.w - (g.kw - 1 - g.pw);
+  for (int64_t n = n0; n < n1; ++n) {
+    const int64_t h0 = std::max<int64_t>(0, g.ph - i), h1 = std::min<int64_t>(g.h, g.h + g.ph - i);
+    for (int64_t h = h0; h < h1; ++h) {
+      const float* xrow = x + g.Offset(n, h + i - g.ph, 0) + c0;
+      for (int64_t w = 0; w < g.w; ++w) {
+        const float* gp = gy + g.Offset(n, h, w) + c0;
+        float gv[L];
+        for (int64_t c = 0; c < L; ++c) gv[c] = gp[c];
+        if (w >= lo && w < hi) {
+          const float* xp = xrow + (w - g.pw) * g.c;
+          for (int64_t j = 0; j < KW; ++j) {
+            for (int64_t c = 0; c < L; ++c) acc[j][c] += xp[j * g.c + c] * gv[c];
+          }
+        } else {
+          for (int64_t j = 0; j < KW; ++j) {
+            const int64_t xw = w + j - g.pw;
+            if (xw < 0 || xw >= g.w) continue;
+            for (int64_t c = 0; c < L; ++c) acc[j][c] += xrow[xw * g.c + c] * gv[c];
+          }
+        }
+      }
+    }
+  }
+  for (int64_t j = 0; j < KW; ++j) {
+    float* out = dk + (i * g.kw + j) * g.c + c0;
+    for (int64_t c = 0; c < L; ++c) out[c] += acc[j][c];
+  }
+}
+
+template <int64_t KW>
+void KernelGradRows(const float* x, const float* gy, float* dk, const Geometry& g, int64_t n0, int64_t n1) {
+  for (int64_t i = 0; i < g.kh; ++i) {
+    int64_t c0 = 0;
+    for (; c0 + kLanes <= g.c; c0 += kLanes) KernelGradRow<KW, kLanes>(x, gy, dk, g, n0, n1, i, c0);
+    for (; c0 < g.c; ++c0) KernelGradRow<KW, 1>(x, gy, dk, g, n0, n1, i, c0);
+  }
+}
+
+// Kernel gradient of images [n0, n1) added into dk; KW is a template argument for the usual
+// odd kernel widths so the tap accumulators live in registers.
+void KernelGradImages(const float* x, const float* gy, float* dk, const Geometry& g, int64_t n0, int64_t n1) {
+  switch (g.kw) {
+    case 1: return KernelGradRows<1>(x, gy, dk, g, n0, n1);
+    case 3: return KernelGradRows<3>(x, gy, dk, g, n0, n1);
+    case 5: return KernelGradRows<5>(x, gy, dk, g, n0, n1);
+    case 7: return KernelGradRows<7>(x, gy, dk, g, n0, n1);
+    case 9: return KernelGradRows<9>(x, gy, dk, g, n0, n1);
+    case 11: return KernelGradRows<11>(x, gy, dk, g, n0, n1);
+    default: break;
+  }
+  for (int64_t n = n0; n < n1; ++n) {  // any other width: plain loops
+    for (int64_t h = 0; h < g.h; ++h) {
+      for (int64_t w = 0; w < g.w; ++w) {
+        const float* gp = gy + g.Offset(n, h, w);
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t xh = h + i - g.ph;
+          if (xh < 0 || xh >= g.h) continue;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t xw = w + j - g.pw;
+            if (xw < 0 || xw >= g.w) continue;
+            const float* xp = x + g.Offset(n, xh, xw);
+            float* out = dk + (i * g.kw + j) * g.c;
+            for (int64_t c = 0; c < g.c; ++c) out[c] += xp[c] * gp[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+ffi::Error CheckShapes(const ffi::Buffer<ffi::F32>& x, const ffi::Buffer<ffi::F32>& k, Geometry* g) {
+  auto xd = x.dimensions();
+  auto kd = k.dimensions();
+  if (xd.size() != 4 || kd.size() != 3 || kd[2] != xd[3]) {
+    return ffi::Error::InvalidArgument("dwconv expects x (N, H, W, C) and kernel (KH, KW, C)");
+  }
+  *g = Geometry{xd[0], xd[1], xd[2], xd[3], kd[0], kd[1], kd[0] / 2, kd[1] / 2};
+  return ffi::Error::Success();
+}
+
+ffi::Error DwconvForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
+                             ffi::ResultBuffer<ffi::F32> y) {
+  Geometry g;
+  if (ffi::Error err = CheckShapes(x, k, &g); err.failure()) return err;
+  const float* xp = x.typed_data();
+  const float* kp = k.typed_data();
+  float* yp = y->typed_data();
+  const int64_t rows = g.n * g.h;
+  const int64_t chunks = std::min<int64_t>(rows, 64);
+  ParallelFor(pool, chunks, [&](int64_t chunk) {
+    for (int64_t r = chunk * rows / chunks; r < (chunk + 1) * rows / chunks; ++r) {
+      ForwardRow(xp, kp, yp, g, r / g.h, r % g.h);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error DwconvKernelGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> gy,
+                                ffi::ResultBuffer<ffi::F32> dk) {
+  auto xd = x.dimensions();
+  auto kd = dk->dimensions();
+  if (xd.size() != 4 || kd.size() != 3 || kd[2] != xd[3] || gy.dimensions().size() != 4) {
+    return ffi::Error::InvalidArgument("dwconv kernel grad expects x, g (N, H, W, C) and dk (KH, KW, C)");
+  }
+  Geometry g{xd[0], xd[1], xd[2], xd[3], kd[0], kd[1], kd[0] / 2, kd[1] / 2};
+  const int64_t taps = g.kh * g.kw * g.c;
+  // Fixed chunking over groups of images, independent of the thread count.
+  const int64_t groups = std::min<int64_t>(g.n, 16);
+  std::vector<float> partial(static_cast<size_t>(groups) * taps, 0.0f);
+  const float* xp = x.typed_data();
+  const float* gp = gy.typed_data();
+  ParallelFor(pool, groups, [&](int64_t group) {
+    KernelGradImages(xp, gp, partial.data() + group * taps, g, group * g.n / groups, (group + 1) * g.n / groups);
+  });
+  float* out = dk->typed_data();
+  std::memcpy(out, partial.data(), taps * sizeof(float));
+  for (int64_t group = 1; group < groups; ++group) {
+    const float* src = partial.data() + group * taps;
+    for (int64_t t = 0; t < taps; ++t) out[t] += src[t];
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DwconvForward, DwconvForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DwconvKernelGrad, DwconvKernelGradImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
