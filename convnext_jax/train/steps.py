@@ -72,11 +72,17 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
     Dropout keys differ per device and per micro-batch, as each DDP rank has its own RNG.
     """
     mesh = mesh if mesh is not None else Mesh(np.asarray(jax.devices()), (axis,))
+    # One device: a plain function without shard_map, so no all-reduce at all (XLA still runs a
+    # one-device all-reduce as a full copy of the gradients).
+    replicas = mesh.shape[axis]
+
+    def varying(tree: Any) -> Any:
+        return jax.lax.pcast(tree, axis, to="varying") if replicas > 1 else tree
 
     def local_gradients(params: Any, batch: dict[str, jax.Array], key: jax.Array, scale: jax.Array):
         """This device's mean gradient, loss and accuracy over its micro-batches (no communication)."""
-        device_key = jax.random.fold_in(key, jax.lax.axis_index(axis))
-        local_params = jax.lax.pcast(params, axis, to="varying")  # so grads are not all-reduced here
+        device_key = jax.random.fold_in(key, jax.lax.axis_index(axis) if replicas > 1 else 0)
+        local_params = varying(params)  # so grads are not all-reduced here
 
         def micro_gradients(index, images, labels):
             targets = soft_targets(labels, num_classes, label_smoothing)
@@ -97,7 +103,7 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
             def micro_step(carry, inputs):
                 return jax.tree.map(jnp.add, carry, micro_gradients(*inputs)), None
 
-            zero = jax.lax.pcast(jnp.zeros((), jnp.float32), axis, to="varying")
+            zero = varying(jnp.zeros((), jnp.float32))
             init = (jax.tree.map(jnp.zeros_like, local_params), zero, zero)
             (grads, loss, accuracy), _ = jax.lax.scan(micro_step, init,
                                                       (jnp.arange(accum), batch["image"], batch["label"]))
@@ -106,7 +112,8 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
     def step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
         scale = state["loss_scale"]["scale"] if loss_scaling else jnp.ones((), jnp.float32)
         grads, loss, accuracy = local_gradients(state["params"], batch, key, scale)
-        grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis)  # the one all-reduce
+        if replicas > 1:
+            grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis)  # the one all-reduce
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -123,6 +130,8 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
             metrics["loss_scale"] = scale
         return new_state, metrics
 
+    if replicas == 1:
+        return step
     return jax.shard_map(step, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(None, axis), PartitionSpec()),
                          out_specs=(PartitionSpec(), PartitionSpec()))
 
@@ -146,7 +155,7 @@ def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State, mesh: Mesh | None = 
         return {"loss": jnp.sum(loss * mask), "top1": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
                 "top5": jnp.sum(top5 * mask), "count": jnp.sum(mask)}
 
-    if mesh is None:
+    if mesh is None or mesh.shape[axis] == 1:
         return eval_step
 
     def local_eval_step(params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
