@@ -116,14 +116,19 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
             grads, loss, accuracy = jax.lax.pmean((grads, loss, accuracy), axis)  # the one all-reduce
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        candidate = {"params": params, "opt_state": opt_state, "step": state["step"] + 1}
-        if "ema" in state:
-            candidate["ema"] = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, state["ema"], params)
-        # Keep the old state when the step is not finite, so nothing bad reaches a checkpoint.
-        new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), candidate,
-                                 {k: state[k] for k in candidate})
+        kept = {k: state[k] for k in ("params", "opt_state", "step", "ema") if k in state}
+
+        def apply_update(kept: dict[str, Any]) -> dict[str, Any]:
+            updates, opt_state = tx.update(grads, kept["opt_state"], kept["params"])
+            params = optax.apply_updates(kept["params"], updates)
+            new = {"params": params, "opt_state": opt_state, "step": kept["step"] + 1}
+            if "ema" in kept:
+                new["ema"] = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, kept["ema"], params)
+            return new
+
+        # Keep the old state when the step is not finite, so nothing bad reaches a checkpoint. A
+        # cond (not a select over every leaf) lets XLA update the donated state in place.
+        new_state = jax.lax.cond(finite, apply_update, lambda kept: kept, kept)
         metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "finite": finite}
         if loss_scaling:
             new_state["loss_scale"] = loss_scaling.update(state["loss_scale"], finite)
