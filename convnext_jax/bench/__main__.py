@@ -11,7 +11,7 @@ from typing import Any
 
 import jax
 
-from convnext_jax.bench.timing import markdown_table
+from convnext_jax.bench.timing import Prepared, markdown_table, time_interleaved
 from convnext_jax.models.dwconv import DWCONV_IMPLS
 
 
@@ -20,52 +20,69 @@ def _environment() -> dict[str, Any]:
             "cpu_count": os.cpu_count(), "python": platform.python_version()}
 
 
-def _train(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from convnext_jax.bench.jax_step import bench_jax_train_step
+def _torch_variants(args: argparse.Namespace) -> list[bool]:
+    """torch.compile off / on, as asked for by --torch / --torch-compile."""
+    return ([False] if args.torch else []) + ([True] if args.torch_compile else [])
 
-    common = dict(batch_size=args.batch_size, image_size=args.image_size, num_classes=args.num_classes,
-                  steps=args.steps, warmup=args.warmup)
+
+def _measure(prepared: dict[str, Prepared], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Time every contender side by side (interleaved rounds) and return their rows."""
+    timings = time_interleaved({name: p.run for name, p in prepared.items()}, rounds=args.rounds,
+                               steps=args.steps, warmup=args.warmup)
     rows = []
+    for name, p in prepared.items():
+        rows.append({**p.row(timings[name]), "framework": name})
+        print(f"  {name}: {rows[-1]['img_per_s']:.1f} img/s", file=sys.stderr)
+    return rows
+
+
+def _train(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from convnext_jax.bench.jax_step import prepare_jax_train_step
+
+    common = dict(batch_size=args.batch_size, image_size=args.image_size, num_classes=args.num_classes)
+    prepared: dict[str, Prepared] = {}
     for impl in args.dwconv_impl:
         for scan in args.scan:
-            result = bench_jax_train_step(args.model, dtype=args.dtype, dwconv_impl=impl, scan_blocks=scan,
-                                          remat=args.remat, drop_path_rate=args.drop_path_rate, **common)
-            rows.append({**result, "framework": f"jax {args.dtype} dw={impl}{' scan' if scan else ''}"})
-            print(f"  {rows[-1]['framework']}: {rows[-1]['img_per_s']:.1f} img/s", file=sys.stderr)
-    if args.torch or args.torch_compile:
-        from convnext_jax.bench.torch_step import bench_torch_train_step
+            name = f"jax {args.dtype} dw={impl}{' scan' if scan else ''}"
+            prepared[name] = prepare_jax_train_step(args.model, dtype=args.dtype, dwconv_impl=impl, scan_blocks=scan,
+                                                    remat=args.remat, drop_path_rate=args.drop_path_rate, **common)
+    if _torch_variants(args):
+        from convnext_jax.bench.torch_step import prepare_torch_train_step
 
         bf16 = args.dtype == "bfloat16"
-        for compile_ in ([False] if args.torch else []) + ([True] if args.torch_compile else []):
-            rows.append(bench_torch_train_step(args.model, compile=compile_, bf16=bf16,
-                                               drop_path_rate=args.drop_path_rate, **common))
-            print(f"  {rows[-1]['framework']}: {rows[-1]['img_per_s']:.1f} img/s", file=sys.stderr)
-    return _print_throughput(rows, args, "train step (AdamW)")
+        for compile_ in _torch_variants(args):
+            name = "torch" + ("+compile" if compile_ else " eager") + (" bf16" if bf16 else "")
+            prepared[name] = prepare_torch_train_step(args.model, compile=compile_, bf16=bf16,
+                                                      drop_path_rate=args.drop_path_rate, **common)
+    return _print_throughput(_measure(prepared, args), args, "train step (AdamW)")
 
 
 def _print_throughput(rows: list[dict[str, Any]], args: argparse.Namespace, what: str) -> list[dict[str, Any]]:
     for row in rows:
         row["step_ms"] = row["median_s"] * 1e3
-    print(f"\n{args.model}, {args.image_size}px, batch {args.batch_size}, {what}, median of {args.steps} calls\n")
-    print(markdown_table(rows, ["framework", "img_per_s", "step_ms", "compile_s", "mfu", "xla_peak_mib",
+        row["min_ms"] = row["min_s"] * 1e3
+    print(f"\n{args.model}, {args.image_size}px, batch {args.batch_size}, {what}, median of {args.rounds} interleaved "
+          f"rounds x {args.steps} calls\n")
+    print(markdown_table(rows, ["framework", "img_per_s", "step_ms", "min_ms", "compile_s", "mfu", "xla_peak_mib",
                                 "device_peak_mib"]))
     return rows
 
 
 def _infer(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from convnext_jax.bench.jax_step import bench_jax_inference
+    from convnext_jax.bench.jax_step import prepare_jax_inference
 
-    common = dict(batch_size=args.batch_size, image_size=args.image_size, num_classes=args.num_classes,
-                  steps=args.steps, warmup=args.warmup)
-    rows = [bench_jax_inference(args.model, dtype=args.dtype, dwconv_impl=impl, **common) for impl in args.dwconv_impl]
-    for row, impl in zip(rows, args.dwconv_impl):
-        row["framework"] += f" dw={impl}"
-    if args.torch or args.torch_compile:
-        from convnext_jax.bench.torch_step import bench_torch_inference
+    common = dict(batch_size=args.batch_size, image_size=args.image_size, num_classes=args.num_classes)
+    prepared: dict[str, Prepared] = {
+        f"jax {args.dtype} dw={impl}": prepare_jax_inference(args.model, dtype=args.dtype, dwconv_impl=impl, **common)
+        for impl in args.dwconv_impl}
+    if _torch_variants(args):
+        from convnext_jax.bench.torch_step import prepare_torch_inference
 
-        for compile_ in ([False] if args.torch else []) + ([True] if args.torch_compile else []):
-            rows.append(bench_torch_inference(args.model, compile=compile_, bf16=args.dtype == "bfloat16", **common))
-    return _print_throughput(rows, args, "inference (eval forward)")
+        bf16 = args.dtype == "bfloat16"
+        for compile_ in _torch_variants(args):
+            name = "torch" + ("+compile" if compile_ else " eager") + (" bf16" if bf16 else "")
+            prepared[name] = prepare_torch_inference(args.model, compile=compile_, bf16=bf16, **common)
+    return _print_throughput(_measure(prepared, args), args, "inference (eval forward)")
 
 
 def _dwconv(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -136,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--dwconv-impl", nargs="+", default=["auto"], choices=list(DWCONV_IMPLS))
         p.add_argument("--torch", action="store_true", help="also time timm eager")
         p.add_argument("--torch-compile", action="store_true", help="also time timm + torch.compile")
-        p.add_argument("--steps", type=int, default=10)
+        p.add_argument("--steps", type=int, default=5, help="timed calls per contender per round")
+        p.add_argument("--rounds", type=int, default=4, help="interleaved rounds (all contenders take turns)")
         p.add_argument("--warmup", type=int, default=2)
     train.add_argument("--scan", nargs="+", type=lambda s: s.lower() in ("1", "true", "yes"), default=[False],
                        help="one or more of true/false")

@@ -13,7 +13,7 @@ import optax
 from flax import nnx
 
 import convnext_jax as cj
-from convnext_jax.bench.timing import time_calls
+from convnext_jax.bench.timing import Prepared, time_calls
 from convnext_jax.bench.utilization import (device_peak_memory_mib, mfu, peak_tflops, train_model_flops,
                                             xla_memory)
 from convnext_jax.models.flops import forward_macs
@@ -32,6 +32,14 @@ def bench_jax_train_step(model_name: str, *, batch_size: int, image_size: int, n
                          steps: int = 10, warmup: int = 2, **model_options: Any) -> dict[str, Any]:
     """Compile and time the trainer's own step (`make_train_step`): AdamW with the no-decay
     mask, cross-entropy with label smoothing 0.1, clip 1.0."""
+    prepared = prepare_jax_train_step(model_name, batch_size=batch_size, image_size=image_size,
+                                      num_classes=num_classes, **model_options)
+    return prepared.row(time_calls(prepared.run, steps=steps, warmup=warmup))
+
+
+def prepare_jax_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
+                           **model_options: Any) -> Prepared:
+    """Build and compile the train step of `bench_jax_train_step`, ready to be timed."""
     model = cj.create_model(model_name, num_classes=num_classes, **model_options)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = bench_optimizer(params)
@@ -51,20 +59,31 @@ def bench_jax_train_step(model_name: str, *, batch_size: int, image_size: int, n
         holder["state"], metrics = compiled(holder["state"], batch, key)
         metrics["loss"].block_until_ready()
 
-    timing = time_calls(run, steps=steps, warmup=warmup)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = train_model_flops(model.cfg, image_size, batch_size)
-    return {"framework": "jax", "compile_s": compile_s, **timing,
-            "img_per_s": batch_size / timing["median_s"], "model_gflops_per_step": flops / 1e9,
-            "xla_gflops_per_step": float(cost.get("flops", 0.0)) / 1e9 if cost else float("nan"),
-            "mfu": mfu(flops, timing["median_s"], peak_tflops(model.cfg.dtype)), **xla_memory(compiled),
-            "device_peak_mib": device_peak_memory_mib()}
+
+    def row(timing: dict[str, float]) -> dict[str, Any]:
+        return {"framework": "jax", "compile_s": compile_s, **timing,
+                "img_per_s": batch_size / timing["median_s"], "model_gflops_per_step": flops / 1e9,
+                "xla_gflops_per_step": float(cost.get("flops", 0.0)) / 1e9 if cost else float("nan"),
+                "mfu": mfu(flops, timing["median_s"], peak_tflops(model.cfg.dtype)), **xla_memory(compiled),
+                "device_peak_mib": device_peak_memory_mib()}
+
+    return Prepared(run, row)
 
 
 def bench_jax_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
                         steps: int = 10, warmup: int = 2, **model_options: Any) -> dict[str, Any]:
     """Compile and time the jitted eval forward (logits) on one batch."""
+    prepared = prepare_jax_inference(model_name, batch_size=batch_size, image_size=image_size,
+                                     num_classes=num_classes, **model_options)
+    return prepared.row(time_calls(prepared.run, steps=steps, warmup=warmup))
+
+
+def prepare_jax_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
+                          **model_options: Any) -> Prepared:
+    """Build and compile the eval forward of `bench_jax_inference`, ready to be timed."""
     model = cj.create_model(model_name, num_classes=num_classes, **model_options)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     images = jnp.asarray(np.random.default_rng(0).standard_normal((batch_size, image_size, image_size, 3)),
@@ -73,9 +92,12 @@ def bench_jax_inference(model_name: str, *, batch_size: int, image_size: int, nu
     start = time.perf_counter()
     compiled = forward.lower(params, images).compile()
     compile_s = time.perf_counter() - start
-    timing = time_calls(lambda: compiled(params, images).block_until_ready(), steps=steps, warmup=warmup)
     flops = 2.0 * forward_macs(model.cfg, image_size) * batch_size
-    return {"framework": f"jax {model.cfg.dtype}", "compile_s": compile_s, **timing,
-            "img_per_s": batch_size / timing["median_s"], "mfu": mfu(flops, timing["median_s"],
-                                                                     peak_tflops(model.cfg.dtype)),
-            **xla_memory(compiled), "device_peak_mib": device_peak_memory_mib()}
+
+    def row(timing: dict[str, float]) -> dict[str, Any]:
+        return {"framework": f"jax {model.cfg.dtype}", "compile_s": compile_s, **timing,
+                "img_per_s": batch_size / timing["median_s"],
+                "mfu": mfu(flops, timing["median_s"], peak_tflops(model.cfg.dtype)),
+                **xla_memory(compiled), "device_peak_mib": device_peak_memory_mib()}
+
+    return Prepared(lambda: compiled(params, images).block_until_ready(), row)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 
 def time_calls(fn: Callable[[], object], *, steps: int, warmup: int) -> dict[str, float]:
@@ -17,6 +18,36 @@ def time_calls(fn: Callable[[], object], *, steps: int, warmup: int) -> dict[str
         fn()
         times.append(time.perf_counter() - start)
     return {"median_s": statistics.median(times), "mean_s": statistics.fmean(times), "min_s": min(times)}
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A compiled/warmed benchmark: `run()` does one blocking call, `row(timing)` the result row."""
+
+    run: Callable[[], None]
+    row: Callable[[dict[str, float]], dict[str, Any]]
+
+
+def time_interleaved(runs: dict[str, Callable[[], None]], *, rounds: int, steps: int,
+                     warmup: int) -> dict[str, dict[str, float]]:
+    """Time several benchmarks side by side: `rounds` times, each runs `steps` calls in turn.
+
+    On a shared or thermally throttled machine the speed drifts over seconds; interleaving
+    spreads the drift over every contender instead of penalising whichever ran last. Stats are
+    over all rounds * steps calls.
+    """
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            for _ in range(steps):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(t), "mean_s": statistics.fmean(t), "min_s": min(t)}
+            for name, t in times.items()}
 
 
 def markdown_table(rows: list[dict[str, object]], columns: list[str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from convnext_jax.bench.timing import time_calls
+from convnext_jax.bench.timing import Prepared, time_calls
 
 
 def bench_torch_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
@@ -13,6 +13,16 @@ def bench_torch_train_step(model_name: str, *, batch_size: int, image_size: int,
                            channels_last: bool = True, drop_path_rate: float = 0.0,
                            **model_options: Any) -> dict[str, Any]:
     """Time timm's model under the same step as `bench_jax_train_step` (CE + smoothing, clip, AdamW)."""
+    prepared = prepare_torch_train_step(model_name, batch_size=batch_size, image_size=image_size,
+                                        num_classes=num_classes, compile=compile, bf16=bf16,
+                                        channels_last=channels_last, drop_path_rate=drop_path_rate, **model_options)
+    return prepared.row(time_calls(prepared.run, steps=steps, warmup=warmup))
+
+
+def prepare_torch_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
+                             compile: bool = False, bf16: bool = False, channels_last: bool = True,
+                             drop_path_rate: float = 0.0, **model_options: Any) -> Prepared:
+    """Build (and, with torch.compile, compile) the step of `bench_torch_train_step`."""
     import timm
     import torch
     from timm.optim import create_optimizer_v2
@@ -44,17 +54,28 @@ def bench_torch_train_step(model_name: str, *, batch_size: int, image_size: int,
     start = time.perf_counter()
     run()  # first step includes torch.compile's compilation
     first_s = time.perf_counter() - start
-    timing = time_calls(run, steps=steps, warmup=warmup)
-    name = "torch" + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
-    return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
-            "img_per_s": batch_size / timing["median_s"], "threads": torch.get_num_threads(),
-            "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
+
+    def row(timing: dict[str, float]) -> dict[str, Any]:
+        name = "torch" + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
+        return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
+                "img_per_s": batch_size / timing["median_s"], "threads": torch.get_num_threads(),
+                "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
+
+    return Prepared(run, row)
 
 
 def bench_torch_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
                           steps: int = 10, warmup: int = 2, compile: bool = False, bf16: bool = False,
                           **model_options: Any) -> dict[str, Any]:
     """Time timm's eval forward (inference_mode, channels_last, optional autocast / torch.compile)."""
+    prepared = prepare_torch_inference(model_name, batch_size=batch_size, image_size=image_size,
+                                       num_classes=num_classes, compile=compile, bf16=bf16, **model_options)
+    return prepared.row(time_calls(prepared.run, steps=steps, warmup=warmup))
+
+
+def prepare_torch_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
+                            compile: bool = False, bf16: bool = False, **model_options: Any) -> Prepared:
+    """Build (and, with torch.compile, compile) the eval forward of `bench_torch_inference`."""
     import timm
     import torch
 
@@ -77,8 +98,11 @@ def bench_torch_inference(model_name: str, *, batch_size: int, image_size: int, 
     start = time.perf_counter()
     run()
     first_s = time.perf_counter() - start
-    timing = time_calls(run, steps=steps, warmup=warmup)
-    name = "torch" + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
-    return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
-            "img_per_s": batch_size / timing["median_s"],
-            "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
+
+    def row(timing: dict[str, float]) -> dict[str, Any]:
+        name = "torch" + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
+        return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
+                "img_per_s": batch_size / timing["median_s"],
+                "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
+
+    return Prepared(run, row)
