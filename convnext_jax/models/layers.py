@@ -71,6 +71,43 @@ def gelu(x: jax.Array) -> jax.Array:
     return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(_SQRT_HALF, x.dtype)))
 
 
+def _layer_norm_stats(x: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    centered = x - mean
+    return mean, jax.lax.rsqrt(jnp.mean(jnp.square(centered), axis=-1, keepdims=True) + eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
+    """(x - mean) / sqrt(var + eps) * scale + bias over the last axis (two-pass variance).
+
+    Custom VJP with the closed-form input gradient
+    dx = rstd * (g' - mean(g') - x_hat * mean(g' * x_hat)), g' = g * scale: two row
+    reductions, where autodiff of the forward runs several more passes (~4% of a ConvNeXt
+    train step on CPU).
+    """
+    mean, rstd = _layer_norm_stats(x, eps)
+    return (x - mean) * rstd * scale + bias
+
+
+def _layer_norm_fwd(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float):
+    mean, rstd = _layer_norm_stats(x, eps)
+    return (x - mean) * rstd * scale + bias, (x, mean, rstd, scale)
+
+
+def _layer_norm_bwd(eps: float, residuals: tuple[jax.Array, ...], g: jax.Array):
+    x, mean, rstd, scale = residuals
+    x_hat = (x - mean) * rstd
+    g_scaled = g * scale
+    leading = tuple(range(g.ndim - 1))
+    dx = rstd * (g_scaled - jnp.mean(g_scaled, axis=-1, keepdims=True)
+                 - x_hat * jnp.mean(g_scaled * x_hat, axis=-1, keepdims=True))
+    return dx, jnp.sum(g * x_hat, axis=leading), jnp.sum(g, axis=leading)
+
+
+layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+
+
 class LayerNorm(nnx.Module):
     """LayerNorm over the channel (last) axis, computed in fp32 with two-pass variance."""
 
@@ -83,12 +120,8 @@ class LayerNorm(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out_dtype = self.out_dtype or x.dtype
-        x32 = x.astype(jnp.float32)
-        mean = jnp.mean(x32, axis=-1, keepdims=True)
-        centered = x32 - mean
-        var = jnp.mean(jnp.square(centered), axis=-1, keepdims=True)
-        y = centered * jax.lax.rsqrt(var + self.eps)
-        y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
+        y = layer_norm(x.astype(jnp.float32), self.scale[...].astype(jnp.float32),
+                       self.bias[...].astype(jnp.float32), self.eps)
         return y.astype(out_dtype)
 
 
