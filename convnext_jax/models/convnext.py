@@ -15,7 +15,8 @@ from flax import nnx
 
 from convnext_jax.models.block_stack import run_block_stack
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.layers import DepthwiseConv, GlobalResponseNorm, LayerNorm, constant, gelu, drop_path, trunc_normal
+from convnext_jax.models.layers import (Dense, DepthwiseConv, GlobalResponseNorm, LayerNorm, constant, drop_path, gelu,
+                                       trunc_normal)
 
 
 def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[np.ndarray]:
@@ -25,9 +26,9 @@ def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[np.n
 
 
 def _dense(in_features: int, out_features: int, dtype: jnp.dtype, param_dtype: jnp.dtype,
-           rngs: nnx.Rngs) -> nnx.Linear:
-    return nnx.Linear(in_features, out_features, dtype=dtype, param_dtype=param_dtype,
-                      kernel_init=trunc_normal(), bias_init=constant(0.0), rngs=rngs)
+           rngs: nnx.Rngs) -> Dense:
+    return Dense(in_features, out_features, dtype=dtype, param_dtype=param_dtype,
+                 kernel_init=trunc_normal(), bias_init=constant(0.0), rngs=rngs)
 
 
 def _patch_conv(in_chans: int, out_chans: int, size: int, dtype: jnp.dtype, param_dtype: jnp.dtype,

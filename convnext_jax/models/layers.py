@@ -125,6 +125,43 @@ class LayerNorm(nnx.Module):
         return y.astype(out_dtype)
 
 
+@jax.custom_vjp
+def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """x @ kernel + bias over the last axis of x (any number of leading axes).
+
+    Custom VJP that flattens the leading axes: the kernel gradient is one (in, rows) x
+    (rows, out) matmul and the bias gradient one column sum. Autodiff contracts over the 3
+    leading axes of an NHWC activation instead, which XLA:CPU runs with extra transposes
+    (the whole ConvNeXt train step was ~11% slower on CPU).
+    """
+    return x @ kernel + bias
+
+
+def _dense_fwd(x: jax.Array, kernel: jax.Array, bias: jax.Array):
+    return x @ kernel + bias, (x, kernel)
+
+
+def _dense_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array):
+    x, kernel = residuals
+    rows_x, rows_g = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+    dx = g @ jnp.transpose(kernel)
+    dkernel = jax.lax.dot_general(rows_x, rows_g, (((0,), (0,)), ((), ())))
+    return dx, dkernel, jnp.sum(rows_g, axis=0)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+class Dense(nnx.Linear):
+    """nnx.Linear (same parameters, init and dtype promotion) computed by `dense`."""
+
+    def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
+        if self.bias is None or out_sharding is not None or self.preferred_element_type is not None:
+            return super().__call__(inputs, out_sharding)
+        inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], self.bias[...]), dtype=self.dtype)
+        return dense(inputs, kernel, bias)
+
+
 class GlobalResponseNorm(nnx.Module):
     """ConvNeXt-V2 GRN: gamma * (x * Nx) + beta + x, Nx = ||x||_HW / (mean_C ||x||_HW + eps).
 

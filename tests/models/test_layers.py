@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from convnext_jax.models.layers import gelu, layer_norm
+from convnext_jax.models.layers import dense, gelu, layer_norm
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 40), (7, 320), (1, 1, 1, 3)])
@@ -36,3 +36,20 @@ def test_gelu_is_torchs_exact_gelu():
     yt.sum().backward()
     np.testing.assert_allclose(gelu(jnp.asarray(x)), yt.detach().numpy(), atol=1e-6)
     np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(gelu(v)))(jnp.asarray(x)), xt.grad.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 8), (4, 8), (6,)])
+def test_dense_gradients_equal_autodiff(shape):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((shape[-1], 5)), jnp.float32)
+    bias = jnp.asarray(rng.standard_normal(5), jnp.float32)
+    cot = jnp.asarray(rng.standard_normal(shape[:-1] + (5,)), jnp.float32)
+
+    def loss(fn):
+        return jax.grad(lambda *a: jnp.sum(fn(*a) * cot), argnums=(0, 1, 2))(x, kernel, bias)
+
+    np.testing.assert_allclose(dense(x, kernel, bias), x @ kernel + bias, atol=1e-6)
+    for got, want in zip(loss(dense), loss(lambda x, k, b: x @ k + b)):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-5)
