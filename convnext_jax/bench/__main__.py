@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     dw.add_argument("--batch-size", type=int, default=32)
     dw.add_argument("--sizes", type=int, nargs="+", default=[16, 8, 4, 2], help="spatial size per shape")
     dw.add_argument("--channels", type=int, nargs="+", default=[40, 80, 160, 320])
-    dw.add_argument("--impls", nargs="+", default=["lax", "shift"])
+    dw.add_argument("--impls", nargs="+", default=["lax", "shift", "ffi"],
+                    choices=[impl for impl in DWCONV_IMPLS if impl != "auto"])
     dw.add_argument("--steps", type=int, default=20)
     dw.add_argument("--no-torch", action="store_true")
     comp = sub.add_parser("compile", help="compile time vs depth, unrolled vs scan")

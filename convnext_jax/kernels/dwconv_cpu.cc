@@ -274,6 +274,10 @@ ffi::Error DwconvKernelGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, f
     KernelGradImages(xp, gp, partial.data() + group * taps, g, group * g.n / groups, (group + 1) * g.n / groups);
   });
   float* out = dk->typed_data();
+  if (groups == 0) {  // empty batch: the gradient is zero
+    std::fill(out, out + taps, 0.0f);
+    return ffi::Error::Success();
+  }
   std::memcpy(out, partial.data(), taps * sizeof(float));
   for (int64_t group = 1; group < groups; ++group) {
     const float* src = partial.data() + group * taps;

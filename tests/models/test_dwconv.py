@@ -56,6 +56,9 @@ def test_ffi_is_deterministic_and_takes_other_dtypes():
     first, second = _grads(depthwise_conv_ffi, x, k, cot), _grads(depthwise_conv_ffi, x, k, cot)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
+    empty = jnp.zeros((0, 8, 8, 24))
+    dx, dk = jax.grad(lambda x, k: jnp.sum(depthwise_conv_ffi(x, k)), argnums=(0, 1))(empty, k)
+    assert dx.shape == empty.shape and not np.any(dk)  # empty batch: zero kernel gradient
     out = depthwise_conv_ffi(x.astype(jnp.bfloat16), k)  # computed in fp32, returned in bf16
     assert out.dtype == jnp.bfloat16
     np.testing.assert_allclose(out.astype(jnp.float32), depthwise_conv_lax(x.astype(jnp.bfloat16).astype(jnp.float32), k),
