@@ -69,8 +69,12 @@ def library_path() -> Path:
 
 
 def _build(target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    except OSError as err:
+        raise KernelBuildError(f"cannot write the kernel cache {target.parent}: {err} "
+                               "(set $CONVNEXT_JAX_KERNEL_CACHE to a writable directory)") from err
     os.close(fd)
     cmd = [_compiler(), *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp]
     log.info("building CPU kernels: %s", " ".join(cmd))

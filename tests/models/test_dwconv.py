@@ -132,3 +132,7 @@ def test_kernel_build_error_shows_the_compiler_message(tmp_path, monkeypatch):
     with pytest.raises(build.KernelBuildError, match="compiling broken.cc failed"):
         build._build(build.library_path())
     assert not list((tmp_path / "cache").rglob("*.so"))  # no partial library left behind
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("CONVNEXT_JAX_KERNEL_CACHE", str(tmp_path / "file" / "cache"))  # not a directory
+    with pytest.raises(build.KernelBuildError, match="CONVNEXT_JAX_KERNEL_CACHE"):
+        build._build(build.library_path())
