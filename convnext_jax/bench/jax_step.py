@@ -13,7 +13,7 @@ import optax
 from flax import nnx
 
 import convnext_jax as cj
-from convnext_jax.bench.timing import Prepared, time_calls
+from convnext_jax.bench.timing import Prepared
 from convnext_jax.bench.utilization import (device_peak_memory_mib, mfu, peak_tflops, train_model_flops,
                                             xla_memory)
 from convnext_jax.models.flops import forward_macs
@@ -28,18 +28,11 @@ def bench_optimizer(params: Any) -> optax.GradientTransformation:
     return build_optimizer(optim, params, lr_schedule(1e-3, 1000, schedule="constant"))
 
 
-def bench_jax_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
-                         steps: int = 10, warmup: int = 2, **model_options: Any) -> dict[str, Any]:
-    """Compile and time the trainer's own step (`make_train_step`): AdamW with the no-decay
-    mask, cross-entropy with label smoothing 0.1, clip 1.0."""
-    prepared = prepare_jax_train_step(model_name, batch_size=batch_size, image_size=image_size,
-                                      num_classes=num_classes, **model_options)
-    return prepared.row(time_calls(prepared.run, steps=steps, warmup=warmup))
-
-
 def prepare_jax_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
                            **model_options: Any) -> Prepared:
-    """Build and compile the train step of `bench_jax_train_step`, ready to be timed."""
+    """The trainer's own step (`make_train_step`), compiled: AdamW with the no-decay
+    mask, cross-entropy with label smoothing 0.1, clip 1.0. Returns the compiled
+    call and its result row, ready to be timed (alone or interleaved with others)."""
     model = cj.create_model(model_name, num_classes=num_classes, **model_options)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = bench_optimizer(params)
@@ -73,17 +66,10 @@ def prepare_jax_train_step(model_name: str, *, batch_size: int, image_size: int,
     return Prepared(run, row)
 
 
-def bench_jax_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
-                        steps: int = 10, warmup: int = 2, **model_options: Any) -> dict[str, Any]:
-    """Compile and time the jitted eval forward (logits) on one batch."""
-    prepared = prepare_jax_inference(model_name, batch_size=batch_size, image_size=image_size,
-                                     num_classes=num_classes, **model_options)
-    return prepared.row(time_calls(prepared.run, steps=steps, warmup=warmup))
-
-
 def prepare_jax_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
                           **model_options: Any) -> Prepared:
-    """Build and compile the eval forward of `bench_jax_inference`, ready to be timed."""
+    """The jitted eval forward (logits) on one batch, compiled. Returns the compiled
+    call and its result row, ready to be timed (alone or interleaved with others)."""
     model = cj.create_model(model_name, num_classes=num_classes, **model_options)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     images = jnp.asarray(np.random.default_rng(0).standard_normal((batch_size, image_size, image_size, 3)),

@@ -5,24 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from convnext_jax.bench.timing import Prepared, time_calls
-
-
-def bench_torch_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
-                           steps: int = 10, warmup: int = 2, compile: bool = False, bf16: bool = False,
-                           channels_last: bool = True, drop_path_rate: float = 0.0,
-                           **model_options: Any) -> dict[str, Any]:
-    """Time timm's model under the same step as `bench_jax_train_step` (CE + smoothing, clip, AdamW)."""
-    prepared = prepare_torch_train_step(model_name, batch_size=batch_size, image_size=image_size,
-                                        num_classes=num_classes, compile=compile, bf16=bf16,
-                                        channels_last=channels_last, drop_path_rate=drop_path_rate, **model_options)
-    return prepared.row(time_calls(prepared.run, steps=steps, warmup=warmup))
+from convnext_jax.bench.timing import Prepared
 
 
 def prepare_torch_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
                              compile: bool = False, bf16: bool = False, channels_last: bool = True,
                              drop_path_rate: float = 0.0, **model_options: Any) -> Prepared:
-    """Build (and, with torch.compile, compile) the step of `bench_torch_train_step`."""
+    """timm's model under the same step as `prepare_jax_train_step` (CE + smoothing, clip, AdamW),
+    built (and with torch.compile compiled) and ready to be timed."""
     import timm
     import torch
     from timm.optim import create_optimizer_v2
@@ -64,18 +54,10 @@ def prepare_torch_train_step(model_name: str, *, batch_size: int, image_size: in
     return Prepared(run, row)
 
 
-def bench_torch_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
-                          steps: int = 10, warmup: int = 2, compile: bool = False, bf16: bool = False,
-                          **model_options: Any) -> dict[str, Any]:
-    """Time timm's eval forward (inference_mode, channels_last, optional autocast / torch.compile)."""
-    prepared = prepare_torch_inference(model_name, batch_size=batch_size, image_size=image_size,
-                                       num_classes=num_classes, compile=compile, bf16=bf16, **model_options)
-    return prepared.row(time_calls(prepared.run, steps=steps, warmup=warmup))
-
-
 def prepare_torch_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
                             compile: bool = False, bf16: bool = False, **model_options: Any) -> Prepared:
-    """Build (and, with torch.compile, compile) the eval forward of `bench_torch_inference`."""
+    """timm's eval forward (inference_mode, channels_last, optional autocast / torch.compile),
+    built and ready to be timed."""
     import timm
     import torch
 
