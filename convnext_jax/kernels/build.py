@@ -27,9 +27,12 @@ import jaxlib
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("dwconv_cpu.cc")
+KERNEL_DIR = Path(__file__).parent
+SOURCES = (KERNEL_DIR / "dwconv_cpu.cc", KERNEL_DIR / "layernorm_cpu.cc")
+HEADERS = (KERNEL_DIR / "cpu_common.h",)
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-w")
-TARGETS = {"convnext_dwconv_forward": "DwconvForward", "convnext_dwconv_kernel_grad": "DwconvKernelGrad"}
+TARGETS = {"convnext_dwconv_forward": "DwconvForward", "convnext_dwconv_kernel_grad": "DwconvKernelGrad",
+           "convnext_layernorm_forward": "LayerNormForward", "convnext_layernorm_backward": "LayerNormBackward"}
 
 
 class KernelBuildError(RuntimeError):
@@ -62,10 +65,11 @@ def _compiler() -> str:
 def library_path() -> Path:
     """Where the library for this source, jaxlib, compiler and CPU lives (built or not)."""
     cxx = _compiler()
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), jaxlib.__version__, cxx, *version, *FLAGS,
+    version = subprocess.run([cxx, "--version"], check=False, capture_output=True, text=True).stdout.splitlines()[:1]
+    texts = [path.read_text() for path in (*SOURCES, *HEADERS)]
+    key = hashlib.sha256("\n".join([*texts, jaxlib.__version__, cxx, *version, *FLAGS,
                                     _cpu_signature()]).encode()).hexdigest()[:16]
-    return _cache_dir() / key / "dwconv_cpu.so"
+    return _cache_dir() / key / "convnext_cpu_kernels.so"
 
 
 def _build(target: Path) -> None:
@@ -76,12 +80,13 @@ def _build(target: Path) -> None:
         raise KernelBuildError(f"cannot write the kernel cache {target.parent}: {err} "
                                "(set $CONVNEXT_JAX_KERNEL_CACHE to a writable directory)") from err
     os.close(fd)
-    cmd = [_compiler(), *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp]
+    cmd = [_compiler(), *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{KERNEL_DIR}", *map(str, SOURCES), "-o", tmp]
     log.info("building CPU kernels: %s", " ".join(cmd))
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         os.unlink(tmp)
-        raise KernelBuildError(f"compiling {SOURCE.name} failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}")
+        names = ", ".join(path.name for path in SOURCES)
+        raise KernelBuildError(f"compiling {names} failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}")
     os.replace(tmp, target)
 
 
@@ -109,6 +114,7 @@ def cpu_kernels_available() -> bool:
     try:
         load_cpu_kernels()
     except KernelBuildError as err:
-        log.warning("native CPU depthwise conv unavailable, using the XLA 'shift' formulation: %s", err)
+        log.warning("native CPU kernels unavailable (depthwise conv falls back to the XLA 'shift' formulation, "
+                    "LayerNorm to XLA): %s", err)
         return False
     return True

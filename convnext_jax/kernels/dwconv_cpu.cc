@@ -12,73 +12,28 @@
 // in chunk order, so results are bit-identical run to run.
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <mutex>
 #include <type_traits>
 #include <vector>
 
-#include "xla/ffi/api/ffi.h"
+#include "cpu_common.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int64_t kLanes = 8;  // channels per vector accumulator (one AVX2 register)
-constexpr int64_t kTile = 4;   // output pixels per register tile in the forward pass
+using convnext_jax::kLanes;
+using convnext_jax::Load8;
+using convnext_jax::ParallelFor;
+using convnext_jax::Vec8;
 
-// Runs fn(chunk) for every chunk in [0, num_chunks) on the calling thread and XLA's
-// intra-op pool. Workers claim chunks from an atomic counter; the caller only ever waits
-// for chunks that some thread is already running, so a busy pool cannot deadlock it, and
-// tasks that start after the call returned find no chunk left and touch nothing but the
-// shared state they own.
-template <typename Fn>
-void ParallelFor(ffi::ThreadPool& pool, int64_t num_chunks, const Fn& fn) {
-  int64_t helpers = std::min<int64_t>(pool.num_threads(), num_chunks) - 1;
-  if (helpers <= 0) {
-    for (int64_t i = 0; i < num_chunks; ++i) fn(i);
-    return;
-  }
-  struct State {
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-    std::mutex mu;
-    std::condition_variable cv;
-  };
-  auto state = std::make_shared<State>();
-  const Fn* body = &fn;
-  auto run = [state, body, num_chunks]() {
-    for (int64_t i; (i = state->next.fetch_add(1)) < num_chunks;) {
-      (*body)(i);
-      if (state->done.fetch_add(1) + 1 == num_chunks) {
-        std::lock_guard<std::mutex> lock(state->mu);
-        state->cv.notify_all();
-      }
-    }
-  };
-  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([run] { run(); });
-  run();
-  std::unique_lock<std::mutex> lock(state->mu);
-  state->cv.wait(lock, [&] { return state->done.load() == num_chunks; });
-}
+constexpr int64_t kTile = 4;   // output pixels per register tile in the forward pass
 
 struct Geometry {
   int64_t n, h, w, c, kh, kw, ph, pw;
   int64_t Offset(int64_t n_, int64_t h_, int64_t w_) const { return ((n_ * h + h_) * w + w_) * c; }
 };
-
-// Eight fp32 lanes as a GCC/Clang vector (AVX/AVX2 register on x86, two NEON registers on
-// ARM); aligned(4) permits unaligned loads and stores.
-typedef float Vec8 __attribute__((vector_size(32), aligned(4)));
-
-inline Vec8 Load8(const float* p) {
-  Vec8 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
 
 // out[p, c0:c0+L] = sum over valid taps of x * k for the P pixels (n, h, w..w+P-1). With
 // Interior, every tap of every pixel is inside the image and no bounds are checked. For L = 8

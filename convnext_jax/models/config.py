@@ -6,6 +6,9 @@ import dataclasses
 import math
 from typing import Any
 
+from convnext_jax.models.dwconv import DWCONV_IMPLS
+from convnext_jax.models.layernorm_ffi import NORM_IMPLS
+
 REMAT_POLICIES = ("none", "full", "dots")
 
 
@@ -39,6 +42,7 @@ class ConvNeXtConfig:
     remat_segments: int = 0
     scan_blocks: bool = False
     dwconv_impl: str = "auto"
+    norm_impl: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
@@ -51,6 +55,10 @@ class ConvNeXtConfig:
             raise ValueError(f"kernel_size must be odd (same padding), got {self.kernel_size}")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
+        if self.dwconv_impl not in DWCONV_IMPLS:
+            raise ValueError(f"dwconv_impl must be one of {DWCONV_IMPLS}, got {self.dwconv_impl!r}")
+        if self.norm_impl not in NORM_IMPLS:
+            raise ValueError(f"norm_impl must be one of {NORM_IMPLS}, got {self.norm_impl!r}")
         if self.remat_segments < 0:
             raise ValueError(f"remat_segments must be >= 0 (0 = one segment per block), got {self.remat_segments}")
         if not 0.0 <= self.drop_path_rate < 1.0:

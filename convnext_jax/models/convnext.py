@@ -47,7 +47,7 @@ class ConvNeXtBlock(nnx.Module):
         hidden = int(cfg.mlp_ratio * dim)
         self.conv_dw = DepthwiseConv(dim, cfg.kernel_size, impl=cfg.dwconv_impl, dtype=dtype,
                                      param_dtype=param_dtype, rngs=rngs)
-        self.norm = LayerNorm(dim, eps=cfg.norm_eps, param_dtype=param_dtype)
+        self.norm = LayerNorm(dim, eps=cfg.norm_eps, param_dtype=param_dtype, impl=cfg.norm_impl)
         self.fc1 = _dense(dim, hidden, dtype, param_dtype, rngs)
         self.grn = GlobalResponseNorm(hidden, param_dtype=param_dtype) if cfg.use_grn else None
         self.fc2 = _dense(hidden, dim, dtype, param_dtype, rngs)
@@ -84,7 +84,7 @@ class ConvNeXtStage(nnx.Module):
                  downsample: bool, rngs: nnx.Rngs):
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         if downsample:
-            self.downsample_norm = LayerNorm(in_dim, eps=cfg.norm_eps, param_dtype=param_dtype)
+            self.downsample_norm = LayerNorm(in_dim, eps=cfg.norm_eps, param_dtype=param_dtype, impl=cfg.norm_impl)
             self.downsample_conv = _patch_conv(in_dim, dim, 2, dtype, param_dtype, rngs)
         else:
             self.downsample_norm = self.downsample_conv = None
@@ -121,7 +121,7 @@ class ConvNeXt(nnx.Module):
         self.cfg = cfg
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         self.stem_conv = _patch_conv(cfg.in_chans, cfg.dims[0], cfg.patch_size, dtype, param_dtype, rngs)
-        self.stem_norm = LayerNorm(cfg.dims[0], eps=cfg.norm_eps, param_dtype=param_dtype)
+        self.stem_norm = LayerNorm(cfg.dims[0], eps=cfg.norm_eps, param_dtype=param_dtype, impl=cfg.norm_impl)
         rates = drop_path_rates(cfg.depths, cfg.drop_path_rate)
         stages = []
         in_dim = cfg.dims[0]
@@ -129,7 +129,8 @@ class ConvNeXt(nnx.Module):
             stages.append(ConvNeXtStage(in_dim, dim, depth, rates[i], cfg, downsample=i > 0, rngs=rngs))
             in_dim = dim
         self.stages = nnx.List(stages)
-        self.head_norm = LayerNorm(cfg.dims[-1], eps=cfg.norm_eps, out_dtype=jnp.float32, param_dtype=param_dtype)
+        self.head_norm = LayerNorm(cfg.dims[-1], eps=cfg.norm_eps, out_dtype=jnp.float32, param_dtype=param_dtype,
+                                   impl=cfg.norm_impl)
         if cfg.num_classes > 0:
             self.head_fc = _dense(cfg.dims[-1], cfg.num_classes, jnp.float32, param_dtype, rngs)
             if cfg.head_init_scale != 1.0:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from convnext_jax.kernels import cpu_kernels_available, load_cpu_kernels
+from convnext_jax.kernels.calls import ffi_call, sum_over_new_axes
 
 DWCONV_IMPLS = ("lax", "shift", "ffi", "auto")
 
@@ -99,33 +100,8 @@ def _shift_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[ja
 depthwise_conv_shift.defvjp(_shift_fwd, _shift_bwd)
 
 
-def _varying_axes(*arrays: jax.Array) -> frozenset[str]:
-    """Mesh axes over which any of `arrays` varies inside `shard_map` (empty outside)."""
-    axes: frozenset[str] = frozenset()
-    for a in arrays:
-        manual = getattr(jax.typeof(a), "manual_axis_type", None)
-        axes |= frozenset(manual.varying) if manual is not None else frozenset()
-    return axes
-
-
-def _as_varying(a: jax.Array, axes: frozenset[str]) -> jax.Array:
-    missing = tuple(sorted(axes - _varying_axes(a)))
-    return lax.pcast(a, missing, to="varying") if missing else a
-
-
-def _ffi_call(name: str, shape: tuple[int, ...], *args: jax.Array) -> jax.Array:
-    """fp32 FFI call whose result varies over the same `shard_map` axes as its operands."""
-    load_cpu_kernels()  # builds/registers once per process; raises KernelBuildError if impossible
-    axes = _varying_axes(*args)
-    args = tuple(_as_varying(a, axes) for a in args)
-    result = jax.ShapeDtypeStruct(shape, jnp.float32)
-    if axes:  # the operand's abstract type carries the varying axes; keep them, change shape/dtype
-        result = jax.typeof(args[0]).update(shape=shape, dtype=jnp.dtype(jnp.float32), weak_type=False)
-    return jax.ffi.ffi_call(name, result, vmap_method="sequential")(*args)
-
-
 def _ffi_forward(x: jax.Array, taps: jax.Array) -> jax.Array:
-    return _ffi_call("convnext_dwconv_forward", x.shape, x, taps)
+    return ffi_call("convnext_dwconv_forward", x.shape, x, taps)
 
 
 @jax.custom_vjp
@@ -149,10 +125,8 @@ def _ffi_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.
     g32 = g.astype(jnp.float32)
     taps = kernel[:, :, 0, :].astype(jnp.float32)
     dx = _ffi_forward(g32, taps[::-1, ::-1])
-    dkernel = _ffi_call("convnext_dwconv_kernel_grad", taps.shape, x.astype(jnp.float32), g32)[:, :, None, :]
-    summed = tuple(sorted(_varying_axes(dkernel) - _varying_axes(kernel)))
-    if summed:  # a kernel shared across shards gets the sum of the shards' gradients
-        dkernel = lax.psum(dkernel, summed)
+    dkernel = ffi_call("convnext_dwconv_kernel_grad", taps.shape, x.astype(jnp.float32), g32)[:, :, None, :]
+    dkernel = sum_over_new_axes(dkernel, kernel)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 

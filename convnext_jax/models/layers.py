@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.models.dwconv import depthwise_conv
+from convnext_jax.models.layernorm_ffi import layer_norm_ffi, resolve_norm_impl
 
 Dtype = Any
 
@@ -109,19 +110,24 @@ layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
 class LayerNorm(nnx.Module):
-    """LayerNorm over the channel (last) axis, computed in fp32 with two-pass variance."""
+    """LayerNorm over the channel (last) axis, computed in fp32 with two-pass variance.
+
+    `impl`: 'xla' (`layer_norm`), 'ffi' (native CPU kernel, `layernorm_ffi.py`) or 'auto'.
+    """
 
     def __init__(self, num_features: int, *, eps: float = 1e-6, out_dtype: Dtype = None,
-                 param_dtype: Dtype = jnp.float32):
+                 param_dtype: Dtype = jnp.float32, impl: str = "auto"):
         self.scale = nnx.Param(constant(1.0)(None, (num_features,), param_dtype))
         self.bias = nnx.Param(constant(0.0)(None, (num_features,), param_dtype))
         self.eps = eps
         self.out_dtype = out_dtype
+        self.impl = impl
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out_dtype = self.out_dtype or x.dtype
-        y = layer_norm(x.astype(jnp.float32), self.scale[...].astype(jnp.float32),
-                       self.bias[...].astype(jnp.float32), self.eps)
+        norm = layer_norm_ffi if resolve_norm_impl(self.impl) == "ffi" else layer_norm
+        y = norm(x.astype(jnp.float32), self.scale[...].astype(jnp.float32), self.bias[...].astype(jnp.float32),
+                 self.eps)
         return y.astype(out_dtype)
 
 
