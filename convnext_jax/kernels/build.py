@@ -28,11 +28,12 @@ import jaxlib
 log = logging.getLogger(__name__)
 
 KERNEL_DIR = Path(__file__).parent
-SOURCES = (KERNEL_DIR / "dwconv_cpu.cc", KERNEL_DIR / "layernorm_cpu.cc")
+SOURCES = (KERNEL_DIR / "dwconv_cpu.cc", KERNEL_DIR / "layernorm_cpu.cc", KERNEL_DIR / "gelu_cpu.cc")
 HEADERS = (KERNEL_DIR / "cpu_common.h",)
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-w")
 TARGETS = {"convnext_dwconv_forward": "DwconvForward", "convnext_dwconv_kernel_grad": "DwconvKernelGrad",
-           "convnext_layernorm_forward": "LayerNormForward", "convnext_layernorm_backward": "LayerNormBackward"}
+           "convnext_layernorm_forward": "LayerNormForward", "convnext_layernorm_backward": "LayerNormBackward",
+           "convnext_gelu_forward": "GeluForward", "convnext_gelu_backward": "GeluBackward"}
 
 
 class KernelBuildError(RuntimeError):

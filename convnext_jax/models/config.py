@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from convnext_jax.models.dwconv import DWCONV_IMPLS
-from convnext_jax.models.layernorm_ffi import NORM_IMPLS
+from convnext_jax.models.native_ops import NATIVE_IMPLS
 
 REMAT_POLICIES = ("none", "full", "dots")
 
@@ -42,7 +42,8 @@ class ConvNeXtConfig:
     remat_segments: int = 0
     scan_blocks: bool = False
     dwconv_impl: str = "auto"
-    norm_impl: str = "auto"
+    norm_impl: str = "auto"  # LayerNorm: 'xla' | 'ffi' (native CPU kernel) | 'auto'
+    gelu_impl: str = "auto"  # GELU: 'xla' | 'ffi' | 'auto'
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
@@ -57,8 +58,9 @@ class ConvNeXtConfig:
             raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
         if self.dwconv_impl not in DWCONV_IMPLS:
             raise ValueError(f"dwconv_impl must be one of {DWCONV_IMPLS}, got {self.dwconv_impl!r}")
-        if self.norm_impl not in NORM_IMPLS:
-            raise ValueError(f"norm_impl must be one of {NORM_IMPLS}, got {self.norm_impl!r}")
+        for option in ("norm_impl", "gelu_impl"):
+            if getattr(self, option) not in NATIVE_IMPLS:
+                raise ValueError(f"{option} must be one of {NATIVE_IMPLS}, got {getattr(self, option)!r}")
         if self.remat_segments < 0:
             raise ValueError(f"remat_segments must be >= 0 (0 = one segment per block), got {self.remat_segments}")
         if not 0.0 <= self.drop_path_rate < 1.0:

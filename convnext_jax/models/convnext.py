@@ -15,8 +15,8 @@ from flax import nnx
 
 from convnext_jax.models.block_stack import run_block_stack
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.layers import (Dense, DepthwiseConv, GlobalResponseNorm, LayerNorm, constant, drop_path, gelu,
-                                       trunc_normal)
+from convnext_jax.models.layers import (Dense, DepthwiseConv, GlobalResponseNorm, LayerNorm, apply_gelu, constant,
+                                       drop_path, trunc_normal)
 
 
 def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[np.ndarray]:
@@ -53,12 +53,13 @@ class ConvNeXtBlock(nnx.Module):
         self.fc2 = _dense(hidden, dim, dtype, param_dtype, rngs)
         self.gamma = (nnx.Param(constant(cfg.ls_init_value)(None, (dim,), param_dtype))
                       if cfg.ls_init_value is not None else None)
+        self.gelu_impl = cfg.gelu_impl
 
     def __call__(self, x: jax.Array, drop_rate: jax.Array | None = None, key: jax.Array | None = None) -> jax.Array:
         shortcut = x
         x = self.conv_dw(x)
         x = self.norm(x)
-        x = gelu(self.fc1(x))
+        x = apply_gelu(self.fc1(x), self.gelu_impl)
         if self.grn is not None:
             x = self.grn(x)
         x = self.fc2(x)

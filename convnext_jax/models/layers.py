@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.models.dwconv import depthwise_conv
-from convnext_jax.models.layernorm_ffi import layer_norm_ffi, resolve_norm_impl
+from convnext_jax.models.native_ops import gelu_ffi, layer_norm_ffi, resolve_native_impl
 
 Dtype = Any
 
@@ -72,6 +72,11 @@ def gelu(x: jax.Array) -> jax.Array:
     return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(_SQRT_HALF, x.dtype)))
 
 
+def apply_gelu(x: jax.Array, impl: str = "auto") -> jax.Array:
+    """GELU by `impl`: 'xla' (`gelu`), 'ffi' (native CPU kernel, `native_ops.py`) or 'auto'."""
+    return gelu_ffi(x) if resolve_native_impl(impl, "gelu_impl") == "ffi" else gelu(x)
+
+
 def _layer_norm_stats(x: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
     mean = jnp.mean(x, axis=-1, keepdims=True)
     centered = x - mean
@@ -112,7 +117,7 @@ layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 class LayerNorm(nnx.Module):
     """LayerNorm over the channel (last) axis, computed in fp32 with two-pass variance.
 
-    `impl`: 'xla' (`layer_norm`), 'ffi' (native CPU kernel, `layernorm_ffi.py`) or 'auto'.
+    `impl`: 'xla' (`layer_norm`), 'ffi' (native CPU kernel, `native_ops.py`) or 'auto'.
     """
 
     def __init__(self, num_features: int, *, eps: float = 1e-6, out_dtype: Dtype = None,
@@ -125,7 +130,7 @@ class LayerNorm(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out_dtype = self.out_dtype or x.dtype
-        norm = layer_norm_ffi if resolve_norm_impl(self.impl) == "ffi" else layer_norm
+        norm = layer_norm_ffi if resolve_native_impl(self.impl, "norm_impl") == "ffi" else layer_norm
         y = norm(x.astype(jnp.float32), self.scale[...].astype(jnp.float32), self.bias[...].astype(jnp.float32),
                  self.eps)
         return y.astype(out_dtype)

@@ -1,4 +1,4 @@
-"""The native CPU LayerNorm computes what the XLA one does, gradients included."""
+"""The native CPU LayerNorm and GELU compute what the XLA ones do, gradients included."""
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from convnext_jax.models.layernorm_ffi import layer_norm_ffi, resolve_norm_impl
-from convnext_jax.models.layers import LayerNorm, layer_norm
+from convnext_jax.models.layers import LayerNorm, apply_gelu, gelu, layer_norm
+from convnext_jax.models.native_ops import gelu_ffi, layer_norm_ffi, resolve_native_impl
 
 
 def _random(shape, seed=0):
@@ -78,6 +78,26 @@ def test_module_impls_agree_and_auto_picks_ffi_on_cpu():
         outs[impl] = norm(x.astype(jnp.bfloat16))
         assert outs[impl].dtype == jnp.bfloat16
     np.testing.assert_allclose(outs["ffi"].astype(jnp.float32), outs["xla"].astype(jnp.float32), atol=1e-2)
-    assert resolve_norm_impl("auto") == ("ffi" if jax.default_backend() == "cpu" else "xla")
-    with pytest.raises(ValueError, match="norm_impl"):
-        resolve_norm_impl("fast")
+    assert resolve_native_impl("auto") == ("ffi" if jax.default_backend() == "cpu" else "xla")
+    with pytest.raises(ValueError, match="gelu_impl"):
+        resolve_native_impl("fast", "gelu_impl")
+
+
+def test_gelu_matches_torch_and_xla_everywhere():
+    """Values and gradient over the whole fp32 range, incl. the tails where erf saturates,
+    +-inf-free extremes, and sizes that are not a multiple of the vector width."""
+    x = np.concatenate([np.linspace(-12, 12, 24001, dtype=np.float32),
+                        np.array([-100, 100, 0, -0.0, 1e-30, -1e-30, 3e38, -3e38], np.float32)])
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    torch.nn.functional.gelu(xt).sum().backward()
+    got = gelu_ffi(jnp.asarray(x))
+    grad = jax.grad(lambda v: jnp.sum(gelu_ffi(v)))(jnp.asarray(x))
+    np.testing.assert_allclose(got, torch.nn.functional.gelu(xt).detach().numpy(), atol=2e-6, rtol=1e-6)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), atol=1e-6)
+    for n in (1, 7, 9, 1001):
+        v = jnp.asarray(np.random.default_rng(n).standard_normal(n) * 4, jnp.float32)
+        np.testing.assert_allclose(gelu_ffi(v), gelu(v), atol=1e-6)
+    y = jax.vmap(gelu_ffi)(jnp.asarray(x[:64].reshape(8, 8)).astype(jnp.bfloat16))
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(y.astype(jnp.float32), apply_gelu(jnp.asarray(x[:64].reshape(8, 8)), "xla"),
+                               atol=0.05, rtol=0.01)

@@ -1,10 +1,11 @@
-"""LayerNorm over the last axis by the native XLA:CPU kernels, and the per-backend choice.
+"""LayerNorm and GELU by the native XLA:CPU kernels, and the per-backend choice.
 
-'xla' is `layers.layer_norm` (XLA ops with a closed-form VJP); 'ffi' runs the forward and
-backward as C++ FFI custom calls (`convnext_jax/kernels/layernorm_cpu.cc`), one pass over
-each row in L1 where XLA:CPU makes several slow row reductions (~7% of a ConvNeXt-atto
-train step on CPU, docs/BENCHMARKS.md); 'auto' picks 'ffi' on CPU when the kernels can be
-built and 'xla' elsewhere. Both compute the same function in fp32.
+Each op has two implementations of the same function: 'xla' (`layers.layer_norm`,
+`layers.gelu`: XLA ops with hand-written VJPs) and 'ffi' (C++ FFI custom calls in
+`convnext_jax/kernels/`, forward and backward, fp32). On CPU the native ones make one pass
+where XLA:CPU makes several: LayerNorm's row reductions over few channels, GELU's erf saved
+as an extra activation (docs/BENCHMARKS.md). 'auto' picks 'ffi' on CPU when the kernels can
+be built and 'xla' elsewhere.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from convnext_jax.kernels import cpu_kernels_available, load_cpu_kernels
 from convnext_jax.kernels.calls import ffi_call, sum_over_new_axes
 
-NORM_IMPLS = ("xla", "ffi", "auto")
+NATIVE_IMPLS = ("xla", "ffi", "auto")
 
 
 def _forward(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> tuple[jax.Array, ...]:
@@ -51,14 +52,36 @@ def _bwd(eps: float, residuals: tuple[jax.Array, ...], g: jax.Array):
 layer_norm_ffi.defvjp(_fwd, _bwd)
 
 
-def resolve_norm_impl(impl: str) -> str:
-    """Map 'auto' to 'ffi' on CPU (when the kernels build) and to 'xla' elsewhere."""
-    if impl not in NORM_IMPLS:
-        raise ValueError(f"norm_impl must be one of {NORM_IMPLS}, got {impl!r}")
+@jax.custom_vjp
+def gelu_ffi(x: jax.Array) -> jax.Array:
+    """Exact (erf) GELU, computed in fp32 and returned in x's dtype; the backward recomputes
+    erf and the Gaussian density from x in one pass."""
+    return ffi_call("convnext_gelu_forward", x.shape, x.astype(jnp.float32)).astype(x.dtype)
+
+
+def _gelu_fwd(x: jax.Array):
+    return gelu_ffi(x), x
+
+
+def _gelu_bwd(x: jax.Array, g: jax.Array):
+    dx = ffi_call("convnext_gelu_backward", x.shape, x.astype(jnp.float32), g.astype(jnp.float32))
+    return (dx.astype(x.dtype),)
+
+
+gelu_ffi.defvjp(_gelu_fwd, _gelu_bwd)
+
+
+def resolve_native_impl(impl: str, option: str = "norm_impl") -> str:
+    """Map 'auto' to 'ffi' on CPU (when the kernels build) and to 'xla' elsewhere.
+
+    `option` names the config field in error messages ('norm_impl', 'gelu_impl').
+    """
+    if impl not in NATIVE_IMPLS:
+        raise ValueError(f"{option} must be one of {NATIVE_IMPLS}, got {impl!r}")
     backend = jax.default_backend()
     if impl == "ffi":
         if backend != "cpu":
-            raise ValueError(f"norm_impl='ffi' is a CPU kernel; the default backend is {backend!r} "
+            raise ValueError(f"{option}='ffi' is a CPU kernel; the default backend is {backend!r} "
                              "(use 'auto' or 'xla' there)")
         load_cpu_kernels()  # raises KernelBuildError with the compiler's message
         return impl
