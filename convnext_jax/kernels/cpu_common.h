@@ -75,6 +75,13 @@ inline float Sum8(Vec8 v) {
   return s;
 }
 
+// Rows and channels of x (channels = last dimension; rows = everything else).
+inline void RowsAndChannels(const ffi::Buffer<ffi::F32>& x, int64_t* rows, int64_t* channels) {
+  auto dims = x.dimensions();
+  *channels = dims.size() == 0 ? 1 : dims.back();
+  *rows = *channels == 0 ? 0 : x.element_count() / *channels;
+}
+
 }  // namespace convnext_jax
 
 #endif  // CONVNEXT_JAX_KERNELS_CPU_COMMON_H_

@@ -29,6 +29,7 @@ namespace {
 using convnext_jax::kLanes;
 using convnext_jax::Load8;
 using convnext_jax::ParallelFor;
+using convnext_jax::RowsAndChannels;
 using convnext_jax::Splat8;
 using convnext_jax::Store8;
 using convnext_jax::Sum8;
@@ -66,13 +67,6 @@ float RowSquaredDeviation(const float* x, int64_t c, float mean) {
   float s = Sum8(a0 + a1);
   for (; i < c; ++i) s += (x[i] - mean) * (x[i] - mean);
   return s;
-}
-
-// Rows and channels of x (channels = last dimension; rows = everything else).
-void RowsAndChannels(const ffi::Buffer<ffi::F32>& x, int64_t* rows, int64_t* channels) {
-  auto dims = x.dimensions();
-  *channels = dims.size() == 0 ? 1 : dims.back();
-  *rows = *channels == 0 ? 0 : x.element_count() / *channels;
 }
 
 ffi::Error CheckVector(const ffi::Buffer<ffi::F32>& v, int64_t channels, const char* name) {
