@@ -15,8 +15,8 @@ def get_config(arg: str = "v2") -> ml_collections.ConfigDict:
     config.target_accuracy = 0.9
     config.model.name = "convnextv2_atto" if arg == "v2" else "convnext_atto"
     # A tiny width keeps CPU runs short; scan keeps compile time flat.
-    config.model.options = ml_collections.ConfigDict({"depths": (1, 1, 2, 1), "dims": (32, 64, 96, 128),
-                                                      "scan_blocks": True})
+    config.model.options.update({"depths": (1, 1, 2, 1), "dims": (32, 64, 96, 128),
+                                 "scan_blocks": True})
     config.data.image_size = 32
     config.data.crop_pct = 1.0
     config.data.mean = (0.5, 0.5, 0.5)

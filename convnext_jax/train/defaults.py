@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import ml_collections
 
+from convnext_jax.models.config import ConvNeXtConfig
+
+# ConvNeXtConfig fields that change how the model runs, not what it computes; present in every
+# config so that `--config.model.options.norm_impl=xla` etc. work from the command line.
+EXECUTION_OPTIONS = ("remat", "remat_segments", "scan_blocks", "dwconv_impl", "norm_impl", "gelu_impl")
+
 
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -21,7 +27,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.num_classes = 0  # 0: from the dataset
     config.model.drop_path_rate = 0.0
     config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 | float16 (dynamic loss scaling); params stay float32
-    config.model.options = ml_collections.ConfigDict()  # other ConvNeXtConfig fields (remat, scan_blocks, ...)
+    # Other ConvNeXtConfig fields: the execution options below, and whatever a config adds
+    # (depths, dims, depth_multiplier, ...; configs add keys with options.update).
+    config.model.options = ml_collections.ConfigDict({name: getattr(ConvNeXtConfig(), name)
+                                                      for name in EXECUTION_OPTIONS})
     config.model.init_from = ""  # .pth/.safetensors (timm/official) or a convnext_jax weights dir
     config.model.reset_head = False  # with init_from: keep a fresh classifier (different class count)
 
