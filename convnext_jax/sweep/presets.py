@@ -37,7 +37,7 @@ def tiny_baseline() -> ml_collections.ConfigDict:
     config.target_accuracy = 0.8
     config.model.name = "convnextv2_atto"
     config.model.options.update({"depths": (1, 1, 1, 1), "dims": (16, 24, 32, 48),
-                                 "scan_blocks": True, "dwconv_impl": "lax"})
+                                 "scan_blocks": True})
     config.optim.lr = 2e-3
     config.optim.weight_decay = 0.05
     config.optim.warmup_epochs = 1
