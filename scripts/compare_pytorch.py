@@ -46,7 +46,7 @@ def torch_model(config, num_classes: int, shared_init: bool = True) -> torch.nn.
     """timm's ConvNeXt with the JAX model's architecture (and, if `shared_init`, its initial weights)."""
     from timm.models.convnext import ConvNeXt as TimmConvNeXt
 
-    jax_model = loop._model(config, num_classes)
+    jax_model = loop.model_from_config(config, num_classes)
     cfg = jax_model.cfg
     model = TimmConvNeXt(depths=cfg.depths, dims=cfg.dims, use_grn=cfg.use_grn, ls_init_value=cfg.ls_init_value,
                          conv_mlp=cfg.conv_mlp, num_classes=num_classes, drop_path_rate=config.model.drop_path_rate)
@@ -60,7 +60,7 @@ def train_torch(config, threads: int, shared_init: bool = True) -> dict[str, flo
     """The recipe in PyTorch eager: same batches, schedule, optimizer groups, smoothing, clipping."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(threads)
-    train_src, val_src = loop._sources(config)
+    train_src, val_src = loop.data_sources(config)
     num_classes = train_src.num_classes
     model = torch_model(config, num_classes, shared_init)
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -75,7 +75,7 @@ def train_torch(config, threads: int, shared_init: bool = True) -> dict[str, flo
     schedule = lr_schedule(peak, total, schedule=optim.schedule, warmup_steps=optim.warmup_steps or
                            optim.warmup_epochs * steps_per_epoch, min_lr=optim.min_lr)
     aug = config.data.augment
-    norm = loop._normalisation(config)
+    norm = loop.normalisation(config)
     loader = iter(create_loader(train_src, batch_size=config.batch_size, shuffle=True, seed=config.seed,
                                 transforms=train_transforms(config.data.image_size, scale=tuple(aug.scale),
                                                             hflip=aug.hflip, auto_augment=aug.auto_augment or None,

@@ -35,7 +35,8 @@ class NonFiniteLossError(FloatingPointError):
     """The loss or gradient became NaN/inf; the workdir keeps the last good checkpoint."""
 
 
-def _normalisation(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def normalisation(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The mean/std keyword arguments of the transforms (None, None when data.normalize is off)."""
     if not config.data.normalize:
         return {"mean": None, "std": None}
     return {"mean": tuple(config.data.mean), "std": tuple(config.data.std)}
@@ -79,7 +80,7 @@ def make_evaluator(config: ml_collections.ConfigDict, val_src: Any, graphdef: nn
                    sharding: NamedSharding, batch_size: int) -> Callable[[Any], dict[str, float]]:
     """params -> val loss / top-1 / top-5 over the whole val split (pad-and-mask: each sample once)."""
     eval_step = jax.jit(make_eval_step(graphdef, rest, sharding.mesh, sharding.spec[0]))
-    transforms = eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, **_normalisation(config))
+    transforms = eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, **normalisation(config))
 
     # Every process must run the same number of (collective) eval steps, even when the val split
     # does not divide evenly over processes: shorter shards are padded with fully masked batches.
@@ -107,7 +108,7 @@ def make_evaluator(config: ml_collections.ConfigDict, val_src: Any, graphdef: nn
     return evaluate
 
 
-def _sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+def data_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
     """The train and val sources; val uses the train split's class names (image folders)."""
     train_src = make_source(config.data.source, "train", data_dir=config.data.data_dir or None,
                             image_size=config.data.image_size)
@@ -116,7 +117,8 @@ def _sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
     return train_src, val_src
 
 
-def _model(config: ml_collections.ConfigDict, num_classes: int) -> Any:
+def model_from_config(config: ml_collections.ConfigDict, num_classes: int) -> Any:
+    """The freshly initialised model the config describes (seeded by config.seed)."""
     return create_model(config.model.name, num_classes=num_classes, drop_path_rate=config.model.drop_path_rate,
                         dtype=config.model.dtype, rngs=config.seed, **config.model.options.to_dict())
 
@@ -138,8 +140,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints to evaluate")
     per_process_batch = _check_batch(config.batch_size, config.optim.grad_accum_steps)
-    train_src, val_src = _sources(config)
-    model = _model(config, config.model.num_classes or train_src.num_classes)
+    train_src, val_src = data_sources(config)
+    model = model_from_config(config, config.model.num_classes or train_src.num_classes)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     saved = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(workdir), "checkpoints", str(step),
                                                             "state"))
@@ -188,14 +190,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer,
            epoch_callback: EpochCallback | None) -> dict[str, Any]:
     accum = config.optim.grad_accum_steps
     per_process_batch = _check_batch(config.batch_size, accum) * accum
-    train_src, val_src = _sources(config)
+    train_src, val_src = data_sources(config)
     num_classes = config.model.num_classes or train_src.num_classes
     steps_per_epoch = len(train_src) // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({len(train_src)})")
     total_steps = config.num_epochs * steps_per_epoch
 
-    model = _model(config, num_classes)
+    model = model_from_config(config, num_classes)
     start = ckpt.latest_step() or 0
     if config.model.init_from and not start:
         initialise_from(model, config.model.init_from, reset_head=config.model.reset_head)
@@ -222,7 +224,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, ckpt: Checkpointer,
         train_src, batch_size=per_process_batch, shuffle=True, seed=config.seed, worker_count=config.data.workers,
         transforms=train_transforms(config.data.image_size, scale=tuple(aug.scale), hflip=aug.hflip,
                                     auto_augment=aug.auto_augment or None, color_jitter=aug.color_jitter,
-                                    re_prob=aug.re_prob, **_normalisation(config)),
+                                    re_prob=aug.re_prob, **normalisation(config)),
         batch_transforms=batch_ops)
     train_iter = iter(train_loader)
 
