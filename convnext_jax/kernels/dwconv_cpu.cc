@@ -184,9 +184,9 @@ void KernelGradImages(const float* x, const float* gy, float* dk, const Geometry
   }
 }
 
-ffi::Error CheckShapes(const ffi::Buffer<ffi::F32>& x, const ffi::Buffer<ffi::F32>& k, Geometry* g) {
-  auto xd = x.dimensions();
-  auto kd = k.dimensions();
+// Geometry from the (N, H, W, C) image and (KH, KW, C) kernel dimensions.
+template <typename Dims>
+ffi::Error MakeGeometry(const Dims& xd, const Dims& kd, Geometry* g) {
   if (xd.size() != 4 || kd.size() != 3 || kd[2] != xd[3]) {
     return ffi::Error::InvalidArgument("dwconv expects x (N, H, W, C) and kernel (KH, KW, C)");
   }
@@ -197,7 +197,7 @@ ffi::Error CheckShapes(const ffi::Buffer<ffi::F32>& x, const ffi::Buffer<ffi::F3
 ffi::Error DwconvForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
                              ffi::ResultBuffer<ffi::F32> y) {
   Geometry g;
-  if (ffi::Error err = CheckShapes(x, k, &g); err.failure()) return err;
+  if (ffi::Error err = MakeGeometry(x.dimensions(), k.dimensions(), &g); err.failure()) return err;
   const float* xp = x.typed_data();
   const float* kp = k.typed_data();
   float* yp = y->typed_data();
@@ -213,12 +213,11 @@ ffi::Error DwconvForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi:
 
 ffi::Error DwconvKernelGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> gy,
                                 ffi::ResultBuffer<ffi::F32> dk) {
-  auto xd = x.dimensions();
-  auto kd = dk->dimensions();
-  if (xd.size() != 4 || kd.size() != 3 || kd[2] != xd[3] || gy.dimensions().size() != 4) {
-    return ffi::Error::InvalidArgument("dwconv kernel grad expects x, g (N, H, W, C) and dk (KH, KW, C)");
+  Geometry g;
+  if (ffi::Error err = MakeGeometry(x.dimensions(), dk->dimensions(), &g); err.failure()) return err;
+  if (gy.element_count() != x.element_count()) {
+    return ffi::Error::InvalidArgument("dwconv kernel grad expects g with the shape of x");
   }
-  Geometry g{xd[0], xd[1], xd[2], xd[3], kd[0], kd[1], kd[0] / 2, kd[1] / 2};
   const int64_t taps = g.kh * g.kw * g.c;
   // Fixed chunking over groups of images, independent of the thread count.
   const int64_t groups = std::min<int64_t>(g.n, 16);
