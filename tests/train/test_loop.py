@@ -62,6 +62,24 @@ def test_config_typo_names_the_closest_key():
         config.optim.lrr = 0.1
 
 
+def test_every_config_takes_the_execution_options():
+    """`--config.model.options.norm_impl=xla` etc. work on any config (the keys exist, the
+    defaults are ConvNeXtConfig's), and a bad value is refused when the model is built."""
+    import dataclasses
+
+    from convnext_jax.models.config import ConvNeXtConfig
+    from convnext_jax.train.defaults import EXECUTION_OPTIONS
+
+    fields = {f.name: f.default for f in dataclasses.fields(ConvNeXtConfig)}
+    config = embedded_digits.get_config()
+    for name in EXECUTION_OPTIONS:
+        assert config.model.options[name] == (True if name == "scan_blocks" else fields[name])
+    assert config.model.options.dims == (32, 64, 96, 128)  # the config's own options are kept
+    config.model.options.norm_impl = "xla"
+    with pytest.raises(ValueError, match="norm_impl must be one of"):
+        ConvNeXtConfig(norm_impl="fast")
+
+
 def test_main_rejects_unknown_override(tmp_path):
     result = subprocess.run([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
                              "--workdir", str(tmp_path), "--config.optim.weight_dacay=0.1"],
