@@ -1,8 +1,8 @@
 """Compile the C++ XLA:CPU kernels once per machine and register them as FFI targets.
 
 Like `torch.utils.cpp_extension.load`, the shared library is built on first use with the
-system C++ compiler (`$CXX`, default `g++`) against the XLA FFI headers shipped in jaxlib,
-and cached under `$CONVNEXT_JAX_KERNEL_CACHE` (default `~/.cache/convnext_jax/kernels`).
+system C++ compiler (`$CXX`, default `g++`; one compiler process per source, in parallel)
+against the XLA FFI headers shipped in jaxlib, and cached under `$CONVNEXT_JAX_KERNEL_CACHE` (default `~/.cache/convnext_jax/kernels`).
 The cache key covers the source, jaxlib version, compiler, flags and the CPU's instruction
 set (the library is built with `-march=native`), so a shared home directory never hands a
 library to a machine that cannot run it. Builds write to a temporary file and rename it, so
@@ -74,21 +74,33 @@ def library_path() -> Path:
 
 
 def _build(target: Path) -> None:
+    """Compile every source to an object file (in parallel), link them, rename into place."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        workdir = Path(tempfile.mkdtemp(dir=target.parent))
     except OSError as err:
         raise KernelBuildError(f"cannot write the kernel cache {target.parent}: {err} "
                                "(set $CONVNEXT_JAX_KERNEL_CACHE to a writable directory)") from err
-    os.close(fd)
-    cmd = [_compiler(), *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{KERNEL_DIR}", *map(str, SOURCES), "-o", tmp]
-    log.info("building CPU kernels: %s", " ".join(cmd))
-    result = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    if result.returncode != 0:
-        os.unlink(tmp)
-        names = ", ".join(path.name for path in SOURCES)
-        raise KernelBuildError(f"compiling {names} failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}")
-    os.replace(tmp, target)
+    try:
+        compile_flags = [flag for flag in FLAGS if flag != "-shared"]
+        includes = [f"-I{jax.ffi.include_dir()}", f"-I{KERNEL_DIR}"]
+        jobs = []
+        for source in SOURCES:
+            cmd = [_compiler(), *compile_flags, *includes, "-c", str(source), "-o", str(workdir / f"{source.stem}.o")]
+            log.info("building CPU kernels: %s", " ".join(cmd))
+            jobs.append((source, cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        errors = [(source, cmd, proc.communicate()[1]) for source, cmd, proc in jobs]  # wait for all
+        for (source, cmd, stderr), (_, _, proc) in zip(errors, jobs):
+            if proc.returncode != 0:
+                raise KernelBuildError(f"compiling {source.name} failed ({' '.join(cmd)}):\n{stderr[-4000:]}")
+        library = workdir / target.name
+        cmd = [_compiler(), *FLAGS, *(str(workdir / f"{s.stem}.o") for s in SOURCES), "-o", str(library)]
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise KernelBuildError(f"linking the CPU kernels failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}")
+        os.replace(library, target)  # atomic: concurrent builders never see a partial library
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @functools.cache
