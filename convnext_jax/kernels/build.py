@@ -3,9 +3,10 @@
 Like `torch.utils.cpp_extension.load`, the shared library is built on first use with the
 system C++ compiler (`$CXX`, default `g++`; one compiler process per source, in parallel)
 against the XLA FFI headers shipped in jaxlib, and cached under `$CONVNEXT_JAX_KERNEL_CACHE`
-(default `~/.cache/convnext_jax/kernels`). The cache key covers the sources, jaxlib version, compiler, flags and the CPU's instruction
-set (the library is built with `-march=native`), so a shared home directory never hands a
-library to a machine that cannot run it. Builds write to a temporary file and rename it, so
+(default `~/.cache/convnext_jax/kernels`). The cache key covers the sources, jaxlib
+version, compiler, flags and the CPU's instruction set (the library is built with
+`-march=native`), so a shared home directory never hands a library to a machine that cannot
+run it. Builds happen in a temporary directory and the library is renamed into place, so
 concurrent processes (sweep workers, multi-process tests) never see a partial library.
 """
 
