@@ -2,8 +2,8 @@
 // 'same' zero padding with pad = k / 2 before and k - 1 - pad after, as in
 // convnext_jax/models/dwconv.py). Built on first use by convnext_jax/kernels/build.py.
 //
-//   DwconvForward:    y[n,h,w,c]  = sum_{i,j} x[n, h+i-ph, w+j-pw, c] * k[i,j,c]
-//                     (the input gradient is the same call with the flipped kernel)
+//   DwconvForward:    y[n,h,w,c]  = b[c] + sum_{i,j} x[n, h+i-ph, w+j-pw, c] * k[i,j,c]
+//                     (the input gradient is the same call with the flipped kernel, b = 0)
 //   DwconvKernelGrad: dk[i,j,c]   = sum_{n,h,w} x[n, h+i-ph, w+j-pw, c] * g[n,h,w,c]
 //
 // Channels are the contiguous axis, so every inner loop is a unit-stride multiply-add over
@@ -39,11 +39,12 @@ struct Geometry {
 // Interior, every tap of every pixel is inside the image and no bounds are checked. For L = 8
 // the P accumulators are vector registers.
 template <int64_t P, int64_t L, bool Interior>
-inline void ForwardTile(const float* x, const float* k, float* y, const Geometry& g, int64_t n, int64_t h,
-                        int64_t w, int64_t c0) {
+inline void ForwardTile(const float* x, const float* k, const float* b, float* y, const Geometry& g, int64_t n,
+                        int64_t h, int64_t w, int64_t c0) {
   const int64_t i0 = std::max<int64_t>(0, g.ph - h), i1 = std::min<int64_t>(g.kh, g.h + g.ph - h);
   if constexpr (L == kLanes) {
-    Vec8 acc[P] = {};
+    Vec8 acc[P];
+    for (int64_t p = 0; p < P; ++p) acc[p] = Load8(b + c0);
     for (int64_t i = i0; i < i1; ++i) {
       const float* xrow = x + g.Offset(n, h + i - g.ph, 0) + c0;
       const float* krow = k + i * g.kw * g.c + c0;
@@ -59,7 +60,10 @@ inline void ForwardTile(const float* x, const float* k, float* y, const Geometry
     }
     for (int64_t p = 0; p < P; ++p) std::memcpy(y + g.Offset(n, h, w + p) + c0, &acc[p], sizeof(Vec8));
   } else {
-    float acc[P][L] = {};
+    float acc[P][L];
+    for (int64_t p = 0; p < P; ++p) {
+      for (int64_t c = 0; c < L; ++c) acc[p][c] = b[c0 + c];
+    }
     for (int64_t i = i0; i < i1; ++i) {
       const float* xrow = x + g.Offset(n, h + i - g.ph, 0) + c0;
       const float* krow = k + i * g.kw * g.c + c0;
@@ -82,24 +86,24 @@ inline void ForwardTile(const float* x, const float* k, float* y, const Geometry
 
 // One output row (n, h), channels [c0, c0 + L).
 template <int64_t L>
-void ForwardRowBlock(const float* x, const float* k, float* y, const Geometry& g, int64_t n, int64_t h,
+void ForwardRowBlock(const float* x, const float* k, const float* b, float* y, const Geometry& g, int64_t n, int64_t h,
                      int64_t c0) {
   const int64_t lo = g.pw, hi = g.w - (g.kw - 1 - g.pw);  // pixels whose taps are all inside
   int64_t w = 0;
   for (; w + kTile <= g.w; w += kTile) {
     if (w >= lo && w + kTile <= hi) {
-      ForwardTile<kTile, L, true>(x, k, y, g, n, h, w, c0);
+      ForwardTile<kTile, L, true>(x, k, b, y, g, n, h, w, c0);
     } else {
-      ForwardTile<kTile, L, false>(x, k, y, g, n, h, w, c0);
+      ForwardTile<kTile, L, false>(x, k, b, y, g, n, h, w, c0);
     }
   }
-  for (; w < g.w; ++w) ForwardTile<1, L, false>(x, k, y, g, n, h, w, c0);
+  for (; w < g.w; ++w) ForwardTile<1, L, false>(x, k, b, y, g, n, h, w, c0);
 }
 
-void ForwardRow(const float* x, const float* k, float* y, const Geometry& g, int64_t n, int64_t h) {
+void ForwardRow(const float* x, const float* k, const float* b, float* y, const Geometry& g, int64_t n, int64_t h) {
   int64_t c0 = 0;
-  for (; c0 + kLanes <= g.c; c0 += kLanes) ForwardRowBlock<kLanes>(x, k, y, g, n, h, c0);
-  for (; c0 < g.c; ++c0) ForwardRowBlock<1>(x, k, y, g, n, h, c0);
+  for (; c0 + kLanes <= g.c; c0 += kLanes) ForwardRowBlock<kLanes>(x, k, b, y, g, n, h, c0);
+  for (; c0 < g.c; ++c0) ForwardRowBlock<1>(x, k, b, y, g, n, h, c0);
 }
 
 // dk[i, :, c0:c0+L] += sum over images [n0, n1) and pixels of x(shifted by tap) * g, for one
@@ -195,9 +199,11 @@ ffi::Error MakeGeometry(const Dims& xd, const Dims& kd, Geometry* g) {
 }
 
 ffi::Error DwconvForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
-                             ffi::ResultBuffer<ffi::F32> y) {
+                             ffi::Buffer<ffi::F32> bias, ffi::ResultBuffer<ffi::F32> y) {
   Geometry g;
   if (ffi::Error err = MakeGeometry(x.dimensions(), k.dimensions(), &g); err.failure()) return err;
+  if (bias.element_count() != g.c) return ffi::Error::InvalidArgument("dwconv bias must have shape (C,)");
+  const float* bp = bias.typed_data();
   const float* xp = x.typed_data();
   const float* kp = k.typed_data();
   float* yp = y->typed_data();
@@ -205,7 +211,7 @@ ffi::Error DwconvForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi:
   const int64_t chunks = std::min<int64_t>(rows, 64);
   ParallelFor(pool, chunks, [&](int64_t chunk) {
     for (int64_t r = chunk * rows / chunks; r < (chunk + 1) * rows / chunks; ++r) {
-      ForwardRow(xp, kp, yp, g, r / g.h, r % g.h);
+      ForwardRow(xp, kp, bp, yp, g, r / g.h, r % g.h);
     }
   });
   return ffi::Error::Success();
@@ -245,8 +251,9 @@ ffi::Error DwconvKernelGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, f
 XLA_FFI_DEFINE_HANDLER_SYMBOL(DwconvForward, DwconvForwardImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // x (N, H, W, C)
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // kernel (KH, KW, C)
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // bias (C,), the accumulators' start
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(DwconvKernelGrad, DwconvKernelGradImpl,

@@ -100,37 +100,48 @@ def _shift_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[ja
 depthwise_conv_shift.defvjp(_shift_fwd, _shift_bwd)
 
 
-def _ffi_forward(x: jax.Array, taps: jax.Array) -> jax.Array:
-    return ffi_call("convnext_dwconv_forward", x.shape, x, taps)
+def _ffi_forward(x: jax.Array, taps: jax.Array, bias: jax.Array) -> jax.Array:
+    return ffi_call("convnext_dwconv_forward", x.shape, x, taps, bias)
 
 
 @jax.custom_vjp
-def depthwise_conv_ffi(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Depthwise conv by the C++ XLA:CPU kernels in `convnext_jax/kernels` (FFI custom calls).
+def depthwise_conv_bias_ffi(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """Depthwise conv plus a per-channel bias by the C++ XLA:CPU kernels in
+    `convnext_jax/kernels` (FFI custom calls); the bias starts the accumulators, so it costs
+    no pass of its own.
 
     Computes and accumulates in fp32 (other dtypes are cast in and out). The input gradient
     is the forward kernel with the flipped taps; the kernel gradient has its own kernel.
     CPU only; the kernels are compiled on first use (`convnext_jax.kernels.build`).
     """
     _check_kernel(x, kernel)
-    return _ffi_forward(x.astype(jnp.float32), kernel[:, :, 0, :].astype(jnp.float32)).astype(x.dtype)
+    if bias.shape != x.shape[-1:]:
+        raise ValueError(f"depthwise conv bias must have shape {x.shape[-1:]}, got {bias.shape}")
+    taps = kernel[:, :, 0, :].astype(jnp.float32)
+    return _ffi_forward(x.astype(jnp.float32), taps, bias.astype(jnp.float32)).astype(x.dtype)
 
 
-def _ffi_fwd(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return depthwise_conv_ffi(x, kernel), (x, kernel)
+def _ffi_fwd(x: jax.Array, kernel: jax.Array, bias: jax.Array):
+    return depthwise_conv_bias_ffi(x, kernel, bias), (x, kernel, bias)
 
 
-def _ffi_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    x, kernel = residuals
+def _ffi_bwd(residuals: tuple[jax.Array, jax.Array, jax.Array], g: jax.Array):
+    x, kernel, bias = residuals
     g32 = g.astype(jnp.float32)
     taps = kernel[:, :, 0, :].astype(jnp.float32)
-    dx = _ffi_forward(g32, taps[::-1, ::-1])
+    dx = _ffi_forward(g32, taps[::-1, ::-1], jnp.zeros(taps.shape[-1:], jnp.float32))
     dkernel = ffi_call("convnext_dwconv_kernel_grad", taps.shape, x.astype(jnp.float32), g32)[:, :, None, :]
-    dkernel = sum_over_new_axes(dkernel, kernel)
-    return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+    dbias = jnp.sum(g32, axis=tuple(range(g.ndim - 1)))
+    return (dx.astype(x.dtype), sum_over_new_axes(dkernel, kernel).astype(kernel.dtype),
+            sum_over_new_axes(dbias, bias).astype(bias.dtype))
 
 
-depthwise_conv_ffi.defvjp(_ffi_fwd, _ffi_bwd)
+depthwise_conv_bias_ffi.defvjp(_ffi_fwd, _ffi_bwd)
+
+
+def depthwise_conv_ffi(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Depthwise conv by the native CPU kernels (`depthwise_conv_bias_ffi` without a bias)."""
+    return depthwise_conv_bias_ffi(x, kernel, jnp.zeros(x.shape[-1:], jnp.float32))
 
 
 def resolve_dwconv_impl(impl: str) -> str:
@@ -156,11 +167,15 @@ def resolve_dwconv_impl(impl: str) -> str:
     return "lax"
 
 
-def depthwise_conv(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> jax.Array:
-    """Depthwise conv dispatching on `impl` ('lax' | 'shift' | 'ffi' | 'auto')."""
+def depthwise_conv(x: jax.Array, kernel: jax.Array, impl: str = "auto", bias: jax.Array | None = None) -> jax.Array:
+    """Depthwise conv (+ per-channel bias) dispatching on `impl` ('lax' | 'shift' | 'ffi' | 'auto')."""
     impl = resolve_dwconv_impl(impl)
+    if impl == "ffi" and bias is not None:
+        return depthwise_conv_bias_ffi(x, kernel, bias)
     if impl == "lax":
-        return depthwise_conv_lax(x, kernel)
-    if impl == "ffi":
-        return depthwise_conv_ffi(x, kernel)
-    return depthwise_conv_shift(x, kernel)
+        y = depthwise_conv_lax(x, kernel)
+    elif impl == "ffi":
+        y = depthwise_conv_ffi(x, kernel)
+    else:
+        y = depthwise_conv_shift(x, kernel)
+    return y if bias is None else y + bias

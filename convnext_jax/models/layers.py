@@ -205,8 +205,7 @@ class DepthwiseConv(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.astype(self.dtype)
-        y = depthwise_conv(x, self.kernel[...].astype(self.dtype), self.impl)
-        return y + self.bias[...].astype(self.dtype)
+        return depthwise_conv(x, self.kernel[...].astype(self.dtype), self.impl, bias=self.bias[...].astype(self.dtype))
 
 
 def drop_path(x: jax.Array, rate: jax.Array | float, key: jax.Array) -> jax.Array:

@@ -136,3 +136,23 @@ def test_kernel_build_error_shows_the_compiler_message(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVNEXT_JAX_KERNEL_CACHE", str(tmp_path / "file" / "cache"))  # not a directory
     with pytest.raises(build.KernelBuildError, match="CONVNEXT_JAX_KERNEL_CACHE"):
         build._build(build.library_path())
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 11, 6), (3, 6, 13, 20)])
+def test_bias_in_the_native_kernel_matches_conv_plus_bias(shape):
+    """With impl 'ffi' the bias starts the kernel's accumulators; every impl gives conv + bias
+    and the same gradients for input, kernel and bias."""
+    x, k, cot = _random(shape, 7, seed=6)
+    bias = jnp.asarray(np.random.default_rng(7).standard_normal(shape[-1]), jnp.float32)
+
+    def grads(impl):
+        return jax.grad(lambda x, k, b: jnp.sum(depthwise_conv(x, k, impl, bias=b) * cot), argnums=(0, 1, 2))(x, k, bias)
+
+    want_y = depthwise_conv_lax(x, k) + bias
+    want = grads("lax")
+    for impl in ("ffi", "shift"):
+        np.testing.assert_allclose(depthwise_conv(x, k, impl, bias=bias), want_y, atol=1e-4)
+        for got, expected in zip(grads(impl), want):
+            np.testing.assert_allclose(got, expected, atol=1e-3, rtol=1e-4)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        depthwise_conv(x, k, "ffi", bias=bias[:2])
