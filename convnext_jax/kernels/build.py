@@ -122,6 +122,17 @@ def load_cpu_kernels() -> Path:
     return target
 
 
+def require_cpu_kernels(option: str, alternatives: str) -> None:
+    """For an explicit `option='ffi'`: the default backend must be the CPU and the kernels must
+    build (KernelBuildError carries the compiler's message). `alternatives` names the other
+    choices for the error on other backends."""
+    backend = jax.default_backend()
+    if backend != "cpu":
+        raise ValueError(f"{option}='ffi' is a CPU kernel; the default backend is {backend!r} "
+                         f"(use {alternatives} there)")
+    load_cpu_kernels()
+
+
 @functools.cache
 def cpu_kernels_available() -> bool:
     """True when the kernels are loaded (building them if needed); logs why not otherwise."""

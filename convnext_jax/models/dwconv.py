@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from convnext_jax.kernels import cpu_kernels_available, load_cpu_kernels
+from convnext_jax.kernels import cpu_kernels_available, require_cpu_kernels
 from convnext_jax.kernels.calls import ffi_call, sum_over_new_axes
 
 DWCONV_IMPLS = ("lax", "shift", "ffi", "auto")
@@ -152,17 +152,13 @@ def resolve_dwconv_impl(impl: str) -> str:
     """
     if impl not in DWCONV_IMPLS:
         raise ValueError(f"dwconv_impl must be one of {DWCONV_IMPLS}, got {impl!r}")
-    backend = jax.default_backend()
     if impl == "ffi":
-        if backend != "cpu":
-            raise ValueError(f"dwconv_impl='ffi' is a CPU kernel; the default backend is {backend!r} "
-                             "(use 'auto' or 'lax' there)")
-        load_cpu_kernels()  # raises KernelBuildError with the compiler's message
+        require_cpu_kernels("dwconv_impl", "'auto' or 'lax'")
         return impl
     if impl != "auto":
         return impl
     # Measured in docs/BENCHMARKS.md.
-    if backend == "cpu":
+    if jax.default_backend() == "cpu":
         return "ffi" if cpu_kernels_available() else "shift"
     return "lax"
 

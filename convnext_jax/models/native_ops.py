@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from convnext_jax.kernels import cpu_kernels_available, load_cpu_kernels
+from convnext_jax.kernels import cpu_kernels_available, require_cpu_kernels
 from convnext_jax.kernels.calls import ffi_call, sum_over_new_axes
 
 NATIVE_IMPLS = ("xla", "ffi", "auto")
@@ -78,13 +78,9 @@ def resolve_native_impl(impl: str, option: str = "norm_impl") -> str:
     """
     if impl not in NATIVE_IMPLS:
         raise ValueError(f"{option} must be one of {NATIVE_IMPLS}, got {impl!r}")
-    backend = jax.default_backend()
     if impl == "ffi":
-        if backend != "cpu":
-            raise ValueError(f"{option}='ffi' is a CPU kernel; the default backend is {backend!r} "
-                             "(use 'auto' or 'xla' there)")
-        load_cpu_kernels()  # raises KernelBuildError with the compiler's message
+        require_cpu_kernels(option, "'auto' or 'xla'")
         return impl
     if impl == "auto":
-        return "ffi" if backend == "cpu" and cpu_kernels_available() else "xla"
+        return "ffi" if jax.default_backend() == "cpu" and cpu_kernels_available() else "xla"
     return impl
