@@ -11,6 +11,7 @@
 // Built on first use by convnext_jax/kernels/build.py.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -79,55 +80,48 @@ inline Vec8 ExpNonPositive(Vec8 x) {
 
 inline Vec8 Cdf(Vec8 x) { return 0.5f + 0.5f * Erf(x * kSqrtHalf); }
 
-ffi::Error GeluForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> y) {
-  const int64_t size = x.element_count();
-  const float* xp = x.typed_data();
-  float* yp = y->typed_data();
+// out[i] = op(in[0][i], ..., in[N-1][i]) for i < size, 8 lanes at a time, over a fixed number
+// of chunks on the pool; the tail past the last full vector goes through a zero-padded one.
+template <size_t N, typename Op>
+void MapVectors(ffi::ThreadPool& pool, int64_t size, const std::array<const float*, N>& in, float* out, Op op) {
   const int64_t vectors = (size + kLanes - 1) / kLanes;
   const int64_t chunks = std::min(vectors, kChunks);
   ParallelFor(pool, chunks, [&](int64_t chunk) {
     const int64_t begin = chunk * vectors / chunks * kLanes;
     const int64_t end = std::min(size, (chunk + 1) * vectors / chunks * kLanes);
+    std::array<Vec8, N> v;
     int64_t i = begin;
     for (; i + kLanes <= end; i += kLanes) {
-      const Vec8 v = Load8(xp + i);
-      Store8(yp + i, v * Cdf(v));
+      for (size_t k = 0; k < N; ++k) v[k] = Load8(in[k] + i);
+      Store8(out + i, op(v));
     }
-    if (i < end) {  // tail: pad one vector
-      float buffer[kLanes] = {};
-      std::copy(xp + i, xp + end, buffer);
-      const Vec8 v = Load8(buffer);
-      Store8(buffer, v * Cdf(v));
-      std::copy(buffer, buffer + (end - i), yp + i);
+    if (i < end) {
+      for (size_t k = 0; k < N; ++k) {
+        float buffer[kLanes] = {};
+        std::copy(in[k] + i, in[k] + end, buffer);
+        v[k] = Load8(buffer);
+      }
+      float result[kLanes];
+      Store8(result, op(v));
+      std::copy(result, result + (end - i), out + i);
     }
   });
+}
+
+ffi::Error GeluForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> y) {
+  MapVectors<1>(pool, x.element_count(), {x.typed_data()}, y->typed_data(),
+                [](const std::array<Vec8, 1>& v) { return v[0] * Cdf(v[0]); });
   return ffi::Error::Success();
 }
 
-inline Vec8 GeluGrad(Vec8 v, Vec8 g) { return g * (Cdf(v) + v * kInvSqrt2Pi * ExpNonPositive(-0.5f * v * v)); }
-
 ffi::Error GeluBackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
                             ffi::ResultBuffer<ffi::F32> dx) {
-  const int64_t size = x.element_count();
-  if (g.element_count() != size) return ffi::Error::InvalidArgument("gelu backward: g must match x");
-  const float* xp = x.typed_data();
-  const float* gp = g.typed_data();
-  float* dp = dx->typed_data();
-  const int64_t vectors = (size + kLanes - 1) / kLanes;
-  const int64_t chunks = std::min(vectors, kChunks);
-  ParallelFor(pool, chunks, [&](int64_t chunk) {
-    const int64_t begin = chunk * vectors / chunks * kLanes;
-    const int64_t end = std::min(size, (chunk + 1) * vectors / chunks * kLanes);
-    int64_t i = begin;
-    for (; i + kLanes <= end; i += kLanes) Store8(dp + i, GeluGrad(Load8(xp + i), Load8(gp + i)));
-    if (i < end) {
-      float xb[kLanes] = {}, gb[kLanes] = {};
-      std::copy(xp + i, xp + end, xb);
-      std::copy(gp + i, gp + end, gb);
-      Store8(xb, GeluGrad(Load8(xb), Load8(gb)));
-      std::copy(xb, xb + (end - i), dp + i);
-    }
-  });
+  if (g.element_count() != x.element_count()) return ffi::Error::InvalidArgument("gelu backward: g must match x");
+  MapVectors<2>(pool, x.element_count(), {x.typed_data(), g.typed_data()}, dx->typed_data(),
+                [](const std::array<Vec8, 2>& v) {
+                  const Vec8 h = v[0];
+                  return v[1] * (Cdf(h) + h * kInvSqrt2Pi * ExpNonPositive(-0.5f * h * h));
+                });
   return ffi::Error::Success();
 }
 
