@@ -10,14 +10,7 @@ from typing import Any, Callable
 
 def time_calls(fn: Callable[[], object], *, steps: int, warmup: int) -> dict[str, float]:
     """Run `fn` (which must block until its work is done) warmup + steps times; per-call seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "mean_s": statistics.fmean(times), "min_s": min(times)}
+    return time_interleaved({"fn": fn}, rounds=1, steps=steps, warmup=warmup)["fn"]
 
 
 @dataclasses.dataclass
