@@ -12,7 +12,7 @@ from typing import Any
 import jax
 
 from convnext_jax.bench.timing import Prepared, markdown_table, time_interleaved
-from convnext_jax.models.dwconv import DWCONV_IMPLS
+from convnext_jax.ops import impl_choices
 
 
 def _environment() -> dict[str, Any]:
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--batch-size", type=int, default=32)
         p.add_argument("--num-classes", type=int, default=1000)
         p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-        p.add_argument("--dwconv-impl", nargs="+", default=["auto"], choices=list(DWCONV_IMPLS))
+        p.add_argument("--dwconv-impl", nargs="+", default=["auto"], choices=list(impl_choices("dwconv")))
         p.add_argument("--torch", action="store_true", help="also time timm eager")
         p.add_argument("--torch-compile", action="store_true", help="also time timm + torch.compile")
         p.add_argument("--steps", type=int, default=5, help="timed calls per contender per round")
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     dw.add_argument("--sizes", type=int, nargs="+", default=[16, 8, 4, 2], help="spatial size per shape")
     dw.add_argument("--channels", type=int, nargs="+", default=[40, 80, 160, 320])
     dw.add_argument("--impls", nargs="+", default=["lax", "shift", "ffi"],
-                    choices=[impl for impl in DWCONV_IMPLS if impl != "auto"])
+                    choices=list(impl_choices("dwconv")[1:]))
     dw.add_argument("--steps", type=int, default=20)
     dw.add_argument("--no-torch", action="store_true")
     comp = sub.add_parser("compile", help="compile time vs depth, unrolled vs scan")

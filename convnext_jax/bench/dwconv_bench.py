@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from convnext_jax.bench.timing import time_calls
-from convnext_jax.models.dwconv import depthwise_conv
+from convnext_jax.ops import implementation
 
 
 def bench_dwconv(batch: int, size: int, channels: int, *, impls: tuple[str, ...] = ("lax", "shift"),
@@ -22,8 +22,9 @@ def bench_dwconv(batch: int, size: int, channels: int, *, impls: tuple[str, ...]
     shape = f"{batch}x{size}x{size}x{channels}"
     rows = []
     for impl in impls:
-        fwd = jax.jit(lambda x, k, impl=impl: depthwise_conv(x, k, impl))
-        grad = jax.jit(jax.grad(lambda x, k, impl=impl: jnp.sum(depthwise_conv(x, k, impl) ** 2), argnums=(0, 1)))
+        conv = implementation("dwconv", impl)
+        fwd = jax.jit(lambda x, k, conv=conv: conv(x, k))
+        grad = jax.jit(jax.grad(lambda x, k, conv=conv: jnp.sum(conv(x, k) ** 2), argnums=(0, 1)))
         f = time_calls(lambda: fwd(x, k).block_until_ready(), steps=steps, warmup=warmup)
         fb = time_calls(lambda: jax.block_until_ready(grad(x, k)), steps=steps, warmup=warmup)
         rows.append({"impl": f"jax {impl}", "shape (NHWC)": shape, "fwd_ms": f["median_s"] * 1e3,

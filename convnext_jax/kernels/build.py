@@ -26,18 +26,18 @@ from pathlib import Path
 import jax
 import jaxlib
 
+from convnext_jax.errors import UserError
+from convnext_jax.kernels.targets import SYMBOLS
+
 log = logging.getLogger(__name__)
 
 KERNEL_DIR = Path(__file__).parent
 SOURCES = (KERNEL_DIR / "dwconv_cpu.cc", KERNEL_DIR / "layernorm_cpu.cc", KERNEL_DIR / "gelu_cpu.cc")
 HEADERS = (KERNEL_DIR / "cpu_common.h",)
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-w")
-TARGETS = {"convnext_dwconv_forward": "DwconvForward", "convnext_dwconv_kernel_grad": "DwconvKernelGrad",
-           "convnext_layernorm_forward": "LayerNormForward", "convnext_layernorm_backward": "LayerNormBackward",
-           "convnext_gelu_forward": "GeluForward", "convnext_gelu_backward": "GeluBackward"}
 
 
-class KernelBuildError(RuntimeError):
+class KernelBuildError(UserError, RuntimeError):
     """The C++ kernels could not be compiled or loaded (no compiler, compile error, ...)."""
 
 
@@ -117,20 +117,9 @@ def load_cpu_kernels() -> Path:
         lib = ctypes.cdll.LoadLibrary(str(target))
     except OSError as err:
         raise KernelBuildError(f"loading {target} failed: {err} (delete it to rebuild)") from err
-    for name, symbol in TARGETS.items():
+    for name, symbol in SYMBOLS.items():
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     return target
-
-
-def require_cpu_kernels(option: str, alternatives: str) -> None:
-    """For an explicit `option='ffi'`: the default backend must be the CPU and the kernels must
-    build (KernelBuildError carries the compiler's message). `alternatives` names the other
-    choices for the error on other backends."""
-    backend = jax.default_backend()
-    if backend != "cpu":
-        raise ValueError(f"{option}='ffi' is a CPU kernel; the default backend is {backend!r} "
-                         f"(use {alternatives} there)")
-    load_cpu_kernels()
 
 
 @functools.cache

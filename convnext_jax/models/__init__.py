@@ -1,11 +1,40 @@
-"""ConvNeXt V1/V2 models in Flax NNX."""
+"""ConvNeXt V1/V2 models in Flax NNX.
 
-from convnext_jax.models.config import ConvNeXtConfig, scale_architecture
-from convnext_jax.models.convnext import ConvNeXt, ConvNeXtBlock, ConvNeXtStage, drop_path_rates
-from convnext_jax.models.params import count_params, weight_decay_mask
-from convnext_jax.models.registry import VARIANTS, build_model, create_model, list_models, model_config
+Names are imported lazily, so `convnext_jax.models.config` (which configs validate against)
+can be imported without the modules, the ops' implementations or the native kernels.
+"""
 
-__all__ = [
-    "ConvNeXt", "ConvNeXtBlock", "ConvNeXtConfig", "ConvNeXtStage", "VARIANTS", "build_model", "count_params",
-    "create_model", "drop_path_rates", "list_models", "model_config", "scale_architecture", "weight_decay_mask",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ConvNeXtConfig": "convnext_jax.models.config",
+    "scale_architecture": "convnext_jax.models.config",
+    "ConvNeXt": "convnext_jax.models.convnext",
+    "ConvNeXtBlock": "convnext_jax.models.convnext",
+    "ConvNeXtStage": "convnext_jax.models.convnext",
+    "drop_path_rates": "convnext_jax.models.convnext",
+    "count_params": "convnext_jax.models.params",
+    "weight_decay_mask": "convnext_jax.models.params",
+    "VARIANTS": "convnext_jax.models.registry",
+    "build_model": "convnext_jax.models.registry",
+    "create_model": "convnext_jax.models.registry",
+    "list_models": "convnext_jax.models.registry",
+    "model_config": "convnext_jax.models.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'convnext_jax.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

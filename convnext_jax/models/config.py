@@ -6,8 +6,8 @@ import dataclasses
 import math
 from typing import Any
 
-from convnext_jax.models.dwconv import DWCONV_IMPLS
-from convnext_jax.models.native_ops import NATIVE_IMPLS
+from convnext_jax.errors import ConfigError
+from convnext_jax.ops.table import OPTION, check_choice
 
 REMAT_POLICIES = ("none", "full", "dots")
 
@@ -41,41 +41,36 @@ class ConvNeXtConfig:
     remat: str = "none"
     remat_segments: int = 0
     scan_blocks: bool = False
-    dwconv_impl: str = "auto"
-    norm_impl: str = "auto"  # LayerNorm: 'xla' | 'ffi' (native CPU kernel) | 'auto'
-    gelu_impl: str = "auto"  # GELU: 'xla' | 'ffi' | 'auto'
+    # Op implementations (convnext_jax.ops): 'auto' or a name from the ops table, resolved when the model is built.
+    dwconv_impl: str = "auto"  # 'lax' | 'shift' | 'ffi' (native CPU kernel)
+    norm_impl: str = "auto"  # LayerNorm: 'xla' | 'ffi'
+    gelu_impl: str = "auto"  # GELU: 'xla' | 'ffi'
+    dense_impl: str = "auto"  # 'xla' (flattened-rows VJP) | 'autodiff'
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
         if len(self.depths) != len(self.dims) or not self.depths:
-            raise ValueError(f"depths {self.depths} and dims {self.dims} must be non-empty and of equal length")
+            raise ConfigError(f"depths {self.depths} and dims {self.dims} must be non-empty and of equal length")
         if any(d < 1 for d in self.depths) or any(c < 1 for c in self.dims):
-            raise ValueError(f"every depth and dim must be >= 1, got depths={self.depths} dims={self.dims}")
+            raise ConfigError(f"every depth and dim must be >= 1, got depths={self.depths} dims={self.dims}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd (same padding), got {self.kernel_size}")
+            raise ConfigError(f"kernel_size must be odd (same padding), got {self.kernel_size}")
         if self.remat not in REMAT_POLICIES:
-            raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
-        if self.dwconv_impl not in DWCONV_IMPLS:
-            raise ValueError(f"dwconv_impl must be one of {DWCONV_IMPLS}, got {self.dwconv_impl!r}")
-        for option in ("norm_impl", "gelu_impl"):
-            if getattr(self, option) not in NATIVE_IMPLS:
-                raise ValueError(f"{option} must be one of {NATIVE_IMPLS}, got {getattr(self, option)!r}")
+            raise ConfigError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
+        for op, option in OPTION.items():
+            check_choice(op, getattr(self, option))
         if self.remat_segments < 0:
-            raise ValueError(f"remat_segments must be >= 0 (0 = one segment per block), got {self.remat_segments}")
+            raise ConfigError(f"remat_segments must be >= 0 (0 = one segment per block), got {self.remat_segments}")
         if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+            raise ConfigError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 = no classifier), got {self.num_classes}")
+            raise ConfigError(f"num_classes must be >= 0 (0 = no classifier), got {self.num_classes}")
 
     @property
     def version(self) -> int:
         """2 for ConvNeXt V2 (GRN), 1 otherwise."""
         return 2 if self.use_grn else 1
-
-    @property
-    def hidden_dims(self) -> tuple[int, ...]:
-        return tuple(int(self.mlp_ratio * d) for d in self.dims)
 
     def replace(self, **changes: Any) -> "ConvNeXtConfig":
         return dataclasses.replace(self, **changes)
@@ -98,7 +93,7 @@ def scale_architecture(depths: tuple[int, ...], dims: tuple[int, ...], depth_mul
     removes a stage. Examples: tiny (3,3,9,3) x2.0 -> (6,6,18,6); x0.5 -> (2,2,5,2).
     """
     if depth_multiplier <= 0 or width_multiplier <= 0:
-        raise ValueError(f"multipliers must be > 0, got depth={depth_multiplier} width={width_multiplier}")
+        raise ConfigError(f"multipliers must be > 0, got depth={depth_multiplier} width={width_multiplier}")
     new_depths = tuple(max(1, math.ceil(d * depth_multiplier - 1e-9)) for d in depths)
     new_dims = tuple(round_to_multiple(c * width_multiplier) if width_multiplier != 1.0 else c for c in dims)
     return new_depths, new_dims

@@ -2,8 +2,10 @@
 
 Structure and parameter set follow timm's `convnext.py` one to one (stem -> 4 stages of
 [downsample] + blocks -> pool -> norm -> fc), so parameter counts equal timm's and weights
-map 1:1 (see `convnext_jax.convert`). The blocks of a stage are stored stacked along a
-leading depth axis and run unrolled or with `lax.scan` (see `block_stack.py`).
+map 1:1 (the names: `naming.py`). The blocks of a stage are stored stacked along a leading
+depth axis and run unrolled or with `lax.scan` (see `block_stack.py`). The op implementations
+(depthwise conv, LayerNorm, GELU, dense) are resolved once, when the model is built
+(`convnext_jax.ops`), and handed to the modules.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from flax import nnx
 
 from convnext_jax.models.block_stack import run_block_stack
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.layers import (Dense, DepthwiseConv, GlobalResponseNorm, LayerNorm, apply_gelu, constant,
-                                       drop_path, trunc_normal)
+from convnext_jax.models.layers import (Dense, DepthwiseConv, GlobalResponseNorm, LayerNorm, constant, drop_path,
+                                       trunc_normal)
+from convnext_jax.ops import OpSet, resolve_ops
 
 
 def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[np.ndarray]:
@@ -25,9 +28,14 @@ def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[np.n
     return np.split(rates, np.cumsum(depths)[:-1])
 
 
-def _dense(in_features: int, out_features: int, dtype: jnp.dtype, param_dtype: jnp.dtype,
+def model_ops(cfg: ConvNeXtConfig) -> OpSet:
+    """The op implementations the config asks for ('auto' resolved for this backend)."""
+    return resolve_ops(dwconv=cfg.dwconv_impl, layer_norm=cfg.norm_impl, gelu=cfg.gelu_impl, dense=cfg.dense_impl)
+
+
+def _dense(in_features: int, out_features: int, dtype: jnp.dtype, param_dtype: jnp.dtype, ops: OpSet,
            rngs: nnx.Rngs) -> Dense:
-    return Dense(in_features, out_features, dtype=dtype, param_dtype=param_dtype,
+    return Dense(in_features, out_features, dtype=dtype, param_dtype=param_dtype, op=ops.dense,
                  kernel_init=trunc_normal(), bias_init=constant(0.0), rngs=rngs)
 
 
@@ -42,24 +50,24 @@ def _patch_conv(in_chans: int, out_chans: int, size: int, dtype: jnp.dtype, para
 class ConvNeXtBlock(nnx.Module):
     """dwconv 7x7 -> LayerNorm -> Linear 4C -> GELU -> [GRN] -> Linear C -> [layer scale] -> drop path + x."""
 
-    def __init__(self, dim: int, cfg: ConvNeXtConfig, *, rngs: nnx.Rngs):
+    def __init__(self, dim: int, cfg: ConvNeXtConfig, ops: OpSet, *, rngs: nnx.Rngs):
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         hidden = int(cfg.mlp_ratio * dim)
-        self.conv_dw = DepthwiseConv(dim, cfg.kernel_size, impl=cfg.dwconv_impl, dtype=dtype,
-                                     param_dtype=param_dtype, rngs=rngs)
-        self.norm = LayerNorm(dim, eps=cfg.norm_eps, param_dtype=param_dtype, impl=cfg.norm_impl)
-        self.fc1 = _dense(dim, hidden, dtype, param_dtype, rngs)
+        self.conv_dw = DepthwiseConv(dim, cfg.kernel_size, op=ops.dwconv, dtype=dtype, param_dtype=param_dtype,
+                                     rngs=rngs)
+        self.norm = LayerNorm(dim, eps=cfg.norm_eps, param_dtype=param_dtype, op=ops.layer_norm)
+        self.fc1 = _dense(dim, hidden, dtype, param_dtype, ops, rngs)
         self.grn = GlobalResponseNorm(hidden, param_dtype=param_dtype) if cfg.use_grn else None
-        self.fc2 = _dense(hidden, dim, dtype, param_dtype, rngs)
+        self.fc2 = _dense(hidden, dim, dtype, param_dtype, ops, rngs)
         self.gamma = (nnx.Param(constant(cfg.ls_init_value)(None, (dim,), param_dtype))
                       if cfg.ls_init_value is not None else None)
-        self.gelu_impl = cfg.gelu_impl
+        self.gelu = ops.gelu
 
     def __call__(self, x: jax.Array, drop_rate: jax.Array | None = None, key: jax.Array | None = None) -> jax.Array:
         shortcut = x
         x = self.conv_dw(x)
         x = self.norm(x)
-        x = apply_gelu(self.fc1(x), self.gelu_impl)
+        x = self.gelu(self.fc1(x))
         if self.grn is not None:
             x = self.grn(x)
         x = self.fc2(x)
@@ -70,9 +78,9 @@ class ConvNeXtBlock(nnx.Module):
         return shortcut + x
 
 
-def _stacked_blocks(dim: int, depth: int, cfg: ConvNeXtConfig, rngs: nnx.Rngs) -> ConvNeXtBlock:
+def _stacked_blocks(dim: int, depth: int, cfg: ConvNeXtConfig, ops: OpSet, rngs: nnx.Rngs) -> ConvNeXtBlock:
     """Create `depth` independently initialised blocks and stack their params on axis 0."""
-    blocks = [ConvNeXtBlock(dim, cfg, rngs=rngs) for _ in range(depth)]
+    blocks = [ConvNeXtBlock(dim, cfg, ops, rngs=rngs) for _ in range(depth)]
     graphdef, _ = nnx.split(blocks[0])
     stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[nnx.state(b) for b in blocks])
     return nnx.merge(graphdef, stacked)
@@ -81,15 +89,15 @@ def _stacked_blocks(dim: int, depth: int, cfg: ConvNeXtConfig, rngs: nnx.Rngs) -
 class ConvNeXtStage(nnx.Module):
     """[LayerNorm -> 2x2 stride-2 conv] downsample (all stages but the first), then `depth` blocks."""
 
-    def __init__(self, in_dim: int, dim: int, depth: int, rates: np.ndarray, cfg: ConvNeXtConfig, *,
+    def __init__(self, in_dim: int, dim: int, depth: int, rates: np.ndarray, cfg: ConvNeXtConfig, ops: OpSet, *,
                  downsample: bool, rngs: nnx.Rngs):
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         if downsample:
-            self.downsample_norm = LayerNorm(in_dim, eps=cfg.norm_eps, param_dtype=param_dtype, impl=cfg.norm_impl)
+            self.downsample_norm = LayerNorm(in_dim, eps=cfg.norm_eps, param_dtype=param_dtype, op=ops.layer_norm)
             self.downsample_conv = _patch_conv(in_dim, dim, 2, dtype, param_dtype, rngs)
         else:
             self.downsample_norm = self.downsample_conv = None
-        self.blocks = _stacked_blocks(dim, depth, cfg, rngs)
+        self.blocks = _stacked_blocks(dim, depth, cfg, ops, rngs)
         self.depth = depth
         self.drop_rates = tuple(float(r) for r in rates)
         self.cfg = cfg
@@ -118,31 +126,28 @@ class ConvNeXt(nnx.Module):
     split per stage and per block, so every block draws an independent mask.
     """
 
-    def __init__(self, cfg: ConvNeXtConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: ConvNeXtConfig, *, rngs: nnx.Rngs, ops: OpSet | None = None):
         self.cfg = cfg
+        self.ops = ops = ops or model_ops(cfg)
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         self.stem_conv = _patch_conv(cfg.in_chans, cfg.dims[0], cfg.patch_size, dtype, param_dtype, rngs)
-        self.stem_norm = LayerNorm(cfg.dims[0], eps=cfg.norm_eps, param_dtype=param_dtype, impl=cfg.norm_impl)
+        self.stem_norm = LayerNorm(cfg.dims[0], eps=cfg.norm_eps, param_dtype=param_dtype, op=ops.layer_norm)
         rates = drop_path_rates(cfg.depths, cfg.drop_path_rate)
         stages = []
         in_dim = cfg.dims[0]
         for i, (depth, dim) in enumerate(zip(cfg.depths, cfg.dims)):
-            stages.append(ConvNeXtStage(in_dim, dim, depth, rates[i], cfg, downsample=i > 0, rngs=rngs))
+            stages.append(ConvNeXtStage(in_dim, dim, depth, rates[i], cfg, ops, downsample=i > 0, rngs=rngs))
             in_dim = dim
         self.stages = nnx.List(stages)
         self.head_norm = LayerNorm(cfg.dims[-1], eps=cfg.norm_eps, out_dtype=jnp.float32, param_dtype=param_dtype,
-                                   impl=cfg.norm_impl)
+                                   op=ops.layer_norm)
         if cfg.num_classes > 0:
-            self.head_fc = _dense(cfg.dims[-1], cfg.num_classes, jnp.float32, param_dtype, rngs)
+            self.head_fc = _dense(cfg.dims[-1], cfg.num_classes, jnp.float32, param_dtype, ops, rngs)
             if cfg.head_init_scale != 1.0:
                 self.head_fc.kernel[...] = self.head_fc.kernel[...] * cfg.head_init_scale
                 self.head_fc.bias[...] = self.head_fc.bias[...] * cfg.head_init_scale
         else:
             self.head_fc = None
-
-    @property
-    def num_features(self) -> int:
-        return self.cfg.dims[-1]
 
     def forward_features(self, x: jax.Array, *, train: bool = False, rng: jax.Array | None = None) -> jax.Array:
         """Stem and stages: NHWC images -> NHWC feature map of the last stage (compute dtype)."""

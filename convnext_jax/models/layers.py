@@ -1,21 +1,24 @@
-"""Building blocks of ConvNeXt: init, fp32 LayerNorm, GRN, depthwise conv, stochastic depth.
+"""Building blocks of ConvNeXt: init, fp32 LayerNorm, dense, GRN, depthwise conv, stochastic depth.
 
 Layout is NHWC throughout. Parameters are stored in `param_dtype` (fp32); the compute
-dtype is applied per op. Normalisation statistics are always computed in fp32.
+dtype is applied per op. Normalisation statistics are always computed in fp32. Modules hold
+their parameters and call the op implementation they were built with (`convnext_jax.ops`,
+resolved once by the model; the XLA one by default).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from convnext_jax.models.dwconv import depthwise_conv
-from convnext_jax.models.native_ops import gelu_ffi, layer_norm_ffi, resolve_native_impl
+from convnext_jax.ops.dense import dense
+from convnext_jax.ops.dwconv import dwconv_lax
+from convnext_jax.ops.layer_norm import layer_norm
 
 Dtype = Any
 
@@ -59,118 +62,40 @@ def constant(value: float) -> nnx.Initializer:
     return init
 
 
-_SQRT_HALF = float(np.sqrt(0.5))
-
-
-def gelu(x: jax.Array) -> jax.Array:
-    """Exact (erf) GELU, `0.5 * x * (1 + erf(x / sqrt(2)))` as in PyTorch's `nn.GELU()`.
-
-    `jax.nn.gelu(approximate=False)` computes it through `erfc`, whose XLA CPU expansion
-    (exp + piecewise polynomials) is ~2x slower than `erf`'s rational approximation; the
-    two agree to within 5e-7 in fp32.
-    """
-    return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(_SQRT_HALF, x.dtype)))
-
-
-def apply_gelu(x: jax.Array, impl: str = "auto") -> jax.Array:
-    """GELU by `impl`: 'xla' (`gelu`), 'ffi' (native CPU kernel, `native_ops.py`) or 'auto'."""
-    return gelu_ffi(x) if resolve_native_impl(impl, "gelu_impl") == "ffi" else gelu(x)
-
-
-def _layer_norm_stats(x: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
-    mean = jnp.mean(x, axis=-1, keepdims=True)
-    centered = x - mean
-    return mean, jax.lax.rsqrt(jnp.mean(jnp.square(centered), axis=-1, keepdims=True) + eps)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
-    """(x - mean) / sqrt(var + eps) * scale + bias over the last axis (two-pass variance).
-
-    Custom VJP with the closed-form input gradient
-    dx = rstd * (g' - mean(g') - x_hat * mean(g' * x_hat)), g' = g * scale: two row
-    reductions, where autodiff of the forward runs several more passes (~4% of a ConvNeXt
-    train step on CPU).
-    """
-    mean, rstd = _layer_norm_stats(x, eps)
-    return (x - mean) * rstd * scale + bias
-
-
-def _layer_norm_fwd(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float):
-    mean, rstd = _layer_norm_stats(x, eps)
-    return (x - mean) * rstd * scale + bias, (x, mean, rstd, scale)
-
-
-def _layer_norm_bwd(eps: float, residuals: tuple[jax.Array, ...], g: jax.Array):
-    x, mean, rstd, scale = residuals
-    x_hat = (x - mean) * rstd
-    g_scaled = g * scale
-    leading = tuple(range(g.ndim - 1))
-    dx = rstd * (g_scaled - jnp.mean(g_scaled, axis=-1, keepdims=True)
-                 - x_hat * jnp.mean(g_scaled * x_hat, axis=-1, keepdims=True))
-    return dx, jnp.sum(g * x_hat, axis=leading), jnp.sum(g, axis=leading)
-
-
-layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
-
-
 class LayerNorm(nnx.Module):
     """LayerNorm over the channel (last) axis, computed in fp32 with two-pass variance.
 
-    `impl`: 'xla' (`layer_norm`), 'ffi' (native CPU kernel, `native_ops.py`) or 'auto'.
+    `op`: a `layer_norm(x, scale, bias, eps)` implementation from the ops table.
     """
 
     def __init__(self, num_features: int, *, eps: float = 1e-6, out_dtype: Dtype = None,
-                 param_dtype: Dtype = jnp.float32, impl: str = "auto"):
+                 param_dtype: Dtype = jnp.float32, op: Callable = layer_norm):
         self.scale = nnx.Param(constant(1.0)(None, (num_features,), param_dtype))
         self.bias = nnx.Param(constant(0.0)(None, (num_features,), param_dtype))
         self.eps = eps
         self.out_dtype = out_dtype
-        self.impl = impl
+        self.op = op
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out_dtype = self.out_dtype or x.dtype
-        norm = layer_norm_ffi if resolve_native_impl(self.impl, "norm_impl") == "ffi" else layer_norm
-        y = norm(x.astype(jnp.float32), self.scale[...].astype(jnp.float32), self.bias[...].astype(jnp.float32),
+        y = self.op(x.astype(jnp.float32), self.scale[...].astype(jnp.float32), self.bias[...].astype(jnp.float32),
                  self.eps)
         return y.astype(out_dtype)
 
 
-@jax.custom_vjp
-def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-    """x @ kernel + bias over the last axis of x (any number of leading axes).
-
-    Custom VJP that flattens the leading axes: the kernel gradient is one (in, rows) x
-    (rows, out) matmul and the bias gradient one column sum. Autodiff contracts over the 3
-    leading axes of an NHWC activation instead, which XLA:CPU runs with extra transposes
-    (the whole ConvNeXt train step was ~11% slower on CPU).
-    """
-    return x @ kernel + bias
-
-
-def _dense_fwd(x: jax.Array, kernel: jax.Array, bias: jax.Array):
-    return x @ kernel + bias, (x, kernel)
-
-
-def _dense_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array):
-    x, kernel = residuals
-    rows_x, rows_g = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-    dx = g @ jnp.transpose(kernel)
-    dkernel = jax.lax.dot_general(rows_x, rows_g, (((0,), (0,)), ((), ())))
-    return dx, dkernel, jnp.sum(rows_g, axis=0)
-
-
-dense.defvjp(_dense_fwd, _dense_bwd)
-
-
 class Dense(nnx.Linear):
-    """nnx.Linear (same parameters, init and dtype promotion) computed by `dense`."""
+    """nnx.Linear (same parameters, init and dtype promotion) computed by a `dense(x, kernel, bias)`
+    implementation from the ops table."""
+
+    def __init__(self, *args: Any, op: Callable = dense, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.op = op
 
     def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
         if self.bias is None or out_sharding is not None or self.preferred_element_type is not None:
             return super().__call__(inputs, out_sharding)
         inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], self.bias[...]), dtype=self.dtype)
-        return dense(inputs, kernel, bias)
+        return self.op(inputs, kernel, bias)
 
 
 class GlobalResponseNorm(nnx.Module):
@@ -196,16 +121,16 @@ class GlobalResponseNorm(nnx.Module):
 class DepthwiseConv(nnx.Module):
     """k x k depthwise conv with bias, stride 1, same padding. kernel: (k, k, 1, C) (HWIO)."""
 
-    def __init__(self, channels: int, kernel_size: int, *, rngs: nnx.Rngs, impl: str = "auto",
+    def __init__(self, channels: int, kernel_size: int, *, rngs: nnx.Rngs, op: Callable = dwconv_lax,
                  dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
         self.kernel = nnx.Param(trunc_normal()(rngs.params(), (kernel_size, kernel_size, 1, channels), param_dtype))
         self.bias = nnx.Param(constant(0.0)(None, (channels,), param_dtype))
-        self.impl = impl
+        self.op = op
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.astype(self.dtype)
-        return depthwise_conv(x, self.kernel[...].astype(self.dtype), self.impl, bias=self.bias[...].astype(self.dtype))
+        return self.op(x, self.kernel[...].astype(self.dtype), self.bias[...].astype(self.dtype))
 
 
 def drop_path(x: jax.Array, rate: jax.Array | float, key: jax.Array) -> jax.Array:

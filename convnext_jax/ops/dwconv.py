@@ -1,11 +1,11 @@
-"""Depthwise 2-D convolution, NHWC, stride 1, 'same' padding, in selectable formulations.
+"""Depthwise 2-D convolution, NHWC, stride 1, 'same' padding, in three formulations.
 
 The depthwise 7x7 conv is ConvNeXt's performance risk in XLA: the grouped convolution
 (`feature_group_count=C`) is slow on CPU, especially its backward pass. 'lax' is that
 grouped conv (cuDNN on GPU), 'shift' a sum of shifted copies in plain XLA ops, 'ffi' a C++
-XLA:CPU kernel, and 'auto' picks the fastest for the backend. Every
-formulation here computes the same function; `tests/models/test_dwconv.py` checks them
-against `lax.conv_general_dilated` and `docs/BENCHMARKS.md` records their speed.
+XLA:CPU kernel. All compute the same function (`tests/ops/test_dwconv.py` checks them
+against `lax.conv_general_dilated`; `docs/BENCHMARKS.md` records their speed). The
+`dwconv_*` functions are the ops table's entries: (x, kernel, bias) -> y.
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from convnext_jax.kernels import cpu_kernels_available, require_cpu_kernels
+from convnext_jax.kernels import targets
 from convnext_jax.kernels.calls import ffi_call, sum_over_new_axes
-
-DWCONV_IMPLS = ("lax", "shift", "ffi", "auto")
-
 
 def depthwise_conv_lax(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Grouped convolution with one group per channel. x: (N,H,W,C), kernel: (k,k,1,C)."""
@@ -101,7 +98,7 @@ depthwise_conv_shift.defvjp(_shift_fwd, _shift_bwd)
 
 
 def _ffi_forward(x: jax.Array, taps: jax.Array, bias: jax.Array) -> jax.Array:
-    return ffi_call("convnext_dwconv_forward", x.shape, x, taps, bias)
+    return ffi_call(targets.DWCONV_FORWARD, x.shape, x, taps, bias)
 
 
 @jax.custom_vjp
@@ -130,7 +127,7 @@ def _ffi_bwd(residuals: tuple[jax.Array, jax.Array, jax.Array], g: jax.Array):
     g32 = g.astype(jnp.float32)
     taps = kernel[:, :, 0, :].astype(jnp.float32)
     dx = _ffi_forward(g32, taps[::-1, ::-1], jnp.zeros(taps.shape[-1:], jnp.float32))
-    dkernel = ffi_call("convnext_dwconv_kernel_grad", taps.shape, x.astype(jnp.float32), g32)[:, :, None, :]
+    dkernel = ffi_call(targets.DWCONV_KERNEL_GRAD, taps.shape, x.astype(jnp.float32), g32)[:, :, None, :]
     dbias = jnp.sum(g32, axis=tuple(range(g.ndim - 1)))
     return (dx.astype(x.dtype), sum_over_new_axes(dkernel, kernel).astype(kernel.dtype),
             sum_over_new_axes(dbias, bias).astype(bias.dtype))
@@ -144,34 +141,18 @@ def depthwise_conv_ffi(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return depthwise_conv_bias_ffi(x, kernel, jnp.zeros(x.shape[-1:], jnp.float32))
 
 
-def resolve_dwconv_impl(impl: str) -> str:
-    """Map 'auto' to the fastest measured formulation for the default backend.
-
-    On CPU that is the native kernel ('ffi', built on first use) and, where it cannot be
-    built (no C++ compiler), the shifted sum; on GPU cuDNN's grouped conv ('lax').
-    """
-    if impl not in DWCONV_IMPLS:
-        raise ValueError(f"dwconv_impl must be one of {DWCONV_IMPLS}, got {impl!r}")
-    if impl == "ffi":
-        require_cpu_kernels("dwconv_impl", "'auto' or 'lax'")
-        return impl
-    if impl != "auto":
-        return impl
-    # Measured in docs/BENCHMARKS.md.
-    if jax.default_backend() == "cpu":
-        return "ffi" if cpu_kernels_available() else "shift"
-    return "lax"
-
-
-def depthwise_conv(x: jax.Array, kernel: jax.Array, impl: str = "auto", bias: jax.Array | None = None) -> jax.Array:
-    """Depthwise conv (+ per-channel bias) dispatching on `impl` ('lax' | 'shift' | 'ffi' | 'auto')."""
-    impl = resolve_dwconv_impl(impl)
-    if impl == "ffi" and bias is not None:
-        return depthwise_conv_bias_ffi(x, kernel, bias)
-    if impl == "lax":
-        y = depthwise_conv_lax(x, kernel)
-    elif impl == "ffi":
-        y = depthwise_conv_ffi(x, kernel)
-    else:
-        y = depthwise_conv_shift(x, kernel)
+def dwconv_lax(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """XLA's grouped conv (+ bias)."""
+    y = depthwise_conv_lax(x, kernel)
     return y if bias is None else y + bias
+
+
+def dwconv_shift(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """The shifted sum (+ bias)."""
+    y = depthwise_conv_shift(x, kernel)
+    return y if bias is None else y + bias
+
+
+def dwconv_ffi(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """The native CPU kernels, the bias inside the kernel."""
+    return depthwise_conv_ffi(x, kernel) if bias is None else depthwise_conv_bias_ffi(x, kernel, bias)
