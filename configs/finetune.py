@@ -1,18 +1,21 @@
-"""Fine-tune from converted PyTorch weights (timm/official .pth/.safetensors or a convnext_jax
-weights directory), with a fresh classifier for the new class count.
+"""Fine-tune from pretrained weights (timm/official .pth/.safetensors, a convnext_jax weights
+directory or a training workdir) with a fresh classifier for the new class count. The
+architecture is the checkpoint's unless model= names one.
 
     --config configs/finetune.py:/weights/convnext_tiny.pth --config.data.source=folder:/data/mine
+    --config configs/finetune.py:weights=/weights/atto.pth,model=convnext_atto
+
+Arguments: weights=PATH (the default argument), model=NAME ('' = the checkpoint's).
 """
 
-import ml_collections
-
-from convnext_jax.train.defaults import base_config
+from configs import common
 
 
-def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    config = base_config()
-    config.model.name = "convnext_tiny"
-    config.model.init_from = arg
+def get_config(arg: str | None = None):
+    args = common.parse_arg(arg, weights="", model="")
+    config = common.base_config()
+    config.model.name = args.model
+    config.model.init_from = args.weights
     config.model.reset_head = True
     config.model.drop_path_rate = 0.1
     config.num_epochs = 30

@@ -7,19 +7,19 @@ warmup epochs, label smoothing 0.1, mixup 0.8 / cutmix 1.0, RandAugment rand-m9-
 random erasing 0.25, drop_path by size (T 0.1, S 0.4, B 0.5, L 0.5). Data: TFDS imagenet2012
 prepared as ArrayRecord under data.data_dir (or --config.data.source=folder:/path/to/imagenet).
 EMA of the weights with decay 0.9999 is kept and evaluated alongside (val_*_ema).
+Arguments: model=NAME (the default argument).
 """
 
-import ml_collections
-
-from convnext_jax.train.defaults import base_config
+from configs import common
 
 DROP_PATH = {"tiny": 0.1, "small": 0.4, "base": 0.5, "large": 0.5, "xlarge": 0.5}
 
 
-def get_config(arg: str = "convnext_tiny") -> ml_collections.ConfigDict:
-    config = base_config()
-    config.model.name = arg
-    config.model.drop_path_rate = DROP_PATH.get(arg.split("_")[-1], 0.1)
+def get_config(arg: str | None = None):
+    args = common.parse_arg(arg, model="convnext_tiny")
+    config = common.base_config()
+    config.model.name = args.model
+    config.model.drop_path_rate = DROP_PATH.get(args.model.split("_")[-1], 0.1)
     config.model.dtype = "bfloat16"
     config.model.num_classes = 1000
     config.num_epochs = 300

@@ -7,16 +7,11 @@ The argument is the data source, e.g.
 Default: the embedded digits (32 px), so the recipe runs anywhere.
 """
 
-import ml_collections
-
-from convnext_jax.train.defaults import seed_baseline_config
+from configs import common
 
 
-def get_config(arg: str = "embedded:digits") -> ml_collections.ConfigDict:
-    config = seed_baseline_config(arg)
-    if arg == "embedded:digits":
-        config.data.image_size = 32
-        config.data.crop_pct = 1.0
-        config.data.augment.hflip = 0.0
+def get_config(arg: str | None = None):
+    args = common.parse_arg(arg, source="embedded:digits")
+    config = common.seed_baseline(args.source)
     config.lock()
     return config

@@ -10,9 +10,12 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "WeightImportError": "convnext_jax.convert",
-    "export_pytorch_weights": "convnext_jax.convert",
-    "load_pytorch_weights": "convnext_jax.convert",
+    "WeightImportError": "convnext_jax.weights",
+    "export_pytorch_weights": "convnext_jax.weights",
+    "load_pretrained": "convnext_jax.weights",
+    "load_pytorch_weights": "convnext_jax.weights",
+    "load_weights": "convnext_jax.weights",
+    "save_weights": "convnext_jax.weights",
     "ConvNeXt": "convnext_jax.models",
     "ConvNeXtConfig": "convnext_jax.models",
     "build_model": "convnext_jax.models",

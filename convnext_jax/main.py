@@ -1,60 +1,161 @@
-"""Entry point: python -m convnext_jax.main --config configs/FILE.py[:arg] --workdir DIR [--config.key=value ...]"""
+"""Train or evaluate: python -m convnext_jax.main --workdir DIR [--config FILE.py[:arg]] [--config.key=value ...]
+
+  --mode train (default)  train in DIR; re-running resumes from the latest checkpoint, a finished
+                          run is reported, not retrained (--extend with a larger num_epochs trains on)
+  --mode eval             the latest checkpoint of DIR on the val split, with the config the run was
+                          trained with (config.json in DIR; --config.key=value overrides on top)
+  --show_config           every config key with its value, default and meaning, then exit
+
+Without --config, a workdir that holds a run uses that run's config.json.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file: get_config(arg) -> ConfigDict.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl and summary.json.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sweep", "report"],
-                          "train (resumes automatically), eval (the latest checkpoint of --workdir on the val split), "
-                          "sweep (a study config: run its Optuna study in this process; `python -m "
-                          "convnext_jax.sweep run --workers N` for more workers) or report (of the study in --workdir).")
+from convnext_jax.cli import fail, reports_user_errors
+from convnext_jax.errors import ConfigError, UserError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file: get_config(arg) -> ConfigDict "
+                                          "(configs/*.py); optional when --workdir holds a run.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run: config.json, checkpoints, metrics.jsonl, "
+                               "summary.json.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes automatically) or eval (a checkpoint "
+                          "of --workdir on the val split, with the run's config). Sweeps: python -m "
+                          "convnext_jax.sweep.")
+_EXTEND = flags.DEFINE_bool("extend", False, "train a finished (or running) run longer: num_epochs may grow.")
+_SHOW_CONFIG = flags.DEFINE_bool("show_config", False, "print every config key with its value, default and "
+                                 "meaning, then exit.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for multi-host runs "
                                    "(or set JAX_COORDINATOR_ADDRESS); with --num_processes and --process_id.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
-flags.mark_flags_as_required(["workdir"])
 
 
+def _config_file_error(text: str) -> str:
+    """The user-facing part of config_flags' 'Error whilst parsing config file' (a traceback as text)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    for index in range(len(lines) - 1, -1, -1):
+        match = re.match(r"^([\w.]+(?:Error|Exception)): (.*)$", lines[index])
+        if match:
+            return "\n".join([match.group(2)] + lines[index + 1:])
+    return lines[-1] if lines else text
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with the config's own errors (unknown keys, bad values, a config file
+    that fails) as one short message instead of a traceback."""
+    from convnext_jax import schema
+    from convnext_jax.train.config import SCHEMA
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.IllegalFlagValueError as e:
+        message = str(e)
+        if "Error whilst parsing config file" in message:
+            fail(f"config file {message.split('=', 1)[-1].split(':')[0]}: {_config_file_error(message)}")
+        fail(message)
+    except flags.Error as e:
+        name = re.search(r"Unknown command line flag '([^']+)'", str(e))
+        if name and name.group(1).startswith("config."):
+            fail(f"--{name.group(1)} needs --config FILE.py (the overrides change a config file's values)")
+        fail(f"{e} (python -m convnext_jax.main --help lists the flags)")
+    except (AttributeError, KeyError) as e:  # an override of a key the config does not have
+        for arg in argv[1:]:
+            match = re.match(r"^--config\.([\w.]+)=", arg)
+            if match and schema.lookup(SCHEMA, match.group(1)) is None:
+                fail(schema.unknown_key_message(SCHEMA, match.group(1))
+                     + " (--show_config lists every key)")
+        fail(str(e).replace("\\n", " ").strip("'\""))
+    except UserError as e:
+        fail(str(e))
+    return []
+
+
+def _loaded_config():
+    """The --config file's config (None without --config), with a short error when it cannot load."""
+    filename = config_flags.get_config_filename(flags.FLAGS["config"])
+    if not filename:
+        return None
+    path = filename.split(":")[0]
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} not found (the shipped configs are in configs/: "
+                          "embedded_digits.py, folder.py, finetune.py, seed_baseline.py, imagenet_recipe.py)")
+    try:
+        config = _CONFIG.value
+        config.keys()  # config_flags defers some load errors to the first access
+    except UserError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"config file {filename}: {_config_file_error(str(e))}") from e
+    return config
+
+
+def resolve_config(workdir: str, mode: str):
+    """The config of this command: the --config file (+ overrides), or the workdir's run config."""
+    from convnext_jax.train.run import eval_config
+    from convnext_jax.train.workdir import RunDir, differing
+    from convnext_jax.train.config import run_keys
+
+    run = RunDir(workdir)
+    given = _loaded_config()
+    if given is None:
+        if not run.exists:
+            raise ConfigError(f"--config is needed: {run.path} holds no run yet (e.g. --config "
+                              "configs/embedded_digits.py)")
+        return run.stored_config()
+    if mode != "eval":
+        return given
+    stored = run.stored_config()
+    overrides = config_flags.get_override_values(flags.FLAGS["config"])
+    model_keys = [k for k in run_keys() if k.startswith("model.") and k not in overrides and k != "model.dtype"]
+    changed = differing(stored, given, model_keys)
+    if changed:
+        raise ConfigError(f"--config describes another model than the run in {run.path} was trained with: "
+                          + "; ".join(changed) + ". Omit --config to evaluate with the run's own config.json.")
+    return eval_config(stored, overrides)
+
+
+@reports_user_errors
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise ConfigError(f"unexpected arguments {argv[1:]}: flags are --name=value (python -m convnext_jax.main "
+                          "--help)")
+    if not _WORKDIR.value and not _SHOW_CONFIG.value:
+        raise ConfigError("--workdir is required: the directory of the run (e.g. --workdir runs/digits)")
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/grain INFO lines would drown the progress
+    if _SHOW_CONFIG.value:
+        from convnext_jax.train.config import describe
+
+        config = _loaded_config() if _WORKDIR.value is None else resolve_config(_WORKDIR.value, _MODE.value)
+        print(describe(config))
+        return
     import jax
 
     if _COORDINATOR.value or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    from convnext_jax.train.loop import evaluate_checkpoint, train_and_evaluate
-
-    if _CONFIG.value is None and _MODE.value != "report":
-        raise app.UsageError(f"--mode {_MODE.value} needs --config (e.g. configs/embedded_digits.py)")
-    if _MODE.value in ("sweep", "report"):
-        from convnext_jax.sweep import run_study, write_report
-
-        if _MODE.value == "sweep":
-            run_study(_CONFIG.value, _WORKDIR.value)
-        else:
-            write_report(_WORKDIR.value)
-        print(f"report: {_WORKDIR.value}/report/report.md")
-        return
+    config = resolve_config(_WORKDIR.value, _MODE.value)
     if _MODE.value == "eval":
-        print(json.dumps(evaluate_checkpoint(_CONFIG.value, _WORKDIR.value), indent=2))
+        from convnext_jax.train.run import evaluate_checkpoint
+
+        print(json.dumps(evaluate_checkpoint(config, _WORKDIR.value), indent=2))
         return
-    os.makedirs(_WORKDIR.value, exist_ok=True)
-    if jax.process_index() == 0:
-        with open(os.path.join(_WORKDIR.value, "config.json"), "w") as f:
-            f.write(_CONFIG.value.to_json_best_effort(indent=2))
-    summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    from convnext_jax.train.run import train_and_evaluate
+
+    summary = train_and_evaluate(config, _WORKDIR.value, extend=_EXTEND.value)
     print(json.dumps(summary, indent=2))
 
 
+def run() -> None:
+    app.run(main, flags_parser=parse_flags)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

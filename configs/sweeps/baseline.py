@@ -5,9 +5,9 @@
 """
 
 from convnext_jax.sweep import with_sweep
-from convnext_jax.sweep.presets import study_base
+from configs.common import study_base
 
 
-def get_config(arg: str = "tiny"):
+def get_config(arg: str | None = None):
     config, tiny = study_base(arg)
     return with_sweep(config, space="", seeds=3 if tiny else 5)

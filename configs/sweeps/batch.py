@@ -9,10 +9,10 @@ each batch (lr_scaling none), so the optimum is measured, not assumed.
 """
 
 from convnext_jax.sweep import with_sweep
-from convnext_jax.sweep.presets import study_base
+from configs.common import study_base
 
 
-def get_config(arg: str = "tiny"):
+def get_config(arg: str | None = None):
     config, tiny = study_base(arg)
     config.optim.lr_scaling = "none"
     if tiny:

@@ -6,10 +6,10 @@
 """
 
 from convnext_jax.sweep import with_sweep
-from convnext_jax.sweep.presets import study_base
+from configs.common import study_base
 
 
-def get_config(arg: str = "tiny"):
+def get_config(arg: str | None = None):
     config, tiny = study_base(arg)
     if tiny:
         return with_sweep(config, space="optim.lr: grid(1e-4, 1e-3, 1e-2)", seeds=2, pruner="median",

@@ -16,7 +16,7 @@ import convnext_jax as cj
 from convnext_jax.bench.timing import Prepared
 from convnext_jax.bench.utilization import (device_peak_memory_mib, mfu, peak_tflops, train_model_flops,
                                             xla_memory)
-from convnext_jax.models.flops import forward_macs
+from convnext_jax.models.naming import forward_macs
 from convnext_jax.train.optim import build_optimizer, lr_schedule
 from convnext_jax.train.steps import initial_train_state, make_train_step
 

@@ -18,11 +18,11 @@ _EXPORTS = {
     "drop_path_rates": "convnext_jax.models.convnext",
     "count_params": "convnext_jax.models.params",
     "weight_decay_mask": "convnext_jax.models.params",
-    "VARIANTS": "convnext_jax.models.registry",
+    "VARIANTS": "convnext_jax.models.variants",
     "build_model": "convnext_jax.models.registry",
     "create_model": "convnext_jax.models.registry",
-    "list_models": "convnext_jax.models.registry",
-    "model_config": "convnext_jax.models.registry",
+    "list_models": "convnext_jax.models.variants",
+    "model_config": "convnext_jax.models.variants",
 }
 
 __all__ = sorted(_EXPORTS)

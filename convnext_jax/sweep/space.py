@@ -18,13 +18,12 @@ from typing import Any
 import ml_collections
 import optuna
 
-from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.errors import UserError
 
 KINDS = ("loguniform", "uniform", "int", "logint", "choice", "grid", "loggrid")
-MODEL_OPTION_KEYS = set(ConvNeXtConfig.__dataclass_fields__) | {"depth_multiplier", "width_multiplier"}
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(UserError, ValueError):
     """A search space that cannot be swept (syntax, unknown key, empty, wrong ranges)."""
 
 
@@ -114,7 +113,7 @@ def parse_space(text: str) -> list[Dimension]:
 
 
 def validate_keys(dims: list[Dimension], config: ml_collections.ConfigDict) -> None:
-    """Every key must name an existing config value (or a model option); errors name the closest key."""
+    """Every key must name an existing config value; errors name the closest key."""
     for dim in dims:
         *parents, leaf = dim.key.split(".")
         node = config
@@ -123,10 +122,6 @@ def validate_keys(dims: list[Dimension], config: ml_collections.ConfigDict) -> N
                 raise SearchSpaceError(f"search space key {dim.key!r}: {'.'.join(parents[:depth + 1])!r} is not a "
                                        f"config section{_did_you_mean(name, node)}")
             node = node[name]
-        if parents == ["model", "options"]:
-            if leaf not in MODEL_OPTION_KEYS:
-                raise SearchSpaceError(f"search space key {dim.key!r}: not a model option{_did_you_mean(leaf, MODEL_OPTION_KEYS)}")
-            continue
         if not isinstance(node, ml_collections.ConfigDict) or leaf not in node or \
                 isinstance(node[leaf], ml_collections.ConfigDict) or leaf == "sweep":
             raise SearchSpaceError(f"search space key {dim.key!r} is not a config value{_did_you_mean(leaf, node)}")

@@ -26,6 +26,8 @@ import ml_collections
 import optuna
 from optuna.trial import TrialState
 
+from convnext_jax.errors import UserError
+from convnext_jax.schema import json_tuples
 from convnext_jax.sweep.space import SearchSpaceError, apply_params, grid_points
 from convnext_jax.sweep.spec import SweepSpec, split_config
 from convnext_jax.train.metrics import read_metrics
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 SWEEP_FILE = "sweep.json"
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError, RuntimeError):
     """The study storage could not be opened."""
 
 
@@ -109,15 +111,6 @@ def create_study(config: ml_collections.ConfigDict, workdir: str) -> optuna.Stud
     return study
 
 
-def _tuples(value: Any) -> Any:
-    """JSON has no tuples; every sequence in a config is a tuple."""
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
 def load_sweep(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
     """(the study config, the sweep.json record) of a workdir made by `create_study`."""
     path = os.path.join(workdir, SWEEP_FILE)
@@ -126,7 +119,7 @@ def load_sweep(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]
                                 "`python -m convnext_jax.sweep run --config FILE --workdir DIR`")
     with open(path) as f:
         record = json.load(f)
-    config = ml_collections.ConfigDict(_tuples(record["config"]))
+    config = ml_collections.ConfigDict(json_tuples(record["config"]))
     config.lock()
     return config, record
 
@@ -158,7 +151,7 @@ class Objective:
         self.queue_empty = False
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from convnext_jax.train.loop import NonFiniteLossError, train_and_evaluate
+        from convnext_jax.train import NonFiniteLossError, train_and_evaluate
 
         attrs = trial.user_attrs
         fresh = "seed" not in attrs  # a freshly sampled point (random / tpe), not a queued one
@@ -185,9 +178,6 @@ class Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("grad_accum_steps", config.optim.grad_accum_steps)
         run_dir = os.path.join(self.workdir, relative)
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
             trial.report(metrics[self.spec.reported_metric], epoch)
@@ -276,6 +266,7 @@ def run_worker(workdir: str, worker_index: int = 0) -> int:
     storage = open_storage(spec, workdir)
     study = optuna.load_study(study_name=record["study_name"], storage=storage,
                               sampler=_sampler(spec, worker_index), pruner=_pruner(spec, train.num_epochs))
+    study_id = storage.get_study_id_from_name(record["study_name"])
     objective = Objective(spec, train, workdir)
     count = 0
     with warnings.catch_warnings():
@@ -289,7 +280,8 @@ def run_worker(workdir: str, worker_index: int = 0) -> int:
                     return count
                 trial = study.ask()
             value, state = None, TrialState.COMPLETE
-            with _Heartbeat(storage, trial._trial_id, spec.heartbeat_s):
+            with _Heartbeat(storage, storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
+                            spec.heartbeat_s):
                 try:
                     value = objective(trial)
                 except optuna.TrialPruned as e:

@@ -18,10 +18,11 @@ import orbax.checkpoint as ocp
 class Checkpointer:
     """Periodic saves with keep-N, plus the best step by a metric (kept in addition)."""
 
-    def __init__(self, workdir: str, *, max_to_keep: int = 2, best_metric: str | None = "val_top1"):
+    def __init__(self, workdir: str, *, max_to_keep: int = 2, best_metric: str | None = "val_top1",
+                 best_mode: str = "max"):
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True,
-            best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None, best_mode="max",
+            best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None, best_mode=best_mode,
             keep_checkpoints_without_metrics=True)
         self.manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
                                              item_names=("state", "data"))

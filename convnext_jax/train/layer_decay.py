@@ -1,54 +1,42 @@
-"""Layer-wise learning-rate decay for fine-tuning, with timm's layer assignment for ConvNeXt.
-
-Layer ids (timm `param_groups_layer_decay` with `group_matcher(coarse=False)`): the stem is 0;
-block g (counted over all stages) is g + 1; a stage's downsample shares the id of its first
-block; the head (norm + fc) is the last id, L = total blocks + 1. The LR of layer i is scaled
-by decay ** (L - i). Blocks are stored stacked per stage, so a stage's scale is a vector
-broadcast over each stacked leaf's leading (block) axis.
+"""Layer-wise learning-rate decay for fine-tuning: the LR of layer i is scaled by
+decay ** (L - i), with the layer ids the model declares (`convnext_jax.models.naming.layer_ids`:
+timm's assignment for ConvNeXt, stem 0 .. head L). Blocks are stored stacked per stage, so a
+stage's scale is a vector broadcast over each stacked leaf's leading (block) axis.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import numpy as np
 import optax
 
 
-def _keys(path: tuple[Any, ...]) -> list[Any]:
-    return [getattr(entry, "key", getattr(entry, "idx", getattr(entry, "name", None))) for entry in path]
+def tree_path(path: tuple[Any, ...]) -> tuple[str, ...]:
+    """A pytree leaf path of a parameter state as the string keys of the model's parameter path
+    (nnx.State's trailing 'value' dropped)."""
+    keys = [getattr(entry, "key", getattr(entry, "idx", getattr(entry, "name", None))) for entry in path]
+    if keys and keys[-1] == "value":
+        keys = keys[:-1]
+    return tuple(str(k) for k in keys)
 
 
-def _stage_depths(params: Any) -> list[int]:
-    depths: dict[int, int] = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        keys = _keys(path)
-        if keys[0] == "stages" and keys[2] == "blocks":
-            depths[int(keys[1])] = leaf.shape[0]
-    return [depths[i] for i in sorted(depths)]
+def layer_decay_scales(params: Any, layer_ids: Mapping[tuple[Any, ...], np.ndarray], decay: float) -> Any:
+    """A tree like `params` of LR multipliers: scalars, or [depth, 1, ...] arrays for stacked blocks.
 
-
-def layer_decay_scales(params: Any, decay: float) -> Any:
-    """A tree like `params` of LR multipliers (scalars, or [depth, 1, ...] arrays for stacked blocks)."""
-    depths = _stage_depths(params)
-    first_block = np.cumsum([0] + depths[:-1]) + 1  # layer id of each stage's first block
-    last = sum(depths) + 1
+    `layer_ids` maps each parameter path to its layer id (one per block for stacked blocks).
+    """
+    ids = {tuple(str(k) for k in path): np.asarray(value) for path, value in layer_ids.items()}
+    last = max(int(v.max()) for v in ids.values())
 
     def scale(path: tuple[Any, ...], leaf: Any) -> Any:
-        keys = _keys(path)
-        if keys[0].startswith("stem"):
-            layer = 0
-        elif keys[0] == "stages" and keys[2] == "blocks":
-            ids = first_block[int(keys[1])] + np.arange(leaf.shape[0])
-            return (decay ** (last - ids)).astype(np.float32).reshape((-1,) + (1,) * (leaf.ndim - 1))
-        elif keys[0] == "stages":  # downsample_norm / downsample_conv
-            layer = int(first_block[int(keys[1])])
-        elif keys[0].startswith("head"):
-            layer = last
-        else:
-            raise ValueError(f"layer decay: no layer id for parameter {jax.tree_util.keystr(path)}")
-        return np.float32(decay ** (last - layer))
+        key = tree_path(path)
+        if key not in ids:
+            raise ValueError(f"layer decay: the model declares no layer id for parameter {'/'.join(key)}")
+        layer = ids[key]
+        scales = (decay ** (last - layer)).astype(np.float32)
+        return scales.reshape((-1,) + (1,) * (np.ndim(leaf) - 1)) if layer.ndim else np.float32(scales)
 
     return jax.tree_util.tree_map_with_path(scale, params)
 

@@ -1,5 +1,5 @@
 """metrics.jsonl (one JSON object per line, appended, survives restarts), TensorBoard event
-files (tensorboardX, no TensorFlow) and summary.json."""
+files (tensorboardX, no TensorFlow) and JSON records (summary.json, eval_STEP.json)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def write_summary(workdir: str, summary: dict[str, Any]) -> None:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump({k: _plain(v) if not isinstance(v, (dict, list)) else v for k, v in summary.items()}, f, indent=2)
+def write_json(path: str, record: dict[str, Any]) -> None:
+    """A flat record (summary.json, eval_STEP.json) as indented JSON, numbers as plain floats."""
+    with open(path, "w") as f:
+        json.dump({k: _plain(v) if not isinstance(v, (dict, list)) else v for k, v in record.items()}, f, indent=2)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
+import numpy as np
 import optax
 
 from convnext_jax.models import weight_decay_mask
@@ -47,9 +48,11 @@ def lr_schedule(peak_lr: float, total_steps: int, *, schedule: str = "cosine", w
     return optax.join_schedules([warmup, main], [warmup_steps])
 
 
-def build_optimizer(optim: Any, params: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
+def build_optimizer(optim: Any, params: Any, schedule: optax.Schedule,
+                    layer_ids: Mapping[tuple[Any, ...], np.ndarray] | None = None) -> optax.GradientTransformation:
     """Global-norm clipping (every precision mode) -> AdamW/Adam/SGD with the no-decay mask
-    -> layer-wise LR decay when `optim.layer_decay` is in (0, 1).
+    -> layer-wise LR decay when `optim.layer_decay` is in (0, 1), with the model's `layer_ids`
+    (`convnext_jax.models.naming.layer_ids`).
 
     Gradient accumulation is the train step's job (it averages micro-batch gradients before
     calling this optimizer once per optimizer step).
@@ -71,5 +74,7 @@ def build_optimizer(optim: Any, params: Any, schedule: optax.Schedule) -> optax.
     if layer_decay and layer_decay != 1.0:
         if not 0.0 < layer_decay < 1.0:
             raise ValueError(f"optim.layer_decay must be in (0, 1) (or 0 to disable), got {layer_decay}")
-        parts.append(scale_by_layer(layer_decay_scales(params, layer_decay)))
+        if layer_ids is None:
+            raise ValueError("optim.layer_decay needs the model's layer ids (models.naming.layer_ids)")
+        parts.append(scale_by_layer(layer_decay_scales(params, layer_ids, layer_decay)))
     return optax.chain(*parts)

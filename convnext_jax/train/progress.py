@@ -22,16 +22,21 @@ class Progress:
         if self.bar is not None:
             self.bar.update(steps)
 
-    def report(self, step: int, *, loss: float, img_per_s: float, eta_s: float, **extra: Any) -> None:
+    def report(self, step: int, values: dict[str, Any], *, eta_s: float) -> None:
+        """A log point: the train loss, throughput (once measured) and loss-scale state."""
         if not self.enabled:
             return
-        fields = {"loss": f"{loss:.4f}", "img/s": f"{img_per_s:.0f}",
-                  **{k: (f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in extra.items()}}
+        fields = {"loss": f"{values['train_loss']:.4f}"}
+        if "img_per_s" in values:
+            fields["img/s"] = f"{values['img_per_s']:.0f}"
+        for key in ("loss_scale", "skipped_steps"):
+            if key in values:
+                fields[key] = f"{values[key]:.4g}" if isinstance(values[key], float) else str(values[key])
         if self.bar is not None:
             self.bar.set_postfix(fields, refresh=False)
         else:
             print(f"step {step}/{self.total} " + " ".join(f"{k} {v}" for k, v in fields.items()) +
-                  f" ETA {eta_s:.0f}s", flush=True)
+                  (f" ETA {eta_s:.0f}s" if "img/s" in fields else ""), flush=True)
 
     def message(self, text: str) -> None:
         if not self.enabled:

@@ -1,4 +1,4 @@
-"""Weight import/export: timm and official layouts, file formats, wrappers, errors, CLI."""
+"""PyTorch weights: timm and official layouts, file formats, wrappers, errors, architecture inference."""
 
 import os
 
@@ -12,7 +12,7 @@ from timm.models.convnext import ConvNeXt as TimmConvNeXt
 from timm.models.convnext import checkpoint_filter_fn
 
 import convnext_jax as cj
-from convnext_jax import convert, flax_weights
+from convnext_jax.weights import pytorch
 from tests.conftest import nchw_to_nhwc, randomize_
 from tests.reference import official_convnext
 
@@ -155,52 +155,14 @@ def test_bad_paths_and_files(tmp_path):
 
 def test_infer_config_recognises_variants():
     for name in ["convnext_atto", "convnextv2_nano", "convnext_tiny"]:
-        sd = convert.to_timm_layout(timm.create_model(name, num_classes=11).state_dict())
-        cfg = convert.infer_config(sd)
-        assert convert.variant_name(cfg) == name and cfg.num_classes == 11
+        sd = pytorch.to_timm_layout(timm.create_model(name, num_classes=11).state_dict())
+        cfg = pytorch.infer_config(sd)
+        assert pytorch.variant_name(cfg) == name and cfg.num_classes == 11
         assert cfg == cj.model_config(name, num_classes=11)
 
 
-def test_cli_converts_to_orbax_and_back(tmp_path, x):
-    reference = randomize_(timm.create_model("convnextv2_atto", num_classes=5), seed=9).eval()
-    torch.save({"model": reference.state_dict()}, tmp_path / "src.pth")
-    dst = tmp_path / "flax"
-    assert convert.main([str(tmp_path / "src.pth"), str(dst)]) == 0
-    assert convert.main([str(tmp_path / "src.pth"), str(dst)]) == 2  # exists, no --force
-    model = flax_weights.load_model(dst)
-    assert model.cfg == cj.model_config("convnextv2_atto", num_classes=5)
-    with torch.no_grad():
-        assert np.abs(_logits(model, x) - reference(x).numpy()).max() <= 1e-4
-    out = tmp_path / "back.safetensors"
-    assert convert.main([str(dst), str(out)]) == 0
-    from safetensors.torch import load_file
-
-    fresh = timm.create_model("convnextv2_atto", num_classes=5)
-    fresh.load_state_dict(load_file(out), strict=True)
-    for key, value in reference.state_dict().items():
-        assert torch.equal(fresh.state_dict()[key], value), key
-
-
-def test_cli_reports_errors(tmp_path, capsys):
+def test_a_checkpoint_of_another_model_names_what_it_holds():
     sd = timm.create_model("convnext_atto", num_classes=10).state_dict()
-    torch.save(sd, tmp_path / "a.pth")
-    assert convert.main([str(tmp_path / "a.pth"), str(tmp_path / "o"), "--model", "convnext_femto"]) == 1
-    assert "shape mismatch" in capsys.readouterr().err
-    assert convert.main([str(tmp_path / "missing.pth"), str(tmp_path / "o")]) == 1
-    assert convert.main([str(tmp_path / "a.pth"), str(tmp_path / "o2"), "--num-classes", "3", "--reset-head"]) == 0
-    assert flax_weights.load_model(tmp_path / "o2").cfg.num_classes == 3
-    assert os.path.exists(tmp_path / "o2" / "config.json")
-
-
-def test_flax_weights_directory(tmp_path):
-    model = cj.create_model("convnext_atto", num_classes=3, rngs=5)
-    flax_weights.save_model(model, tmp_path / "w")
-    with pytest.raises(FileExistsError, match="overwrite"):
-        flax_weights.save_model(model, tmp_path / "w")
-    restored = flax_weights.load_model(tmp_path / "w", scan_blocks=True, dtype="bfloat16")
-    assert restored.cfg.scan_blocks and restored.cfg.dtype == "bfloat16"
-    want = cj.export_pytorch_weights(model)
-    got = cj.export_pytorch_weights(restored)
-    assert all(np.array_equal(want[k], got[k]) for k in want)
-    with pytest.raises(FileNotFoundError, match="not a convnext_jax weights directory"):
-        flax_weights.load_model(tmp_path)
+    with pytest.raises(cj.WeightImportError, match="holds convnext_atto") as info:
+        cj.load_pytorch_weights(cj.create_model("convnext_tiny", num_classes=10), sd)
+    assert len(str(info.value).splitlines()) < 40  # a few keys of each kind, not every key

@@ -1,0 +1,1 @@
+"""Training and study recipes (`get_config(arg)` files) and what they share (`common.py`)."""

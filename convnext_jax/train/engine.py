@@ -1,0 +1,177 @@
+"""The engine: the step loop over a built `Setup`, for any task.
+
+Per step it feeds a batch to the compiled train step; a `LogWindow` turns the steps between two
+log points into throughput, step time and ETA and checks that every step was finite; at each
+epoch end it evaluates (the EMA weights too), writes metrics, keeps the best, saves checkpoints
+on their cadence and calls the epoch callback (sweeps prune there).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from convnext_jax.data import shard_batch
+from convnext_jax.errors import UserError
+from convnext_jax.models.naming import forward_macs
+from convnext_jax.models.params import count_params
+from convnext_jax.train.checkpoint import Checkpointer
+from convnext_jax.train.evaluate import evaluator_of
+from convnext_jax.train.metrics import MetricsWriter
+from convnext_jax.train.progress import Progress
+from convnext_jax.train.setup import Setup
+from convnext_jax.train.state import TrainState
+from convnext_jax.train.steps import make_train_step
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """The loss or gradient became NaN/inf; the workdir keeps the last good checkpoint."""
+
+
+def micro_batches(batch: dict[str, np.ndarray], accum: int) -> dict[str, np.ndarray]:
+    """[per-process batch, ...] -> [accum, micro-batch, ...], the layout the train step scans over."""
+    return {k: np.asarray(v).reshape((accum, len(v) // accum) + np.shape(v)[1:]) for k, v in batch.items()}
+
+
+class LogWindow:
+    """The steps since the last log point: their finite flags (checked without a sync per step)
+    and their wall time (throughput, step time, ETA)."""
+
+    def __init__(self, setup: Setup, workdir: str):
+        self.global_batch, self.total = setup.config.batch_size, setup.total_steps
+        self.loss_scaling, self.optim, self.workdir = setup.loss_scaling, setup.config.optim, workdir
+        self.pending: list[tuple[int, jax.Array]] = []
+        self.skipped_steps = 0
+        self.start()
+
+    def start(self) -> None:
+        """Begin a new window (after a log point, an evaluation or the compilation)."""
+        self.began, self.steps = time.perf_counter(), 0
+
+    def record(self, step: int, finite: jax.Array, timed: bool = True) -> None:
+        self.pending.append((step, finite))
+        self.steps += timed
+
+    def close(self, done: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        """The window's log values (train metrics, LR-free timing); raises NonFiniteLossError."""
+        bad = [step for step, ok in jax.device_get(self.pending) if not ok]
+        self.pending = []
+        if bad and self.loss_scaling is None:
+            raise NonFiniteLossError(
+                f"non-finite loss/gradient at step {bad[0]} (latest: loss={metrics['loss']}, "
+                f"grad_norm={metrics['grad_norm']}); the update was not applied and the last good checkpoint in "
+                f"{self.workdir} is intact. Lower optim.lr, keep optim.clip_grad_norm > 0, or use float32.")
+        self.skipped_steps += len(bad)
+        values = {f"train_{k}" if k not in ("grad_norm", "loss_scale") else k: float(v) for k, v in metrics.items()
+                  if k != "finite"}
+        if self.loss_scaling is not None:
+            values["skipped_steps"] = self.skipped_steps
+            if metrics["loss_scale"] < self.optim.loss_scale_min:
+                raise NonFiniteLossError(
+                    f"float16 loss scale fell to {metrics['loss_scale']:.3g} at step {done} after "
+                    f"{self.skipped_steps} skipped non-finite steps (first at step {bad[0] if bad else '?'}): the "
+                    f"loss itself is NaN/inf. The last good checkpoint in {self.workdir} is intact. Lower "
+                    "optim.lr, or use bfloat16.")
+        if self.steps:  # the compilation step is not timed
+            elapsed = time.perf_counter() - self.began
+            values["step_time_s"] = elapsed / self.steps
+            values["img_per_s"] = self.steps * self.global_batch / max(elapsed, 1e-9)
+        return values
+
+
+def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool:
+    """Save at every `checkpoint.every_epochs`-th epoch end and at the last step."""
+    return epoch % config.checkpoint.every_epochs == 0 or done == total_steps
+
+
+class Engine:
+    """Runs a `Setup` from `start` to its last step, writing into `workdir`."""
+
+    def __init__(self, setup: Setup, workdir: str, checkpointer: Checkpointer, writer: MetricsWriter,
+                 progress: Progress, epoch_callback: EpochCallback | None = None):
+        self.setup, self.workdir, self.checkpointer = setup, workdir, checkpointer
+        self.writer, self.progress, self.epoch_callback = writer, progress, epoch_callback
+        self.evaluate = evaluator_of(setup)
+        self.micro_sharding = setup.layout.sharding(setup.layout.micro_batch_spec)
+
+    def _compile(self, state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[Any, float]:
+        """Compile the train step once for these shapes (a later batch of another shape is an
+        error, never a silent recompilation); returns it with the compile time."""
+        s = self.setup
+        step = make_train_step(s.graphdef, s.rest, s.tx, s.task, ema_decay=s.config.ema_decay,
+                               loss_scaling=s.loss_scaling, layout=s.layout)
+        began = time.perf_counter()
+        compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, key).compile()
+        return compiled, time.perf_counter() - began
+
+    def _evaluate(self, state: TrainState) -> dict[str, float]:
+        metrics = self.evaluate(state.params)
+        if state.ema is not None:
+            metrics.update({f"{k}_ema": v for k, v in self.evaluate(state.ema).items() if k != "val_count"})
+        return metrics
+
+    def run(self, state: TrainState, train_iter: Any, start: int) -> dict[str, Any]:
+        """Train from optimizer step `start`; returns the run's summary."""
+        s, config = self.setup, self.setup.config
+        task, total = s.task, s.total_steps
+        best_key, better = task.best_metric, (max if task.best_mode == "max" else min)
+        base_key = jax.random.key(config.seed)
+        window = LogWindow(s, self.workdir)
+        train_step, compile_s = None, None
+        best, last_eval, epochs_to_target, throughputs = None, {}, None, []
+        for step in range(start, total):
+            batch = shard_batch(micro_batches(next(train_iter), s.accum), self.micro_sharding)
+            key = jax.random.fold_in(base_key, step)
+            if train_step is None:
+                train_step, compile_s = self._compile(state, batch, key)
+                state, metrics = train_step(state, batch, key)
+                jax.block_until_ready(metrics)
+                window.start()
+                window.record(step + 1, metrics["finite"], timed=False)
+            else:
+                state, metrics = train_step(state, batch, key)
+                window.record(step + 1, metrics["finite"])
+            done = step + 1
+            self.progress.advance()
+            epoch_end = done % s.steps_per_epoch == 0
+            if done % config.log_every == 0 or epoch_end:
+                values = window.close(done, jax.device_get(metrics))
+                if "img_per_s" in values:
+                    throughputs.append(values["img_per_s"])
+                self.writer.write(done, **values, lr=s.schedule(done - 1))
+                self.progress.report(done, values, eta_s=(total - done) * values.get("step_time_s", 0.0))
+                window.start()
+            if epoch_end:
+                epoch = done // s.steps_per_epoch
+                last_eval = self._evaluate(state)
+                value = last_eval[best_key]
+                best = value if best is None else better(best, value)
+                if epochs_to_target is None and config.target_accuracy and \
+                        last_eval.get("val_top1", 0.0) >= config.target_accuracy:
+                    epochs_to_target = epoch
+                self.writer.write(done, epoch=epoch, **last_eval)
+                self.progress.message(f"epoch {epoch}/{config.num_epochs}: "
+                                      + " ".join(f"{k} {v:.4f}" for k, v in last_eval.items() if k != "val_count"))
+                if checkpoint_due(config, epoch, done, total):
+                    self.checkpointer.save(done, state.to_checkpoint(), train_iter, metrics={best_key: value})
+                if self.epoch_callback is not None:
+                    self.epoch_callback(epoch, last_eval)
+                window.start()
+        if not last_eval:  # resumed after the last step: report the restored model
+            last_eval = self._evaluate(state)
+            best = last_eval[best_key]
+        self.checkpointer.wait_until_finished()
+        summary = {"steps": total, "epochs": config.num_epochs, "num_classes": s.num_classes,
+                   "global_batch": config.batch_size, "grad_accum_steps": s.accum, "devices": jax.device_count(),
+                   "processes": jax.process_count(), "params": count_params(state.params),
+                   "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
+                   "img_per_s": float(np.median(throughputs)) if throughputs else None, "compile_s": compile_s,
+                   f"best_{best_key}": best, "epochs_to_target": epochs_to_target,
+                   **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
+                   **{f"final_{k}": v for k, v in last_eval.items()}}
+        return summary

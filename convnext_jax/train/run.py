@@ -1,0 +1,179 @@
+"""A run in a workdir, start to finish: validate the config, come back to what is there (resume,
+or report a finished run), build the setup, restore or initialise, run the engine, write the summary.
+Also evaluation of a workdir's checkpoint with the config it was trained with."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import jax
+import ml_collections
+from flax import nnx
+
+from convnext_jax import schema
+from convnext_jax.errors import ConfigError
+from convnext_jax.train import config as train_config
+from convnext_jax.train.checkpoint import Checkpointer
+from convnext_jax.train.engine import Engine, EpochCallback
+from convnext_jax.train.evaluate import evaluator_of
+from convnext_jax.train.metrics import MetricsWriter, write_json
+from convnext_jax.train.progress import Progress
+from convnext_jax.train.setup import Setup, build
+from convnext_jax.train.state import TrainState
+from convnext_jax.train.workdir import CLASSES_FILE, CONFIG_FILE, SUMMARY_FILE, RunDir, differing
+
+log = logging.getLogger(__name__)
+
+
+def _say(text: str) -> None:
+    if jax.process_index() == 0:
+        print(text, flush=True)
+
+
+def describe_start(setup: Setup, start: int) -> str:
+    """The start-up lines: what was found and what will run."""
+    config, train = setup.config, setup.train_source
+    lines = [f"data: {config.data.source}: {len(train)} train / {len(setup.val_source)} val images, "
+             f"{setup.num_classes} classes; {setup.steps_per_epoch} steps of {config.batch_size} per epoch, "
+             f"{config.num_epochs} epochs"]
+    if setup.dropped_per_epoch:
+        lines.append(f"note: {setup.dropped_per_epoch} of {len(train)} training images are left out of each epoch "
+                     f"(the last partial batch; a new random selection every epoch). A batch_size that divides "
+                     f"{len(train)} uses them all.")
+    lines.append(f"model: {config.model.name or 'from ' + config.model.init_from} {setup.model_cfg.depths} x "
+                 f"{setup.model_cfg.dims}, {config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)")
+    if setup.pretrained:
+        lines.append(setup.pretrained)
+    if start:
+        lines.append(f"resumed from step {start}/{setup.total_steps} (epoch {start // setup.steps_per_epoch})")
+    return "\n".join(lines)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, epoch_callback: EpochCallback | None = None,
+                       *, extend: bool = False) -> dict[str, Any]:
+    """Train `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
+    Steps are optimizer steps; each consumes `batch_size` examples as `grad_accum_steps`
+    micro-batches. A workdir that holds a run with another config is refused (listing what
+    differs); a finished run is not trained again (its summary is returned); `extend=True` lets
+    num_epochs grow. `epoch_callback(epoch, val_metrics)` runs after each epoch's evaluation and
+    checkpoint (sweeps report to Optuna there; an exception it raises, e.g. TrialPruned, ends
+    the run). Nothing is written before the config is validated and the setup is built.
+    """
+    train_config.validate(config)
+    run = RunDir(workdir)
+    if run.exists:
+        run.check_resumable(config, extend=extend)
+        finished = run.finished_summary(config)
+        if finished is not None:
+            _say(f"{run.path}: this run is finished ({finished['epochs']} epochs, best "
+                 f"{_best_line(finished)}); results in {run.file(SUMMARY_FILE)} and {run.file('metrics.jsonl')}. "
+                 "To train it longer: --config.num_epochs=N --extend; for a new run use another --workdir.")
+            return finished
+    start = run.latest_step() or 0
+    before = run.listing()
+    writer = None
+    try:
+        setup = build(config, load_pretrained=not start)
+        if jax.process_index() == 0 and (not run.exists or extend):
+            run.write_config(config)
+            if hasattr(setup.train_source, "class_names"):
+                run.write_class_names(list(setup.train_source.class_names))
+        checkpointer = Checkpointer(run.path, max_to_keep=config.checkpoint.keep, best_metric=setup.task.best_metric,
+                                    best_mode=setup.task.best_mode)
+    except BaseException:
+        if jax.process_index() == 0 and not start:
+            run.remove_new_files(before)  # a failed start leaves nothing behind
+        raise
+    try:
+        train_iter = iter(setup.train_loader)
+        state = setup.state
+        if start:
+            state = _restore(checkpointer, start, state, train_iter, run.path)
+        _say(describe_start(setup, start))
+        writer = MetricsWriter(run.path, resume_step=start, enabled=jax.process_index() == 0)
+        progress = Progress(setup.total_steps, start, enabled=jax.process_index() == 0)
+        try:
+            summary = Engine(setup, run.path, checkpointer, writer, progress, epoch_callback).run(state, train_iter,
+                                                                                                start)
+        finally:
+            progress.close()
+    finally:
+        checkpointer.close()  # also on errors: pending async saves finish, orbax threads stop cleanly
+        if writer is not None:
+            writer.close()
+    summary["finished"] = True
+    if jax.process_index() == 0:
+        write_json(run.file(SUMMARY_FILE), summary)
+    return summary
+
+
+def _best_line(summary: dict[str, Any]) -> str:
+    best = {k: v for k, v in summary.items() if k.startswith("best_") and isinstance(v, float)}
+    return ", ".join(f"{k[5:]} {v:.4f}" for k, v in best.items()) or "-"
+
+
+def _restore(checkpointer: Checkpointer, step: int, state: TrainState, train_iter: Any, workdir: str) -> TrainState:
+    try:
+        restored = checkpointer.restore(step, state.to_checkpoint(), train_iter)
+    except ValueError as e:
+        raise ConfigError(f"cannot resume from {workdir}/checkpoints/{step}: it was written by a different model, "
+                          f"optimizer or precision configuration ({str(e).splitlines()[0][:300]}). Use a new "
+                          "--workdir, or the original config.") from e
+    return TrainState.from_checkpoint(restored)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation of a workdir
+
+
+def eval_config(stored: ml_collections.ConfigDict, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+    """The config to evaluate a run with: the one it was trained with, `overrides` ({dotted key:
+    value}) on top. What defines the model cannot change; the data, batch size and how the model
+    runs can."""
+    fixed = [k for k in train_config.run_keys() if k.startswith("model.") and k != "model.dtype"]
+    config = ml_collections.ConfigDict(stored.to_dict())
+    wrong = []
+    for key, value in overrides.items():
+        if schema.lookup(train_config.SCHEMA, key) is None:
+            raise ConfigError(schema.unknown_key_message(train_config.SCHEMA, key))
+        current = schema.flatten(stored).get(key)
+        if key in fixed and value != current:
+            wrong.append(f"{key}: trained with {current!r}, given {value!r}")
+            continue
+        node = config
+        *parents, leaf = key.split(".")
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
+    if wrong:
+        raise ConfigError("the checkpoint's model cannot change at evaluation: " + "; ".join(wrong)
+                          + ". Leave these keys out: the run's config.json has them.")
+    config.lock()
+    return config
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, Any]:
+    """--mode eval: the validation metrics of a checkpoint in `workdir` (default: the latest),
+    written to WORKDIR/eval_STEP.json."""
+    from convnext_jax.weights import load_tree, read_checkpoint_params
+
+    train_config.validate(config)
+    run = RunDir(workdir)
+    step = step or run.latest_step()
+    if step is None:
+        raise ConfigError(f"no checkpoint in {run.path}/checkpoints to evaluate")
+    setup = build(config, load_pretrained=False)
+    model = nnx.merge(setup.graphdef, setup.state.params, setup.rest)
+    load_tree(model, read_checkpoint_params(run.path, step), source=f"the weights of {run.path} step {step}")
+    params = setup.layout.place_state(nnx.state(model, nnx.Param))
+    result = {"step": step, **evaluator_of(setup)(params)}
+    if jax.process_index() == 0:
+        write_json(run.file(f"eval_{step}.json"), result)
+    return result
+
+
+__all__ = ["CLASSES_FILE", "CONFIG_FILE", "SUMMARY_FILE", "differing", "eval_config", "evaluate_checkpoint",
+           "train_and_evaluate"]

@@ -1,0 +1,198 @@
+"""Everything a training run is built from, derived from its config alone: data sources and
+loaders, the model, the task, the optimizer and LR schedule, the device layout and the initial
+train state. Nothing here writes to the workdir. Scripts (compare_pytorch, bench) build their
+pieces with the same functions, so they train what `main` trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+from flax import nnx
+
+from convnext_jax.data import MixupCutmix, create_loader, eval_transforms, make_source, train_transforms
+from convnext_jax.errors import ConfigError
+from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.models.naming import layer_ids
+from convnext_jax.models.registry import build_model
+from convnext_jax.models.variants import model_config
+from convnext_jax.train.config import model_overrides
+from convnext_jax.train.optim import build_optimizer, lr_schedule, scaled_lr
+from convnext_jax.train.parallel import Layout, data_parallel
+from convnext_jax.train.state import LossScaling, TrainState
+from convnext_jax.train.tasks import Classification, Task
+
+
+def data_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+    """The train and val sources; val uses the train split's class names (image folders)."""
+    train = make_source(config.data.source, "train", data_dir=config.data.data_dir or None,
+                        image_size=config.data.image_size)
+    val = make_source(config.data.source, "val", data_dir=config.data.data_dir or None,
+                      image_size=config.data.image_size, class_names=getattr(train, "class_names", None))
+    return train, val
+
+
+def normalisation(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The mean/std keyword arguments of the transforms (None, None when data.normalize is off)."""
+    if not config.data.normalize:
+        return {"mean": None, "std": None}
+    return {"mean": tuple(config.data.mean), "std": tuple(config.data.std)}
+
+
+def train_transforms_of(config: ml_collections.ConfigDict) -> list:
+    aug = config.data.augment
+    return train_transforms(config.data.image_size, scale=tuple(aug.scale), hflip=aug.hflip,
+                            auto_augment=aug.auto_augment or None, color_jitter=aug.color_jitter,
+                            re_prob=aug.re_prob, **normalisation(config))
+
+
+def eval_transforms_of(config: ml_collections.ConfigDict) -> list:
+    return eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, **normalisation(config))
+
+
+def batch_ops_of(config: ml_collections.ConfigDict, num_classes: int) -> list:
+    """Whole-batch augmentations of the training loader (mixup/cutmix)."""
+    aug = config.data.augment
+    if aug.mixup_alpha > 0 or aug.cutmix_alpha > 0:
+        return [MixupCutmix(num_classes, aug.mixup_alpha, aug.cutmix_alpha, aug.mixup_prob, aug.mixup_switch_prob,
+                            config.label_smoothing)]
+    return []
+
+
+@functools.lru_cache(maxsize=4)
+def _pretrained_config(path: str) -> ConvNeXtConfig:
+    from convnext_jax.weights import source_config
+
+    return source_config(path)
+
+
+def model_config_of(config: ml_collections.ConfigDict, num_classes: int) -> ConvNeXtConfig:
+    """The model the config describes. With an empty model.name, the architecture of the
+    weights in model.init_from (its variant's options, or the inferred depths and widths)."""
+    model = config.model
+    overrides = model_overrides(model)
+    name = model.name
+    if not name:
+        found = _pretrained_config(os.path.expanduser(model.init_from))
+        from convnext_jax.weights import variant_name
+
+        name = variant_name(found)
+        if name is None:  # a custom architecture: its own depths and widths
+            overrides.setdefault("depths", found.depths)
+            overrides.setdefault("dims", found.dims)
+            name = "convnextv2_atto" if found.use_grn else "convnext_atto"
+    return model_config(name, num_classes=num_classes, **overrides)
+
+
+def model_of(config: ml_collections.ConfigDict, num_classes: int) -> Any:
+    """The freshly initialised model the config describes (seeded by config.seed)."""
+    return build_model(model_config_of(config, num_classes), config.seed)
+
+
+def steps_per_epoch_of(config: ml_collections.ConfigDict, train_size: int) -> int:
+    steps = train_size // config.batch_size
+    if steps < 1:
+        raise ConfigError(f"batch_size {config.batch_size} is larger than the training set ({train_size} images): "
+                          f"use a batch_size of at most {train_size}")
+    return steps
+
+
+def schedule_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+    """The per-optimizer-step LR: the peak LR (scaled with the batch) with warmup and decay."""
+    optim = config.optim
+    peak = scaled_lr(optim.lr, config.batch_size, rule=optim.lr_scaling, base_batch=optim.lr_base_batch)
+    warmup = optim.warmup_steps or optim.warmup_epochs * steps_per_epoch
+    return lr_schedule(peak, config.num_epochs * steps_per_epoch, schedule=optim.schedule, warmup_steps=warmup,
+                       min_lr=optim.min_lr)
+
+
+def loss_scaling_of(config: ml_collections.ConfigDict) -> LossScaling | None:
+    if config.model.dtype != "float16":
+        return None
+    return LossScaling(init_scale=config.optim.loss_scale_init, growth_interval=config.optim.loss_scale_growth_interval)
+
+
+def micro_batch_per_process(config: ml_collections.ConfigDict, layout: Layout) -> int:
+    """Examples one process feeds per micro-step; the global micro-batch must split over the devices."""
+    accum = config.optim.grad_accum_steps
+    micro = config.batch_size // accum
+    if micro % layout.replicas:
+        raise ConfigError(f"the micro-batch (batch_size {config.batch_size} / {accum} accumulation steps = {micro}) "
+                          f"does not split over the {layout.replicas} devices: use a batch_size that is a multiple "
+                          f"of {layout.replicas * accum}")
+    return micro // jax.process_count()
+
+
+def task_of(config: ml_collections.ConfigDict, num_classes: int) -> Task:
+    return Classification(num_classes=num_classes, label_smoothing=config.label_smoothing)
+
+
+@dataclasses.dataclass
+class Setup:
+    """A training run's parts, built from its config (see `build`)."""
+
+    config: ml_collections.ConfigDict
+    train_source: Any
+    val_source: Any
+    num_classes: int
+    model_cfg: ConvNeXtConfig
+    graphdef: nnx.GraphDef
+    rest: nnx.State
+    task: Task
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    loss_scaling: LossScaling | None
+    layout: Layout
+    state: TrainState
+    train_loader: Any
+    steps_per_epoch: int
+    micro_batch: int  # per process
+    pretrained: str  # what init_from loaded ('' when nothing)
+    ops: str  # the op implementations the model runs with
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.num_epochs * self.steps_per_epoch
+
+    @property
+    def accum(self) -> int:
+        return self.config.optim.grad_accum_steps
+
+    @property
+    def dropped_per_epoch(self) -> int:
+        """Training images left out of every epoch (the last, partial batch)."""
+        return len(self.train_source) - self.steps_per_epoch * self.config.batch_size
+
+
+def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, layout: Layout | None = None) -> Setup:
+    """Build every part of the run `config` describes. `load_pretrained=False` skips
+    model.init_from (a resumed run restores its own checkpoint instead)."""
+    layout = layout or data_parallel()
+    micro = micro_batch_per_process(config, layout)
+    train_source, val_source = data_sources(config)
+    num_classes = config.model.num_classes or train_source.num_classes
+    steps_per_epoch = steps_per_epoch_of(config, len(train_source))
+    model = model_of(config, num_classes)
+    pretrained = ""
+    if config.model.init_from and load_pretrained:
+        from convnext_jax.weights import load_pretrained as load
+
+        pretrained = load(model, os.path.expanduser(config.model.init_from), reset_head=config.model.reset_head)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    schedule = schedule_of(config, steps_per_epoch)
+    tx = build_optimizer(config.optim, params, schedule, layer_ids=layer_ids(model.cfg))
+    loss_scaling = loss_scaling_of(config)
+    state = layout.place_state(TrainState.create(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling))
+    train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,
+                                 seed=config.seed, worker_count=config.data.workers,
+                                 transforms=train_transforms_of(config), batch_transforms=batch_ops_of(config, num_classes))
+    return Setup(config=config, train_source=train_source, val_source=val_source, num_classes=num_classes,
+                 model_cfg=model.cfg, graphdef=graphdef, rest=rest, task=task_of(config, num_classes), tx=tx,
+                 schedule=schedule, loss_scaling=loss_scaling, layout=layout, state=state, train_loader=train_loader,
+                 steps_per_epoch=steps_per_epoch, micro_batch=micro, pretrained=pretrained, ops=model.ops.describe())

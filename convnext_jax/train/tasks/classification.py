@@ -1,0 +1,49 @@
+"""Image classification: softmax cross-entropy with label smoothing (or the soft targets of
+mixup/cutmix); evaluation reports loss, top-1 and top-5."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float) -> jax.Array:
+    """Integer labels -> smoothed one-hot; soft labels (mixup/cutmix) pass through."""
+    if labels.ndim == 2:
+        return labels.astype(jnp.float32)
+    return optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    num_classes: int
+    label_smoothing: float = 0.0
+    name: str = "classification"
+    best_metric: str = "val_top1"
+    best_mode: str = "max"
+
+    def loss(self, model: Any, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        targets = soft_targets(batch["label"], self.num_classes, self.label_smoothing)
+        logits = model(batch["image"], train=True, rng=rng)
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
+        return loss, {"accuracy": accuracy}
+
+    def eval_sums(self, model: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        logits = model(batch["image"])
+        labels = batch["label"]
+        mask = batch["mask"].astype(jnp.float32)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        k = min(5, logits.shape[-1])
+        top5 = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
+        return {"loss": jnp.sum(loss * mask), "top1": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+                "top5": jnp.sum(top5 * mask), "count": jnp.sum(mask)}
+
+    def eval_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        count = max(float(sums["count"]), 1.0)
+        return {"val_loss": float(sums["loss"]) / count, "val_top1": float(sums["top1"]) / count,
+                "val_top5": float(sums["top5"]) / count, "val_count": int(sums["count"])}

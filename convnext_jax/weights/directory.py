@@ -1,0 +1,71 @@
+"""Our own weights directory: a model's parameters as an orbax checkpoint plus its config.
+
+    DIR/config.json   the ConvNeXtConfig fields
+    DIR/params/       orbax StandardCheckpointer tree of the parameters (the model's own paths)
+
+Loading needs no PyTorch: the tree goes straight into the model, every path and shape checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import Any
+
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.weights.pytorch import WeightImportError, WeightsExistError, WeightsNotFoundError
+
+CONFIG_FILE = "config.json"
+PARAMS_DIR = "params"
+
+
+def is_weights_dir(path: str | os.PathLike) -> bool:
+    path = os.fspath(path)
+    return os.path.isfile(os.path.join(path, CONFIG_FILE)) and os.path.isdir(os.path.join(path, PARAMS_DIR))
+
+
+def save_weights(model: Any, directory: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Write `model`'s config and parameters to `directory` (blocking until the save is done)."""
+    directory = os.path.abspath(os.fspath(directory))
+    if os.path.exists(directory):
+        if not overwrite:
+            raise WeightsExistError(f"{directory} exists; pass overwrite=True (--force) to replace it")
+        shutil.rmtree(directory)
+    os.makedirs(directory)
+    with open(os.path.join(directory, CONFIG_FILE), "w") as f:
+        json.dump(dataclasses.asdict(model.cfg), f, indent=2)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.join(directory, PARAMS_DIR), nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    checkpointer.wait_until_finished()
+
+
+def load_config(directory: str | os.PathLike) -> ConvNeXtConfig:
+    """The ConvNeXtConfig saved next to the parameters."""
+    path = os.path.join(os.fspath(directory), CONFIG_FILE)
+    if not is_weights_dir(directory):
+        raise WeightsNotFoundError(f"{directory} is not a convnext_jax weights directory (no {CONFIG_FILE} and "
+                                f"{PARAMS_DIR}/; create one with `python -m convnext_jax.convert SRC.pth DIR`)")
+    with open(path) as f:
+        return ConvNeXtConfig(**json.load(f))
+
+
+def read_params(directory: str | os.PathLike) -> dict[str, Any]:
+    """The saved parameter tree (host arrays)."""
+    load_config(directory)  # a clear error for anything else
+    return ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(os.fspath(directory)), PARAMS_DIR))
+
+
+def load_weights(directory: str | os.PathLike, **config_overrides: Any) -> Any:
+    """Rebuild the saved model; `config_overrides` may change execution options (dtype, remat, ...)."""
+    from convnext_jax.models.registry import build_model
+    from convnext_jax.weights.tree import load_tree
+
+    cfg = load_config(directory)
+    model = build_model(cfg.replace(**config_overrides) if config_overrides else cfg)
+    load_tree(model, read_params(directory), source=f"the weights in {directory}")
+    return model

@@ -1,0 +1,54 @@
+"""Pretrained weights from wherever they are: a PyTorch file (timm / official), our weights
+directory, or a training workdir (its latest checkpoint). One entry point for fine-tuning and
+evaluation, and the architecture each source holds (so the model need not be named)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.weights import checkpoints, directory, pytorch, tree
+
+
+def source_kind(path: str | os.PathLike) -> str:
+    """'weights_dir', 'workdir' or 'pytorch'; WeightImportError when it is none of them."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise pytorch.WeightsNotFoundError(f"weights not found: {path}")
+    if os.path.isdir(path):
+        if directory.is_weights_dir(path):
+            return "weights_dir"
+        if checkpoints.is_training_workdir(path):
+            return "workdir"
+        raise pytorch.WeightImportError(
+            f"{path} is a directory but neither a convnext_jax weights directory ({directory.CONFIG_FILE} + "
+            f"{directory.PARAMS_DIR}/) nor a training workdir with checkpoints/<step>")
+    return "pytorch"
+
+
+def source_config(path: str | os.PathLike, *, use_ema: bool = False) -> ConvNeXtConfig:
+    """The architecture stored at `path` (named variants keep their options)."""
+    kind = source_kind(path)
+    if kind == "weights_dir":
+        return directory.load_config(path)
+    if kind == "workdir":
+        return tree.infer_config(checkpoints.read_checkpoint_params(path, use_ema=use_ema))
+    return pytorch.infer_config(pytorch.to_timm_layout(pytorch.read_state_dict(path), use_ema=use_ema))
+
+
+def load_pretrained(model: Any, path: str | os.PathLike, *, reset_head: bool = False,
+                    use_ema: bool = False) -> str:
+    """Load the weights at `path` into `model` in place (nothing is loaded when they do not fit);
+    returns a one-line description of what was loaded."""
+    kind = source_kind(path)
+    if kind == "weights_dir":
+        tree.load_tree(model, directory.read_params(path), reset_head=reset_head, source=f"the weights in {path}")
+    elif kind == "workdir":
+        step = checkpoints.checkpoint_steps(path)[-1]
+        params = checkpoints.read_checkpoint_params(path, step, use_ema=use_ema)
+        tree.load_tree(model, params, reset_head=reset_head, source=f"the weights of {path} (step {step})")
+    else:
+        pytorch.load_pytorch_weights(model, path, reset_head=reset_head, use_ema=use_ema)
+    return (f"initialised from {path}" + (" (EMA)" if use_ema else "")
+            + (" with a fresh classifier" if reset_head else ""))
