@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
+import re
 import sys
 from typing import Any, Callable, Sequence
 
-from convnext_jax.errors import UserError
+from convnext_jax.errors import ConfigError, UserError
 
 USER_ERROR_EXIT = 2
 
@@ -45,3 +47,70 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
         args = sys.argv[1:] if args is None else list(args)
         return super().parse_args([_underscored(a) for a in args], namespace)
+
+
+def _config_file_error(text: str) -> str:
+    """The user-facing part of config_flags' 'Error whilst parsing config file' (a traceback as text)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    for index in range(len(lines) - 1, -1, -1):
+        match = re.match(r"^([\w.]+(?:Error|Exception)): (.*)$", lines[index])
+        if match:
+            return "\n".join([match.group(2)] + lines[index + 1:])
+    return lines[-1] if lines else text
+
+
+def config_flags_parser(schema_of: Callable[[], Any], command: str) -> Callable[[list[str]], list[str]]:
+    """An absl `flags_parser` that reports the config's own errors (unknown keys with the closest
+    name from `schema_of()`, bad values, a config file that fails) as one short message."""
+    return functools.partial(_parse_flags, schema_of=schema_of, command=command)
+
+
+def _parse_flags(argv: list[str], *, schema_of: Callable[[], Any], command: str) -> list[str]:
+    from absl import flags
+
+    from convnext_jax import schema
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.IllegalFlagValueError as e:
+        message = str(e)
+        if "Error whilst parsing config file" in message:
+            fail(f"config file {message.split('=', 1)[-1].split(':')[0]}: {_config_file_error(message)}")
+        fail(message)
+    except flags.Error as e:
+        name = re.search(r"Unknown command line flag '([^']+)'", str(e))
+        if name and name.group(1).startswith("config."):
+            fail(f"--{name.group(1)} needs --config FILE.py (the overrides change a config file's values)")
+        fail(f"{e} ({command} --help lists the flags)")
+    except (AttributeError, KeyError) as e:  # an override of a key the config does not have
+        for arg in argv[1:]:
+            match = re.match(r"^--config\.([\w.]+)=", arg)
+            if match and schema.lookup(schema_of(), match.group(1)) is None:
+                fail(schema.unknown_key_message(schema_of(), match.group(1)) + " (--show_config lists every key)")
+        fail(str(e).replace("\\n", " ").strip("'\""))
+    except UserError as e:
+        fail(str(e))
+    return []
+
+
+def loaded_config(holder: Any) -> Any:
+    """The config of a `config_flags.DEFINE_config_file` flag (None when not given), with a short
+    error when the file is missing or cannot load."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    if not flags.FLAGS[holder.name].present:
+        return None
+    filename = config_flags.get_config_filename(flags.FLAGS[holder.name])
+    path = filename.split(":")[0]
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} not found (the shipped configs are in configs/: "
+                          "embedded_digits.py, folder.py, finetune.py, seed_baseline.py, imagenet_recipe.py)")
+    try:
+        config = holder.value
+        config.keys()  # config_flags defers some load errors to the first access
+    except UserError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"config file {filename}: {_config_file_error(str(e))}") from e
+    return config

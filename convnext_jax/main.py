@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from convnext_jax.cli import fail, reports_user_errors
-from convnext_jax.errors import ConfigError, UserError
+from convnext_jax.cli import config_flags_parser, loaded_config, reports_user_errors
+from convnext_jax.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file: get_config(arg) -> ConfigDict "
                                           "(configs/*.py); optional when --workdir holds a run.", lock_config=True)
@@ -37,65 +36,6 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processe
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
 
 
-def _config_file_error(text: str) -> str:
-    """The user-facing part of config_flags' 'Error whilst parsing config file' (a traceback as text)."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    for index in range(len(lines) - 1, -1, -1):
-        match = re.match(r"^([\w.]+(?:Error|Exception)): (.*)$", lines[index])
-        if match:
-            return "\n".join([match.group(2)] + lines[index + 1:])
-    return lines[-1] if lines else text
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with the config's own errors (unknown keys, bad values, a config file
-    that fails) as one short message instead of a traceback."""
-    from convnext_jax import schema
-    from convnext_jax.train.config import SCHEMA
-
-    try:
-        return flags.FLAGS(argv)
-    except flags.IllegalFlagValueError as e:
-        message = str(e)
-        if "Error whilst parsing config file" in message:
-            fail(f"config file {message.split('=', 1)[-1].split(':')[0]}: {_config_file_error(message)}")
-        fail(message)
-    except flags.Error as e:
-        name = re.search(r"Unknown command line flag '([^']+)'", str(e))
-        if name and name.group(1).startswith("config."):
-            fail(f"--{name.group(1)} needs --config FILE.py (the overrides change a config file's values)")
-        fail(f"{e} (python -m convnext_jax.main --help lists the flags)")
-    except (AttributeError, KeyError) as e:  # an override of a key the config does not have
-        for arg in argv[1:]:
-            match = re.match(r"^--config\.([\w.]+)=", arg)
-            if match and schema.lookup(SCHEMA, match.group(1)) is None:
-                fail(schema.unknown_key_message(SCHEMA, match.group(1))
-                     + " (--show_config lists every key)")
-        fail(str(e).replace("\\n", " ").strip("'\""))
-    except UserError as e:
-        fail(str(e))
-    return []
-
-
-def _loaded_config():
-    """The --config file's config (None without --config), with a short error when it cannot load."""
-    filename = config_flags.get_config_filename(flags.FLAGS["config"])
-    if not filename:
-        return None
-    path = filename.split(":")[0]
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path} not found (the shipped configs are in configs/: "
-                          "embedded_digits.py, folder.py, finetune.py, seed_baseline.py, imagenet_recipe.py)")
-    try:
-        config = _CONFIG.value
-        config.keys()  # config_flags defers some load errors to the first access
-    except UserError:
-        raise
-    except Exception as e:
-        raise ConfigError(f"config file {filename}: {_config_file_error(str(e))}") from e
-    return config
-
-
 def resolve_config(workdir: str, mode: str):
     """The config of this command: the --config file (+ overrides), or the workdir's run config."""
     from convnext_jax.train.run import eval_config
@@ -103,7 +43,7 @@ def resolve_config(workdir: str, mode: str):
     from convnext_jax.train.config import run_keys
 
     run = RunDir(workdir)
-    given = _loaded_config()
+    given = loaded_config(_CONFIG)
     if given is None:
         if not run.exists:
             raise ConfigError(f"--config is needed: {run.path} holds no run yet (e.g. --config "
@@ -134,7 +74,7 @@ def main(argv: list[str]) -> None:
     if _SHOW_CONFIG.value:
         from convnext_jax.train.config import describe
 
-        config = _loaded_config() if _WORKDIR.value is None else resolve_config(_WORKDIR.value, _MODE.value)
+        config = loaded_config(_CONFIG) if _WORKDIR.value is None else resolve_config(_WORKDIR.value, _MODE.value)
         print(describe(config))
         return
     import jax
@@ -153,8 +93,14 @@ def main(argv: list[str]) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _schema() -> dict:
+    from convnext_jax.train.config import SCHEMA
+
+    return SCHEMA
+
+
 def run() -> None:
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=config_flags_parser(_schema, "python -m convnext_jax.main"))
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from convnext_jax.bench.timing import markdown_table
-from convnext_jax.convert import export_pytorch_weights
-from convnext_jax.data import create_loader, eval_transforms, train_transforms
-from convnext_jax.train import loop
-from convnext_jax.train.optim import lr_schedule, scaled_lr
+from convnext_jax.data import create_loader
+from convnext_jax.train import setup
+from convnext_jax.train.run import train_and_evaluate
+from convnext_jax.weights import export_pytorch_weights
 
 
 def load_config(path: str, seed: int):
@@ -46,7 +46,7 @@ def torch_model(config, num_classes: int, shared_init: bool = True) -> torch.nn.
     """timm's ConvNeXt with the JAX model's architecture (and, if `shared_init`, its initial weights)."""
     from timm.models.convnext import ConvNeXt as TimmConvNeXt
 
-    jax_model = loop.model_from_config(config, num_classes)
+    jax_model = setup.model_of(config, num_classes)
     cfg = jax_model.cfg
     model = TimmConvNeXt(depths=cfg.depths, dims=cfg.dims, use_grn=cfg.use_grn, ls_init_value=cfg.ls_init_value,
                          conv_mlp=cfg.conv_mlp, num_classes=num_classes, drop_path_rate=config.model.drop_path_rate)
@@ -60,7 +60,7 @@ def train_torch(config, threads: int, shared_init: bool = True) -> dict[str, flo
     """The recipe in PyTorch eager: same batches, schedule, optimizer groups, smoothing, clipping."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(threads)
-    train_src, val_src = loop.data_sources(config)
+    train_src, val_src = setup.data_sources(config)
     num_classes = train_src.num_classes
     model = torch_model(config, num_classes, shared_init)
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -69,19 +69,12 @@ def train_torch(config, threads: int, shared_init: bool = True) -> dict[str, flo
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=optim.lr, betas=(optim.b1, optim.b2),
                                   eps=optim.eps)
-    steps_per_epoch = len(train_src) // config.batch_size
+    steps_per_epoch = setup.steps_per_epoch_of(config, len(train_src))
     total = config.num_epochs * steps_per_epoch
-    peak = scaled_lr(optim.lr, config.batch_size, rule=optim.lr_scaling, base_batch=optim.lr_base_batch)
-    schedule = lr_schedule(peak, total, schedule=optim.schedule, warmup_steps=optim.warmup_steps or
-                           optim.warmup_epochs * steps_per_epoch, min_lr=optim.min_lr)
-    aug = config.data.augment
-    norm = loop.normalisation(config)
+    schedule = setup.schedule_of(config, steps_per_epoch)
     loader = iter(create_loader(train_src, batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                                transforms=train_transforms(config.data.image_size, scale=tuple(aug.scale),
-                                                            hflip=aug.hflip, auto_augment=aug.auto_augment or None,
-                                                            color_jitter=aug.color_jitter, re_prob=aug.re_prob,
-                                                            **norm)))
-    val_transforms = eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, **norm)
+                                transforms=setup.train_transforms_of(config)))
+    val_transforms = setup.eval_transforms_of(config)
     best, last = 0.0, {}
     for step in range(total):
         batch = next(loader)
@@ -134,7 +127,7 @@ def main() -> None:
         config = load_config(args.config, seed)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as workdir:
-            summary = loop.train_and_evaluate(config, workdir)
+            summary = train_and_evaluate(config, workdir)
         results["jax"].append({"seed": seed, "best_val_top1": summary["best_val_top1"],
                                "final_val_top1": summary["final_val_top1"],
                                "final_val_loss": summary["final_val_loss"], "seconds": time.perf_counter() - start})

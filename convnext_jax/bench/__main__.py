@@ -114,12 +114,14 @@ def _comms(args: argparse.Namespace) -> list[dict[str, Any]]:
     import convnext_jax as cj
     from convnext_jax.bench.collectives import all_reduce_stats
     from convnext_jax.bench.jax_step import bench_optimizer
-    from convnext_jax.train.steps import initial_train_state, make_train_step
+    from convnext_jax.train.state import TrainState
+    from convnext_jax.train.steps import make_train_step
+    from convnext_jax.train.tasks import Classification
 
     model = cj.create_model(args.model, num_classes=args.num_classes)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = bench_optimizer(params)
-    step = jax.jit(make_train_step(graphdef, rest, tx, num_classes=args.num_classes, label_smoothing=0.1))
+    step = jax.jit(make_train_step(graphdef, rest, tx, Classification(args.num_classes, 0.1)))
     param_mib = 4 * cj.count_params(params) / 1024**2
     rows = []
     for accum in args.accum:
@@ -127,7 +129,7 @@ def _comms(args: argparse.Namespace) -> list[dict[str, Any]]:
         shape = (accum, batch // accum, args.image_size, args.image_size, 3)
         images = jnp.zeros(shape, jnp.float32)
         labels = jnp.zeros(shape[:2], jnp.int32)
-        hlo = step.lower(initial_train_state(params, tx), {"image": images, "label": labels},
+        hlo = step.lower(TrainState.create(params, tx), {"image": images, "label": labels},
                          jax.random.key(0)).compile().as_text()
         stats = all_reduce_stats(hlo)
         rows.append({"devices": jax.device_count(), "accum": accum, "all_reduces": stats["count"],

@@ -18,7 +18,9 @@ from convnext_jax.bench.utilization import (device_peak_memory_mib, mfu, peak_tf
                                             xla_memory)
 from convnext_jax.models.naming import forward_macs
 from convnext_jax.train.optim import build_optimizer, lr_schedule
-from convnext_jax.train.steps import initial_train_state, make_train_step
+from convnext_jax.train.state import TrainState
+from convnext_jax.train.steps import make_train_step
+from convnext_jax.train.tasks import Classification
 
 
 def bench_optimizer(params: Any) -> optax.GradientTransformation:
@@ -36,11 +38,11 @@ def prepare_jax_train_step(model_name: str, *, batch_size: int, image_size: int,
     model = cj.create_model(model_name, num_classes=num_classes, **model_options)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = bench_optimizer(params)
-    state = initial_train_state(params, tx)
+    state = TrainState.create(params, tx)
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(rng.standard_normal((1, batch_size, image_size, image_size, 3)), jnp.float32),
              "label": jnp.asarray(rng.integers(0, num_classes, (1, batch_size)))}  # [accum=1, batch, ...]
-    step = make_train_step(graphdef, rest, tx, num_classes=num_classes, label_smoothing=0.1)
+    step = make_train_step(graphdef, rest, tx, Classification(num_classes, 0.1))
     jitted = jax.jit(step, donate_argnums=(0,))
     key = jax.random.key(0)
     start = time.perf_counter()

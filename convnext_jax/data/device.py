@@ -1,21 +1,12 @@
-"""Host -> device: put per-process batches on the mesh, sharded along the batch axis, ahead of use."""
+"""Host -> device: put this process's part of a batch on the mesh, sharded along the batch axis."""
 
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-
-def data_sharding(mesh: Mesh | None = None, axis: str = "data") -> NamedSharding:
-    """Batch axis split over the mesh's `axis` (default: a 1-D mesh over all devices)."""
-    if mesh is None:
-        mesh = Mesh(np.asarray(jax.devices()), (axis,))
-    return NamedSharding(mesh, PartitionSpec(axis))
+from jax.sharding import NamedSharding
 
 
 def _sharded_axis(sharding: NamedSharding) -> int:
@@ -42,28 +33,3 @@ def shard_batch(batch: dict[str, Any], sharding: NamedSharding) -> dict[str, jax
         global_shape = value.shape[:axis] + (value.shape[axis] * processes,) + value.shape[axis + 1:]
         out[key] = jax.make_array_from_process_local_data(sharding, value, global_shape)
     return out
-
-
-def prefetch_to_device(batches: Iterable[dict[str, Any]], sharding: NamedSharding, size: int = 2
-                       ) -> Iterator[dict[str, jax.Array]]:
-    """Yield device batches while a background thread transfers the next `size` ones."""
-    buffer: queue.Queue = queue.Queue(maxsize=size)
-    done = object()
-
-    def producer() -> None:
-        try:
-            for batch in batches:
-                buffer.put(shard_batch(batch, sharding))
-        except BaseException as e:  # re-raised in the consumer with its traceback
-            buffer.put(e)
-            return
-        buffer.put(done)
-
-    threading.Thread(target=producer, daemon=True).start()
-    while True:
-        item = buffer.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item

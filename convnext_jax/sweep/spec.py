@@ -1,7 +1,8 @@
 """The `sweep` section of a study config: what to search, how, and what to optimise.
 
-A study config is a training config (see convnext_jax/train/defaults.py) plus this section,
-added by `with_sweep`. Every field can be overridden: --config.sweep.sampler=tpe.
+A study config is a training config (`convnext_jax.train.config`) plus this section, added by
+`with_sweep`. Every field can be overridden: --config.sweep.sampler=tpe; `python -m
+convnext_jax.sweep run --config FILE --show_config` lists them all.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 import ml_collections
 
+from convnext_jax import schema
+from convnext_jax.schema import Key
 from convnext_jax.sweep.space import Dimension, SearchSpaceError, parse_space, validate_keys
 
 SAMPLERS = ("grid", "random", "tpe")
@@ -20,24 +23,30 @@ OBJECTIVES = {"best_val_top1": ("maximize", "val_top1"), "final_val_loss": ("min
               "epochs_to_target": ("minimize", "val_top1")}
 
 
+SCHEMA: schema.Schema = {
+    "space": Key("", "what to search: 'key: dist(args); ...' over any config key (see convnext_jax/sweep/space.py)"),
+    "sampler": Key("grid", "grid (every point, queued) | random | tpe", choices=SAMPLERS),
+    "num_trials": Key(0, "points to sample (random/tpe); the grid runs every point", low=0),
+    "seeds": Key(1, "repeats of every point with seeds seed, seed+1, ...", low=1),
+    "objective": Key("best_val_top1", "what a trial returns (epochs_to_target: num_epochs + 1 when not reached)",
+                     choices=tuple(OBJECTIVES)),
+    "pruner": Key("none", "stop hopeless trials early, fed by per-epoch validation", choices=PRUNERS),
+    "pruner_startup_trials": Key(3, "median: complete trials before pruning starts", low=0),
+    "pruner_warmup_epochs": Key(1, "median: epochs before a trial may be pruned", low=0),
+    "storage": Key("", "SQLAlchemy URL of the study ('' = sqlite:///WORKDIR/study.db; postgresql://... for several "
+                       "machines)"),
+    "study_name": Key("study", "the study's name in the storage"),
+    "sampler_seed": Key(0, "seed of the random/TPE sampler", low=0),
+    "max_device_batch": Key(0, "> 0: derive optim.grad_accum_steps so batch_size / (devices x accum) <= this",
+                            low=0),
+    "heartbeat_s": Key(60, "seconds between a worker's heartbeats", low=1),
+    "grace_s": Key(180, "a worker silent this long is dead: its trial fails and is retried", low=1),
+    "max_retries": Key(3, "retries of a dead worker's trial", low=0),
+}
+
+
 def sweep_defaults() -> ml_collections.ConfigDict:
-    sweep = ml_collections.ConfigDict()
-    sweep.space = ""  # "key: dist(args); ..." (see convnext_jax/sweep/space.py)
-    sweep.sampler = "grid"  # | "random" | "tpe"
-    sweep.num_trials = 0  # points to sample (random/tpe); the grid runs every point
-    sweep.seeds = 1  # repeats of every point with seeds seed, seed+1, ...
-    sweep.objective = "best_val_top1"  # | "final_val_loss" | "epochs_to_target" (not reached: num_epochs + 1)
-    sweep.pruner = "none"  # | "median" | "successive_halving" | "hyperband", fed by per-epoch validation
-    sweep.pruner_startup_trials = 3  # median: complete trials before pruning starts
-    sweep.pruner_warmup_epochs = 1  # median: epochs before a trial may be pruned
-    sweep.storage = ""  # SQLAlchemy URL; "" = sqlite:///WORKDIR/study.db
-    sweep.study_name = "study"
-    sweep.sampler_seed = 0
-    sweep.max_device_batch = 0  # > 0: derive optim.grad_accum_steps so batch_size / (devices x accum) <= this
-    sweep.heartbeat_s = 60  # a worker that stops beating for grace_s is dead: its trial fails and is retried
-    sweep.grace_s = 180
-    sweep.max_retries = 3
-    return sweep
+    return schema.build(SCHEMA)
 
 
 def with_sweep(config: ml_collections.ConfigDict, **fields: Any) -> ml_collections.ConfigDict:
@@ -82,8 +91,12 @@ class SweepSpec:
         return OBJECTIVES[self.objective][1]
 
 
-def split_config(config: ml_collections.ConfigDict) -> tuple[SweepSpec, ml_collections.ConfigDict]:
-    """(validated sweep spec, the training config without `sweep`). All errors before any trial runs."""
+def split_config(config: ml_collections.ConfigDict, *, check_paths: bool = False
+                 ) -> tuple[SweepSpec, ml_collections.ConfigDict]:
+    """(validated sweep spec, the validated training config without `sweep`). All errors before
+    any trial runs; `check_paths` also checks the data folder and pretrained weights exist."""
+    from convnext_jax.train.config import validate
+
     if "sweep" not in config:
         raise SearchSpaceError("this config has no `sweep` section: a study config adds one with "
                                "convnext_jax.sweep.with_sweep(config, space=...) (see configs/sweeps/)")
@@ -95,11 +108,10 @@ def split_config(config: ml_collections.ConfigDict) -> tuple[SweepSpec, ml_colle
         raise SearchSpaceError("the search space is empty (sweep.space = ''): give it at least one "
                                "'key: dist(args)' entry, or set sweep.seeds >= 2 to repeat the base config")
     validate_keys(list(dims), train)
-    for name, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS), ("objective", tuple(OBJECTIVES))):
-        if fields[name] not in allowed:
-            raise SearchSpaceError(f"sweep.{name} must be one of {allowed}, got {fields[name]!r}")
-    if fields["seeds"] < 1:
-        raise SearchSpaceError(f"sweep.seeds must be >= 1, got {fields['seeds']}")
+    problems = schema.check(SCHEMA, fields, prefix="sweep.")
+    if problems:
+        raise SearchSpaceError("invalid sweep section:\n  " + "\n  ".join(problems))
+    validate(train, check_paths=check_paths)
     if fields["sampler"] != "grid" and fields["num_trials"] < 1:
         raise SearchSpaceError(f"sweep.num_trials must be >= 1 for the {fields['sampler']} sampler")
     if fields["objective"] == "epochs_to_target" and not train.target_accuracy:

@@ -87,7 +87,7 @@ def _spec_record(spec: SweepSpec) -> dict[str, Any]:
 def create_study(config: ml_collections.ConfigDict, workdir: str) -> optuna.Study:
     """Validate the study config, create (or reopen) its study and queue the grid. Writes
     WORKDIR/sweep.json, which workers and the report read."""
-    spec, train = split_config(config)
+    spec, train = split_config(config, check_paths=True)
     os.makedirs(workdir, exist_ok=True)
     storage = open_storage(spec, workdir)
     study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,

@@ -115,8 +115,10 @@ class Engine:
             metrics.update({f"{k}_ema": v for k, v in self.evaluate(state.ema).items() if k != "val_count"})
         return metrics
 
-    def run(self, state: TrainState, train_iter: Any, start: int) -> dict[str, Any]:
-        """Train from optimizer step `start`; returns the run's summary."""
+    def run(self, state: TrainState, train_iter: Any, start: int,
+            history: list[dict[str, Any]] = ()) -> dict[str, Any]:
+        """Train from optimizer step `start`; returns the run's summary. `history`: the metric
+        records of the steps before `start` (a resumed run's best and epochs-to-target count them)."""
         s, config = self.setup, self.setup.config
         task, total = s.task, s.total_steps
         best_key, better = task.best_metric, (max if task.best_mode == "max" else min)
@@ -124,6 +126,12 @@ class Engine:
         window = LogWindow(s, self.workdir)
         train_step, compile_s = None, None
         best, last_eval, epochs_to_target, throughputs = None, {}, None, []
+        for record in history:
+            if best_key in record:
+                best = record[best_key] if best is None else better(best, record[best_key])
+                if epochs_to_target is None and config.target_accuracy and \
+                        record.get("val_top1", 0.0) >= config.target_accuracy:
+                    epochs_to_target = record["epoch"]
         for step in range(start, total):
             batch = shard_batch(micro_batches(next(train_iter), s.accum), self.micro_sharding)
             key = jax.random.fold_in(base_key, step)
@@ -164,7 +172,7 @@ class Engine:
                 window.start()
         if not last_eval:  # resumed after the last step: report the restored model
             last_eval = self._evaluate(state)
-            best = last_eval[best_key]
+            best = last_eval[best_key] if best is None else better(best, last_eval[best_key])
         self.checkpointer.wait_until_finished()
         summary = {"steps": total, "epochs": config.num_epochs, "num_classes": s.num_classes,
                    "global_batch": config.batch_size, "grad_accum_steps": s.accum, "devices": jax.device_count(),

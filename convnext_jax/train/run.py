@@ -18,11 +18,11 @@ from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.engine import Engine, EpochCallback
 from convnext_jax.train.evaluate import evaluator_of
-from convnext_jax.train.metrics import MetricsWriter, write_json
+from convnext_jax.train.metrics import MetricsWriter, read_metrics, write_json
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, build
 from convnext_jax.train.state import TrainState
-from convnext_jax.train.workdir import CLASSES_FILE, CONFIG_FILE, SUMMARY_FILE, RunDir, differing
+from convnext_jax.train.workdir import CLASSES_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, RunDir, differing
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, epoch_ca
         finished = run.finished_summary(config)
         if finished is not None:
             _say(f"{run.path}: this run is finished ({finished['epochs']} epochs, best "
-                 f"{_best_line(finished)}); results in {run.file(SUMMARY_FILE)} and {run.file('metrics.jsonl')}. "
+                 f"{_best_line(finished)}); results in {run.file(SUMMARY_FILE)} and {run.file(METRICS_FILE)}. "
                  "To train it longer: --config.num_epochs=N --extend; for a new run use another --workdir.")
             return finished
     start = run.latest_step() or 0
@@ -93,11 +93,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, epoch_ca
         if start:
             state = _restore(checkpointer, start, state, train_iter, run.path)
         _say(describe_start(setup, start))
+        history = [r for r in read_metrics(run.path) if r.get("step", 0) <= start] if start and os.path.isfile(
+            run.file(METRICS_FILE)) else []
         writer = MetricsWriter(run.path, resume_step=start, enabled=jax.process_index() == 0)
         progress = Progress(setup.total_steps, start, enabled=jax.process_index() == 0)
         try:
-            summary = Engine(setup, run.path, checkpointer, writer, progress, epoch_callback).run(state, train_iter,
-                                                                                                start)
+            engine = Engine(setup, run.path, checkpointer, writer, progress, epoch_callback)
+            summary = engine.run(state, train_iter, start, history)
         finally:
             progress.close()
     finally:

@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from convnext_jax.weights.pytorch import WeightImportError
 
@@ -45,7 +46,7 @@ def read_checkpoint_params(workdir: str | os.PathLike, step: int | None = None, 
     """The parameter tree (or with `use_ema` its EMA) of a checkpoint, as host arrays."""
     path = state_dir(workdir, step)
     item = "ema" if use_ema else "params"
-    tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree
+    tree = ocp.PyTreeCheckpointHandler().metadata(epath.Path(path)).tree
     if item not in tree:
         raise WeightImportError(f"{path} has no {item!r} (items: {sorted(tree)})"
                                 + ("; the run kept no EMA (ema_decay = 0)" if use_ema else ""))

@@ -75,8 +75,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise WeightImportError(f"cannot read PyTorch checkpoint {path}: {type(e).__name__}: "
-                                f"{str(e).splitlines()[0] if str(e) else ''}") from e
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WeightImportError(f"cannot read {path} as a PyTorch checkpoint (.pth/.pt/.bin written by torch.save, "
+                                f"or .safetensors): {reason[:200]}") from e
 
 
 def write_state_dict(tensors: Mapping[str, np.ndarray], path: str) -> None:

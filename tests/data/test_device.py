@@ -1,4 +1,4 @@
-"""Batches reach the devices sharded on the batch axis; errors are clear; prefetch keeps order."""
+"""Batches reach the devices sharded on the batch axis; errors are clear."""
 
 import os
 import subprocess
@@ -7,9 +7,13 @@ import textwrap
 
 import jax
 import numpy as np
-import pytest
+from convnext_jax.data.device import shard_batch
+from convnext_jax.train.parallel import data_parallel
 
-from convnext_jax.data.device import data_sharding, prefetch_to_device, shard_batch
+
+def data_sharding():
+    layout = data_parallel()
+    return layout.sharding(layout.batch_spec)
 
 
 def test_shard_batch_on_one_device():
@@ -19,25 +23,13 @@ def test_shard_batch_on_one_device():
     np.testing.assert_array_equal(out["label"], np.arange(4))
 
 
-def test_prefetch_keeps_order_and_reraises():
-    batches = [{"x": np.full((2,), i)} for i in range(5)]
-    assert [int(b["x"][0]) for b in prefetch_to_device(iter(batches), data_sharding())] == list(range(5))
-
-    def broken():
-        yield {"x": np.zeros(2)}
-        raise RuntimeError("decoder failed")
-
-    it = prefetch_to_device(broken(), data_sharding())
-    next(it)
-    with pytest.raises(RuntimeError, match="decoder failed"):
-        next(it)
-
-
 def test_batch_is_split_over_eight_devices():
     code = textwrap.dedent("""
         import numpy as np
-        from convnext_jax.data.device import data_sharding, shard_batch
-        sharding = data_sharding()
+        from convnext_jax.data.device import shard_batch
+        from convnext_jax.train.parallel import data_parallel
+        layout = data_parallel()
+        sharding = layout.sharding(layout.batch_spec)
         out = shard_batch({"label": np.arange(16)}, sharding)
         shards = sorted((s.index[0].start, s.data.shape[0]) for s in out["label"].addressable_shards)
         assert shards == [(2 * i, 2) for i in range(8)], shards

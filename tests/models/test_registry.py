@@ -68,13 +68,3 @@ def test_invalid_config_values():
         cj.create_model("convnext_atto", remat="sometimes")
     with pytest.raises(ValueError, match="drop_path_rate"):
         cj.create_model("convnext_atto", drop_path_rate=1.5)
-
-
-@pytest.mark.parametrize("name, size, gmacs", [("convnext_tiny", 224, 4.47), ("convnext_base", 224, 15.38),
-                                               ("convnext_base", 384, 45.21), ("convnextv2_atto", 224, 0.55),
-                                               ("convnext_large", 224, 34.4)])
-def test_forward_macs_match_timm_model_cards(name, size, gmacs):
-    from convnext_jax.models.flops import forward_macs
-
-    # conv + linear MACs; timm's figures also count norms/activations, hence the 1% tolerance
-    assert forward_macs(cj.model_config(name), size) / 1e9 == pytest.approx(gmacs, rel=0.01)

@@ -10,16 +10,18 @@ import sys
 import time
 
 import optuna
+import pytest
 
-from convnext_jax.sweep import create_study, with_sweep, write_report
-from convnext_jax.sweep.presets import tiny_baseline
+from convnext_jax.sweep import SearchSpaceError, create_study, with_sweep, write_report
+from configs.common import tiny_study_base
+from convnext_jax.sweep.study import derive_accumulation
 from convnext_jax.train.metrics import read_metrics
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 def _study_config():
-    config = tiny_baseline()
+    config = tiny_study_base()
     config.num_epochs = 2
     return with_sweep(config, space="optim.lr: grid(3e-3, 2e-3, 1e-9)", seeds=1, pruner="median",
                       pruner_startup_trials=1, pruner_warmup_epochs=0, heartbeat_s=1, grace_s=4)
@@ -75,7 +77,7 @@ def test_two_workers_pruning_killed_worker_and_report(tmp_path):
 def test_random_sampler_repeats_each_sampled_point_over_seeds(tmp_path):
     from convnext_jax.sweep import run_worker
 
-    config = tiny_baseline()
+    config = tiny_study_base()
     config.num_epochs = 1
     config = with_sweep(config, space="optim.lr: loguniform(1e-3, 1e-2)", sampler="random", num_trials=1, seeds=2,
                         objective="final_val_loss")
@@ -88,3 +90,22 @@ def test_random_sampler_repeats_each_sampled_point_over_seeds(tmp_path):
     assert [t.user_attrs["seed"] for t in trials] == [0, 1] and trials[0].value != trials[1].value
     assert trials[0].value == json.loads((tmp_path / "trials" / "0000" / "summary.json").read_text())["final_val_loss"]
     assert run_worker(str(tmp_path)) == 0  # the budget is spent: a late worker has nothing to do
+
+
+def test_grid_queue_and_reopening(tmp_path):
+    config = with_sweep(tiny_study_base(), space="optim.lr: grid(1e-3, 1e-2); batch_size: grid(32, 64)", seeds=2)
+    study = create_study(config, str(tmp_path))
+    waiting = study.get_trials()
+    assert len(waiting) == 8 and [t.user_attrs["seed"] for t in waiting[:2]] == [0, 1]
+    assert waiting[2].system_attrs["fixed_params"] == {"optim.lr": 1e-3, "batch_size": 64}  # grid order, seeds inner
+    assert len(create_study(config, str(tmp_path)).get_trials()) == 8  # reopening queues nothing twice
+    other = with_sweep(tiny_study_base(), space="optim.lr: grid(1e-4)")
+    with pytest.raises(SearchSpaceError, match="different sweep"):
+        create_study(other, str(tmp_path))
+
+
+def test_derive_accumulation():
+    assert derive_accumulation(1024, 8, 64) == 2 and derive_accumulation(64, 1, 64) == 1
+    assert derive_accumulation(96, 1, 64) == 2  # 48 per micro-batch
+    with pytest.raises(SearchSpaceError, match="max_device_batch"):
+        derive_accumulation(36, 8, 64)

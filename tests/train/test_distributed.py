@@ -21,7 +21,7 @@ def _launch(workdir, port):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu")
     procs = [subprocess.Popen([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
                                "--workdir", str(workdir), "--config.num_epochs=1", "--config.log_every=5",
-                               "--config.model.options.dims=(16, 24, 32, 48)",
+                               "--config.model.dims=(16, 24, 32, 48)",
                                f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
                               env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]

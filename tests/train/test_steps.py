@@ -1,5 +1,5 @@
 """The train step: accumulation == one large batch, one all-reduce per optimizer step (8 CPU
-devices), float16 dynamic loss scaling, and layer-wise LR decay against timm's assignment."""
+devices), float16 dynamic loss scaling (a non-finite step is skipped)."""
 
 import json
 import os
@@ -14,10 +14,10 @@ import pytest
 from flax import nnx
 
 import convnext_jax as cj
-from convnext_jax.convert import param_specs
-from convnext_jax.train.layer_decay import layer_decay_scales
 from convnext_jax.train.optim import build_optimizer, lr_schedule
-from convnext_jax.train.steps import LossScaling, initial_train_state, make_train_step
+from convnext_jax.train.state import LossScaling, TrainState
+from convnext_jax.train.steps import make_train_step
+from convnext_jax.train.tasks import Classification
 
 TINY = dict(depths=(1, 1, 2, 1), dims=(8, 16, 16, 16), dwconv_impl="lax", scan_blocks=True)
 
@@ -33,9 +33,8 @@ def _setup(dtype="float32", optim=None, loss_scaling=None):
     model = cj.create_model("convnextv2_atto", num_classes=10, dtype=dtype, rngs=0, **TINY)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = build_optimizer(optim or _optim(), params, lr_schedule(0.1, 100, schedule="constant"))
-    step = jax.jit(make_train_step(graphdef, rest, tx, num_classes=10, label_smoothing=0.1,
-                                   loss_scaling=loss_scaling))
-    return step, initial_train_state(params, tx, loss_scaling=loss_scaling)
+    step = jax.jit(make_train_step(graphdef, rest, tx, Classification(10, 0.1), loss_scaling=loss_scaling))
+    return step, TrainState.create(params, tx, loss_scaling=loss_scaling)
 
 
 def _batch(n=16, seed=0):
@@ -54,11 +53,12 @@ def test_accumulation_equals_one_large_batch():
     two, m2 = step(jax.tree.map(jnp.copy, state), _stack(batch, 2), jax.random.key(0))
     assert float(m1["loss"]) == pytest.approx(float(m2["loss"]), rel=1e-6)
     assert float(m1["grad_norm"]) == pytest.approx(float(m2["grad_norm"]), rel=1e-5)
-    for a, b in zip(jax.tree.leaves(one["params"]), jax.tree.leaves(two["params"])):
+    assert float(m1["accuracy"]) == pytest.approx(float(m2["accuracy"]), rel=1e-6)
+    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(one["params"]),
-                                                           jax.tree.leaves(state["params"]))]
-    assert max(moved) > 1e-4 and int(one["step"]) == 1
+    moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(one.params),
+                                                           jax.tree.leaves(state.params))]
+    assert max(moved) > 1e-4 and int(one.step) == 1
 
 
 _COMMS_SCRIPT = r"""
@@ -68,14 +68,16 @@ import convnext_jax as cj
 from convnext_jax.bench.collectives import all_reduce_stats
 from tests.train.test_steps import TINY, _batch, _optim, _stack
 from convnext_jax.train.optim import build_optimizer, lr_schedule
-from convnext_jax.train.steps import initial_train_state, make_train_step
+from convnext_jax.train.state import TrainState
+from convnext_jax.train.steps import make_train_step
+from convnext_jax.train.tasks import Classification
 model = cj.create_model("convnextv2_atto", num_classes=10, rngs=0, **TINY)
 graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 tx = build_optimizer(_optim(name="adamw", clip_grad_norm=1.0), params, lr_schedule(0.1, 100))
-step = jax.jit(make_train_step(graphdef, rest, tx, num_classes=10, label_smoothing=0.1), donate_argnums=(0,))
+step = jax.jit(make_train_step(graphdef, rest, tx, Classification(10, 0.1)), donate_argnums=(0,))
 out = {"devices": jax.device_count(), "param_bytes": 4 * cj.count_params(params)}
 for accum in (1, 4):
-    state = initial_train_state(params, tx)
+    state = TrainState.create(params, tx)
     hlo = step.lower(state, _stack(_batch(32), accum), jax.random.key(0)).compile().as_text()
     out[accum] = all_reduce_stats(hlo)
 print(json.dumps(out))
@@ -100,18 +102,18 @@ def test_one_gradient_all_reduce_per_optimizer_step():
 def test_float16_overflow_skips_the_step_and_halves_the_scale():
     scaling = LossScaling(init_scale=2.0**40, growth_interval=2000)  # the scaled backward overflows in float16
     step, state = _setup(dtype="float16", loss_scaling=scaling)
-    before = jax.tree.map(np.asarray, state["params"])
+    before = jax.tree.map(np.asarray, state.params)
     batch = _stack(_batch(), 1)
     state, metrics = step(state, batch, jax.random.key(0))
     assert not bool(metrics["finite"]) and float(metrics["loss_scale"]) == 2.0**40
-    assert float(state["loss_scale"]["scale"]) == 2.0**39 and int(state["step"]) == 0
-    for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(before)):
+    assert float(state.loss_scale["scale"]) == 2.0**39 and int(state.step) == 0
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(before)):
         np.testing.assert_array_equal(a, b)  # skipped: nothing applied
-    state["loss_scale"]["scale"] = jnp.float32(2.0**8)
+    state = state.replace(loss_scale={**state.loss_scale, "scale": jnp.float32(2.0**8)})
     state, metrics = step(state, batch, jax.random.key(0))
-    assert bool(metrics["finite"]) and int(state["step"]) == 1 and np.isfinite(float(metrics["loss"]))
-    assert int(state["loss_scale"]["good_steps"]) == 1
-    changed = any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(before)))
+    assert bool(metrics["finite"]) and int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
+    assert int(state.loss_scale["good_steps"]) == 1
+    changed = any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(before)))
     assert changed
 
 
@@ -124,51 +126,3 @@ def test_float16_gradients_match_float32_after_unscaling():
     _, m32 = step32(state32, batch, jax.random.key(0))
     assert float(m16["grad_norm"]) == pytest.approx(float(m32["grad_norm"]), rel=2e-2)
     assert float(m16["loss"]) == pytest.approx(float(m32["loss"]), rel=1e-2)
-
-
-def test_loss_scale_grows_after_the_interval():
-    scaling = LossScaling(init_scale=8.0, growth_interval=3)
-    state = scaling.initial_state()
-    scales = []
-    for finite in (True, True, True, True, False, True):
-        state = scaling.update(state, jnp.asarray(finite))
-        scales.append(float(state["scale"]))
-    assert scales == [8.0, 8.0, 16.0, 16.0, 8.0, 8.0]
-
-
-def test_layer_decay_matches_timm():
-    import timm
-    from timm.models._manipulate import group_parameters
-
-    depths, decay = (2, 2, 3, 2), 0.7
-    reference = timm.create_model("convnext_atto", num_classes=10, depths=depths)
-    layer_map = group_parameters(reference, reference.group_matcher(coarse=False), reverse=True)
-    layer_max = max(layer_map.values())
-    model = cj.create_model("convnext_atto", num_classes=10, depths=depths, rngs=0)
-    scales = nnx.to_pure_dict(layer_decay_scales(nnx.state(model, nnx.Param), decay))
-    names = {name for name, _ in reference.named_parameters()}
-    checked = 0
-    for spec in param_specs(model.cfg):
-        leaf = scales
-        for key in spec.flax_path:
-            leaf = leaf[key]
-        ours = float(np.asarray(leaf).reshape(-1)[spec.block or 0])
-        want = decay ** (layer_max - layer_map.get(spec.torch_key, layer_max))
-        assert ours == pytest.approx(want, rel=1e-6), spec.torch_key
-        checked += spec.torch_key in names
-    assert checked == len(names)
-
-
-def test_layer_decay_scales_the_updates():
-    params = nnx.state(cj.create_model("convnext_atto", num_classes=10, depths=(1, 1, 1, 1), rngs=0), nnx.Param)
-    grads = jax.tree.map(jnp.ones_like, params)
-    plain = build_optimizer(_optim(), params, lr_schedule(1.0, 10, schedule="constant"))
-    decayed = build_optimizer(_optim(layer_decay=0.5), params, lr_schedule(1.0, 10, schedule="constant"))
-    u_plain = nnx.to_pure_dict(plain.update(grads, plain.init(params), params)[0])
-    u_decay = nnx.to_pure_dict(decayed.update(grads, decayed.init(params), params)[0])
-    np.testing.assert_allclose(u_decay["head_fc"]["kernel"], u_plain["head_fc"]["kernel"])  # top layer: x1
-    np.testing.assert_allclose(u_decay["stem_conv"]["kernel"], u_plain["stem_conv"]["kernel"] * 0.5**5)
-    np.testing.assert_allclose(u_decay["stages"][2]["blocks"]["fc1"]["kernel"],
-                               u_plain["stages"][2]["blocks"]["fc1"]["kernel"] * 0.5**2)
-    with pytest.raises(ValueError, match="layer_decay"):
-        build_optimizer(_optim(layer_decay=1.5), params, lr_schedule(1.0, 10))

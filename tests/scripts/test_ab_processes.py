@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ab_processes.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ab_processes.py"
 TINY = "dims=(16,24,32,48);depths=(1,1,1,1)"
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 TINY_CONFIG = '''
 from configs.embedded_digits import get_config as base
@@ -18,8 +18,8 @@ def get_config(arg="v2"):
     config = base(arg)
     with config.unlocked():
         config.num_epochs = 1
-        config.model.options.dims = (16, 24, 32, 48)
-        config.model.options.dwconv_impl = "lax"
+        config.model.dims = (16, 24, 32, 48)
+        config.model.dwconv_impl = "lax"
     return config
 '''
 
