@@ -136,13 +136,16 @@ def check_value(dotted: str, key: Key, value: Any) -> str | None:
     return None
 
 
-def check(schema: Schema, config: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = "") -> list[str]:
+def check(schema: Schema, config: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = "",
+          root: Schema | None = None) -> list[str]:
     """Every problem of `config` against `schema`: unknown keys (with the closest name), missing
-    sections, wrong types, values outside their choices or ranges."""
+    sections, wrong types, values outside their choices or ranges. (`root`: the whole schema,
+    when `schema` is one of its sections at `prefix`.)"""
+    root = root or schema
     problems = []
     for name in config.keys():
         if name not in schema:
-            problems.append(unknown_key_message(schema, prefix + name))
+            problems.append(unknown_key_message(root, prefix + name))
     for name, entry in schema.items():
         dotted = prefix + name
         if name not in config:
@@ -153,7 +156,7 @@ def check(schema: Schema, config: ml_collections.ConfigDict | Mapping[str, Any],
             if problem:
                 problems.append(problem)
         elif isinstance(value, (ml_collections.ConfigDict, Mapping)):
-            problems += check(entry, value, dotted + ".")
+            problems += check(entry, value, dotted + ".", root)
         else:
             problems.append(f"{dotted} must be a section of keys, got {value!r}")
     return problems

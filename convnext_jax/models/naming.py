@@ -44,11 +44,6 @@ class ParamName:
         return self.kind != "vector"
 
 
-def num_layer_ids(cfg: ConvNeXtConfig) -> int:
-    """Layer ids run 0 .. sum(depths) + 1 (the head)."""
-    return sum(cfg.depths) + 2
-
-
 def parameter_names(cfg: ConvNeXtConfig) -> list[ParamName]:
     """Every parameter tensor of a model with this config, in timm's state-dict order."""
     names: list[ParamName] = []

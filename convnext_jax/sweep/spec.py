@@ -108,7 +108,7 @@ def split_config(config: ml_collections.ConfigDict, *, check_paths: bool = False
         raise SearchSpaceError("the search space is empty (sweep.space = ''): give it at least one "
                                "'key: dist(args)' entry, or set sweep.seeds >= 2 to repeat the base config")
     validate_keys(list(dims), train)
-    problems = schema.check(SCHEMA, fields, prefix="sweep.")
+    problems = schema.check(SCHEMA, fields, prefix="sweep.", root={"sweep": SCHEMA})
     if problems:
         raise SearchSpaceError("invalid sweep section:\n  " + "\n  ".join(problems))
     validate(train, check_paths=check_paths)

@@ -17,10 +17,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(workdir, port):
+def _launch(workdir, port, *extra):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu")
     procs = [subprocess.Popen([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
-                               "--workdir", str(workdir), "--config.num_epochs=1", "--config.log_every=5",
+                               "--workdir", str(workdir), "--config.num_epochs=1", "--config.log_every=5", *extra,
                                "--config.model.dims=(16, 24, 32, 48)",
                                f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
                               env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -32,7 +32,7 @@ def _launch(workdir, port):
 
 
 def _summary(output: str) -> dict:
-    return json.loads(output[output.rindex("\n{") + 1:])
+    return json.loads(output[output.rfind("\n{") + 1:])  # the JSON summary is printed last
 
 
 def test_two_processes_train_evaluate_and_resume(tmp_path):
@@ -48,5 +48,12 @@ def test_two_processes_train_evaluate_and_resume(tmp_path):
     data = sorted(os.listdir(tmp_path / "checkpoints" / "22" / "data"))
     assert data == ["commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"] or \
         [f for f in data if f.startswith("process_")] == ["process_0-of-2.json", "process_1-of-2.json"]
-    resumed = [_summary(out) for out in _launch(tmp_path, _free_port())]  # restores state + both iterators
-    assert resumed[0]["final_val_top1"] == first["final_val_top1"] == resumed[1]["final_val_top1"]
+    again = [_summary(out) for out in _launch(tmp_path, _free_port())]  # finished: reported, not retrained
+    assert again[0]["final_val_top1"] == first["final_val_top1"] == again[1]["final_val_top1"]
+    outputs = _launch(tmp_path, _free_port(), "--config.num_epochs=2", "--extend")  # restores state + both iterators
+    assert "resumed from step 22/44" in outputs[0]
+    resumed = [_summary(out) for out in outputs]
+    assert resumed[0]["steps"] == 44 and resumed[0]["final_val_top1"] == resumed[1]["final_val_top1"]
+    assert resumed[0]["best_val_top1"] >= first["best_val_top1"]  # the best over both runs' epochs
+    steps = [r["step"] for r in read_metrics(str(tmp_path)) if "train_loss" in r]
+    assert steps == [5, 10, 15, 20, 22, 25, 30, 35, 40, 44]

@@ -1,0 +1,123 @@
+"""The main command line, run the way a user runs it (a subprocess): the journeys of the first hour
+work without guessing, and no mistake shows a traceback or leaves anything behind."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+TINY = ["--config.model.depths=(1, 1, 1, 1)", "--config.model.dims=(16, 24, 32, 48)", "--config.log_every=100",
+        "--config.num_epochs=1"]
+
+
+def _start(*args):
+    return subprocess.Popen([sys.executable, "-m", "convnext_jax.main", *map(str, args)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+
+
+def _main(*args, timeout=300):
+    proc = _start(*args)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def test_user_mistakes_are_one_short_message_and_leave_nothing_behind(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    cases = {
+        "--config.optim.lrr=1": "unknown config key 'optim.lrr' (did you mean 'optim.lr'?)",
+        "--config.batch_size=0": "batch_size must be >= 1; got 0",
+        "--config.model.dtype=fp8": "model.dtype must be one of float32, bfloat16, float16; got 'fp8'",
+        "--config.optim.schedule=cosin": "(did you mean 'cosine'?)",
+        "--config.data.source=folder:/no/such/dir": "the folder /no/such/dir does not exist",
+        f"--config.model.init_from={tmp_path / 'notes.txt'}": "as a PyTorch checkpoint",
+        "--config.batch_size=abc": "--config.batch_size=abc",
+        "--config.batch_size=4096": "larger than the training set (1437 images)",
+        "--config.model.name=convnext_tiy": "did you mean 'convnext_tiny'",
+    }
+    procs = {arg: _start("--config", "configs/embedded_digits.py", "--workdir", tmp_path / f"w{i}", arg)
+             for i, arg in enumerate(cases)}
+    for i, (arg, proc) in enumerate(procs.items()):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, (arg, out, err)
+        assert err.startswith("error: ") and cases[arg] in err and "Traceback" not in err, (arg, err)
+        assert len(err.splitlines()) <= 6, err
+        assert not (tmp_path / f"w{i}").exists(), arg  # no config.json, no empty checkpoints/
+    code, _, err = _main("--config", "configs/nope.py", "--workdir", tmp_path / "x")
+    assert code == 2 and "config file configs/nope.py not found" in err
+    code, _, err = _main("--workdir", tmp_path / "x")
+    assert code == 2 and "--config is needed" in err
+
+
+def test_a_run_is_never_overwritten_and_eval_uses_its_config(tmp_path):
+    run = tmp_path / "run"
+    base = ["--config", "configs/embedded_digits.py", "--workdir", run, *TINY]
+    code, out, err = _main(*base, "--config.data.image_size=40")
+    assert code == 0, err[-3000:]
+    assert "data: embedded:digits: 1437 train / 360 val images, 10 classes; 22 steps of 64 per epoch" in out
+    assert "29 of 1437 training images are left out of each epoch" in out
+    summary_text, config_text = (run / "summary.json").read_text(), (run / "config.json").read_text()
+    summary = json.loads(summary_text)
+
+    code, out, err = _main(*base, "--config.data.image_size=40")  # the same command again
+    assert code == 0 and "this run is finished" in out and "--extend" in out
+    assert (run / "summary.json").read_text() == summary_text  # nothing retrained or overwritten
+
+    code, out, err = _main(*base)  # image_size forgotten: another run
+    assert code == 2 and "changed: data.image_size: 40 -> 32" in err and "Traceback" not in err
+    assert (run / "config.json").read_text() == config_text
+
+    code, out, err = _main("--mode", "eval", "--workdir", run)  # the run's own config, nothing repeated
+    assert code == 0, err[-3000:]
+    result = json.loads(out[out.index("{"):])
+    assert result["val_top1"] == pytest.approx(summary["final_val_top1"]) and result["val_count"] == 360
+    assert (run / "eval_22.json").exists()
+
+    code, out, err = _main("--mode", "eval", "--workdir", run, "--config", "configs/embedded_digits.py:v1")
+    assert code == 2 and "another model" in err and "model.name: 'convnextv2_atto' -> 'convnext_atto'" in err
+
+    code, out, err = _main(*base, "--config.data.image_size=40", "--config.num_epochs=2", "--extend")
+    assert code == 0 and "resumed from step 22/44" in out, err[-3000:]
+    extended = json.loads((run / "summary.json").read_text())
+    assert extended["steps"] == 44 and extended["best_val_top1"] >= summary["best_val_top1"]
+
+    code, out, _ = _main("--workdir", run, "--show_config")
+    assert code == 0 and "data.image_size = 40  (default 224)" in out and "num_epochs = 2" in out
+
+
+def _image_folder(root, classes=3, per_class=(14, 4)):
+    rng = np.random.default_rng(0)
+    for split, count in zip(("train", "val"), per_class):
+        for c in range(classes):
+            os.makedirs(root / split / f"class_{c}")
+            for i in range(count):
+                colour = np.zeros((40, 48, 3), np.uint8)
+                colour[..., c] = 200  # each class its own colour: learnable in an epoch or two
+                noise = rng.integers(0, 40, colour.shape, dtype=np.uint8)
+                Image.fromarray(colour + noise).save(root / split / f"class_{c}" / f"{i}.jpg")
+
+
+def test_own_folder_and_fine_tuning_from_a_timm_checkpoint(tmp_path):
+    import timm
+    import torch
+
+    _image_folder(tmp_path / "data")
+    tiny = ["--config.batch_size=16", "--config.data.workers=0", "--config.num_epochs=2", *TINY[:2]]
+    code, out, err = _main("--config", f"configs/folder.py:path={tmp_path / 'data'},size=32", "--workdir",
+                           tmp_path / "mine", *tiny)
+    assert code == 0, err[-3000:]
+    assert f"data: folder:{tmp_path / 'data'}: 42 train / 12 val images, 3 classes; 2 steps of 16 per epoch" in out
+    assert "10 of 42 training images are left out of each epoch" in out
+    assert json.loads((tmp_path / "mine" / "class_names.json").read_text()) == ["class_0", "class_1", "class_2"]
+
+    torch.save({"model": timm.create_model("convnext_atto", num_classes=1000).state_dict()}, tmp_path / "atto.pth")
+    code, out, err = _main("--config", f"configs/finetune.py:{tmp_path / 'atto.pth'}", "--workdir", tmp_path / "ft",
+                           f"--config.data.source=folder:{tmp_path / 'data'}", "--config.data.image_size=32",
+                           "--config.batch_size=16", "--config.num_epochs=1", "--config.data.augment.auto_augment=")
+    assert code == 0, err[-3000:]
+    assert "model: from " in out and "(2, 2, 6, 2) x (40, 80, 160, 320)" in out  # convnext_atto, inferred
+    assert "initialised from" in out and "with a fresh classifier" in out
