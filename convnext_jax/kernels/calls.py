@@ -15,6 +15,9 @@ def varying_axes(*arrays: jax.Array) -> frozenset[str]:
     """Mesh axes over which any of `arrays` varies inside `shard_map` (empty outside)."""
     axes: frozenset[str] = frozenset()
     for a in arrays:
+        # The one use of a non-documented JAX attribute: the abstract value's manual-axis type (what
+        # `jax.lax.pcast` changes). JAX has no public accessor for it; an FFI call must declare its
+        # results' varying axes itself, since XLA cannot infer them through a custom call.
         manual = getattr(jax.typeof(a), "manual_axis_type", None)
         axes |= frozenset(manual.varying) if manual is not None else frozenset()
     return axes

@@ -28,7 +28,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """One row per finished trial of a point (complete, pruned or failed). A failed trial that was
     retried (its worker died) is replaced by its retry."""
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = {n for t in trials for n in optuna.storages.RetryFailedTrialCallback.retry_history(t)}
     rows = []
     for t in trials:
         if "seed" not in t.user_attrs or t.state in (TrialState.WAITING, TrialState.RUNNING) or t.number in retried:

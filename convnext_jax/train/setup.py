@@ -191,7 +191,8 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
     state = layout.place_state(TrainState.create(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling))
     train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,
                                  seed=config.seed, worker_count=config.data.workers,
-                                 transforms=train_transforms_of(config), batch_transforms=batch_ops_of(config, num_classes))
+                                 transforms=train_transforms_of(config),
+                                 batch_transforms=batch_ops_of(config, num_classes))
     return Setup(config=config, train_source=train_source, val_source=val_source, num_classes=num_classes,
                  model_cfg=model.cfg, graphdef=graphdef, rest=rest, task=task_of(config, num_classes), tx=tx,
                  schedule=schedule, loss_scaling=loss_scaling, layout=layout, state=state, train_loader=train_loader,

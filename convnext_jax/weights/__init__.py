@@ -10,6 +10,6 @@ from convnext_jax.weights.pytorch import (WeightImportError, export_pytorch_weig
 from convnext_jax.weights.tree import load_tree
 
 __all__ = ["WeightImportError", "checkpoint_steps", "export_pytorch_weights", "infer_config", "is_weights_dir",
-           "load_config", "load_pretrained", "load_pytorch_weights", "load_tree", "load_weights", "read_checkpoint_params",
-           "read_params", "read_state_dict", "save_weights", "source_config", "source_kind", "to_timm_layout",
-           "variant_name", "write_state_dict"]
+           "load_config", "load_pretrained", "load_pytorch_weights", "load_tree", "load_weights",
+           "read_checkpoint_params", "read_params", "read_state_dict", "save_weights", "source_config", "source_kind",
+           "to_timm_layout", "variant_name", "write_state_dict"]

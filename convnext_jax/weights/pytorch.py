@@ -190,7 +190,8 @@ def _fit_hint(model_cfg: ConvNeXtConfig, tensors: Mapping[str, np.ndarray], miss
             (model_cfg.depths, model_cfg.dims, model_cfg.use_grn):
         return (f"\nThe checkpoint holds {describe(found)}: build that model (config model.name, or leave it "
                 "empty to take the checkpoint's architecture).")
-    if any(is_head_classifier(m.split(":")[0]) for m in missing + mismatched) or any(map(is_head_classifier, unexpected)):
+    head_problems = [m.split(":")[0] for m in missing + mismatched] + unexpected
+    if any(map(is_head_classifier, head_problems)):
         return ("\nThe classifier does not match (different num_classes?): pass reset_head=True "
                 "(--reset_head, config model.reset_head) to keep a freshly initialised head for fine-tuning.")
     if missing and not unexpected and not mismatched and all(m.startswith("head.") for m in missing):

@@ -1,36 +1,10 @@
-"""Transforms (torchvision semantics) and grain loaders (determinism, workers, resume, sharding)."""
+"""The transform lists (timm's composition) and grain loaders (determinism, workers, resume, sharding)."""
 
 import grain
 import numpy as np
 import pytest
 
 from convnext_jax.data import DigitsSource, SyntheticSource, create_loader, eval_transforms, train_transforms
-from convnext_jax.data.transforms import Normalize, ResizeCenterCrop, random_resized_crop_box
-
-
-def test_random_resized_crop_box_respects_scale_and_ratio():
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        top, left, h, w = random_resized_crop_box(100, 80, (0.08, 1.0), (3 / 4, 4 / 3), rng)
-        assert 0 <= top and top + h <= 100 and 0 <= left and left + w <= 80
-        assert 0.08 * 8000 * 0.9 <= h * w <= 8000
-    # impossible request -> centre crop fallback clamped to the ratio range
-    top, left, h, w = random_resized_crop_box(10, 100, (0.99, 1.0), (1.0, 1.0), np.random.default_rng(1))
-    assert (h, w) == (10, 10) and left == 45
-
-
-def test_eval_transform_resizes_then_center_crops():
-    image = np.zeros((40, 80, 3), np.uint8)
-    image[:, 38:42] = 255  # a bright vertical bar at the centre
-    out = ResizeCenterCrop(32, crop_pct=0.875).map({"image": image, "label": 0})["image"]
-    assert out.shape == (32, 32, 3) and out[:, 16].mean() > 200 and out[:, 0].mean() < 5
-
-
-def test_normalize_on_and_off():
-    image = np.full((2, 2, 3), 255, np.uint8)
-    assert np.allclose(Normalize(None, None).map({"image": image})["image"], 1.0)
-    normed = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)).map({"image": image})["image"]
-    assert normed.dtype == np.float32 and np.allclose(normed, 2.0)
 
 
 def _batches(loader, n):
@@ -110,3 +84,11 @@ def test_invalid_loader_arguments():
         create_loader(SyntheticSource(4, 8), batch_size=0, transforms=[], shuffle=False)
     with pytest.raises(ValueError, match="empty"):
         create_loader(SyntheticSource(0, 8), batch_size=1, transforms=[], shuffle=False)
+
+
+def test_train_transform_composition():
+    names = [type(op).__name__ for op in train_transforms(32, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25,
+                                                          color_jitter=0.4)]
+    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "RandAugment", "Normalize", "RandomErasing"]
+    names = [type(op).__name__ for op in train_transforms(32, color_jitter=0.4, hflip=0.0)]
+    assert names == ["RandomResizedCrop", "ColorJitter", "Normalize"]
