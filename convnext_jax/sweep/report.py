@@ -1,7 +1,10 @@
-"""Study reports: a markdown and an HTML table per study (mean +- std over seeds per point) and
-PNG plots: objective vs each swept parameter, accuracy vs LR per batch size, the optimal LR vs
-batch size with the estimated surge peak B*, the weight-decay curve, accuracy vs params / GMACs /
-resolution, and the training curves of the best trials."""
+"""Study reports: one row per point (mean ± std over its complete seeds, how many seeds that is,
+and flags for points that rest on fewer seeds, were pruned, failed, diverged, or whose optimum
+lies at the edge of a swept range), a headline that says how much to trust the best point, and
+PNG plots: the objective against each swept key, accuracy vs LR per batch size, the optimal LR vs
+batch size with the estimated surge peak B*, accuracy vs params / GMACs / resolution, and the
+training curves of the best trials. Written as report.md, report.html (rendered, not markdown)
+and points.json."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import html
 import json
 import math
 import os
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -19,9 +23,13 @@ from optuna.trial import TrialState
 from convnext_jax.sweep.spec import SweepSpec, split_config
 from convnext_jax.sweep.study import load_sweep, open_storage
 from convnext_jax.sweep.surge import bracketed, fit_surge, optimal_lr, surge_curve
+from convnext_jax.train.curves import plot_curves
 from convnext_jax.train.metrics import read_metrics
 
-ARCH_KEYS = ("model.name", "data.image_size")
+ARCH_KEYS = ("model.name", "data.image_size", "model.depth_multiplier", "model.width_multiplier", "model.depths",
+             "model.dims")
+METRICS = ("value", "best_val_top1", "final_val_loss", "epochs_to_target", "img_per_s")
+Stat = tuple[float, float, int]  # mean, std, number of complete seeds
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -38,55 +46,133 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def _stat(values: list[float | None]) -> Stat:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
-        return float("nan"), float("nan")
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        return float("nan"), float("nan"), 0
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
 
 
 def aggregate(rows: list[dict[str, Any]], spec: SweepSpec) -> list[dict[str, Any]]:
-    """Per point: params, counts by state, and mean/std over the complete seeds of each metric."""
+    """Per point: params, counts by state, mean/std/count over the complete seeds of each metric,
+    and flags; sorted best first (points without a complete seed last)."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[json.dumps(row["params"], sort_keys=True)].append(row)
     points = []
     for key, members in groups.items():
         done = [r for r in members if r["state"] == "COMPLETE"]
-        point = {"params": json.loads(key), "complete": len(done), "pruned": sum(r["state"] == "PRUNED" for r in members),
+        point = {"params": json.loads(key), "seeds": spec.seeds, "complete": len(done),
+                 "pruned": sum(r["state"] == "PRUNED" for r in members),
                  "failed": sum(r["state"] == "FAIL" for r in members),
                  "diverged": sum("diverged" in r for r in done), "trials": [r["number"] for r in members]}
-        for metric in ("value", "best_val_top1", "final_val_loss", "epochs_to_target", "img_per_s"):
-            point[metric] = _mean_std([r.get(metric) for r in done])
+        for metric in METRICS:
+            point[metric] = _stat([r.get(metric) for r in done])
         for metric in ("num_params", "gmacs_per_image"):
             values = [r[metric] for r in members if r.get(metric) is not None]
             point[metric] = values[0] if values else None
         points.append(point)
     sign = -1.0 if spec.direction == "maximize" else 1.0
-    return sorted(points, key=lambda p: (math.isnan(p["value"][0]), sign * p["value"][0] if not math.isnan(
-        p["value"][0]) else 0.0))
+    points.sort(key=lambda p: (p["complete"] == 0, sign * p["value"][0] if p["complete"] else 0.0))
+    _flag(points, spec)
+    return points
 
 
-def _fmt(pair: tuple[float, float], digits: int = 4) -> str:
-    mean, std = pair
-    if math.isnan(mean):
+def _better(spec: SweepSpec, a: float, b: float) -> bool:
+    return a > b if spec.direction == "maximize" else a < b
+
+
+def _flag(points: list[dict[str, Any]], spec: SweepSpec) -> None:
+    """p["flags"]: short warnings. A point rests on fewer seeds than the study asked for, lost
+    trials, or is the best of its slice at the lowest/highest value of a swept numeric key (the
+    optimum may lie outside the range)."""
+    for p in points:
+        flags = []
+        if p["complete"] < p["seeds"]:
+            flags.append(f"{p['complete']}/{p['seeds']} seeds" if p["complete"] else "no complete seed")
+        flags += [f"{p[k]} {k}" for k in ("pruned", "failed", "diverged") if p[k]]
+        p["flags"], p["edges"] = flags, []
+    for dim in spec.dims:
+        values = sorted({p["params"][dim.key] for p in points if _numeric(p["params"].get(dim.key))})
+        if len(values) < 3:
+            continue
+        slices: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for p in points:
+            if p["complete"] and dim.key in p["params"]:
+                rest = {k: v for k, v in p["params"].items() if k != dim.key}
+                slices[json.dumps(rest, sort_keys=True)].append(p)
+        for members in slices.values():
+            best = members[0]
+            for p in members[1:]:
+                if _better(spec, p["value"][0], best["value"][0]):
+                    best = p
+            position = best["params"][dim.key]
+            if position in (values[0], values[-1]):
+                side = "lowest" if position == values[0] else "highest"
+                best["edges"].append(dim.key)
+                best["flags"].append(f"best at the {side} {dim.key}")
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def fmt(stat: Stat, digits: int = 4) -> str:
+    """'mean ± std (n seeds)'; one seed has no spread to show."""
+    mean, std, n = stat
+    if not n:
         return "-"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if n == 1:
+        return f"{mean:.{digits}f} (1 seed)"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} ({n} seeds)"
+
+
+def headline(points: list[dict[str, Any]], spec: SweepSpec) -> tuple[str, list[str]]:
+    """The best point and what limits trust in it. The best point is chosen among points whose
+    every seed completed; a partial point that scored higher is named as a caveat."""
+    scored = [p for p in points if p["complete"]]
+    if not scored:
+        return "No point has a complete trial yet.", []
+    full = [p for p in scored if p["complete"] == p["seeds"]]
+    best = full[0] if full else scored[0]
+    params = ", ".join(f"{k}={v}" for k, v in best["params"].items()) or "(base config)"
+    text = f"Best point: {params} — {spec.objective} {fmt(best['value'])} of {best['seeds']} seed(s)"
+    warnings = []
+    if best["complete"] < best["seeds"]:
+        warnings.append(f"it rests on {best['complete']} of {best['seeds']} seeds ({best['pruned']} pruned, "
+                        f"{best['failed']} failed): the mean is not a reliable estimate")
+    elif best["seeds"] == 1:
+        warnings.append("one seed per point: differences smaller than the run-to-run noise cannot be told apart "
+                        "(set sweep.seeds >= 2)")
+    for key in best["edges"]:
+        values = sorted({p["params"][key] for p in points if key in p["params"]})
+        side = "lowest" if best["params"][key] == values[0] else "highest"
+        warnings.append(f"it is at the {side} {key} swept ({best['params'][key]}): the optimum may lie beyond; "
+                        f"widen the range of {key}")
+    if best is not scored[0]:
+        partial = scored[0]
+        warnings.append(f"{', '.join(f'{k}={v}' for k, v in partial['params'].items())} scored higher "
+                        f"({fmt(partial['value'])}) but only {partial['complete']} of {partial['seeds']} seeds "
+                        "completed")
+    return text, warnings
 
 
 def _table(points: list[dict[str, Any]], spec: SweepSpec) -> tuple[list[str], list[list[str]]]:
     keys = [d.key for d in spec.dims]
-    header = keys + ["seeds done", f"{spec.objective} (mean ± std)", "best val top-1", "final val loss",
-                     "epochs to target", "params (M)", "GMACs", "img/s", "pruned", "failed", "diverged"]
+    header = keys + [f"{spec.objective}", "seeds done", "best val top-1", "final val loss", "epochs to target",
+                     "params (M)", "GMACs", "img/s", "flags"]
     body = []
     for p in points:
         body.append([str(p["params"].get(k, "")) for k in keys] + [
-            f"{p['complete']}/{p['complete'] + p['pruned'] + p['failed']}", _fmt(p["value"]),
-            _fmt(p["best_val_top1"]), _fmt(p["final_val_loss"]), _fmt(p["epochs_to_target"], 1),
-            f"{p['num_params'] / 1e6:.3f}" if p["num_params"] else "-",
-            f"{p['gmacs_per_image']:.4g}" if p["gmacs_per_image"] else "-", _fmt(p["img_per_s"], 0),
-            str(p["pruned"]), str(p["failed"]), str(p["diverged"])])
+            fmt(p["value"]), f"{p['complete']}/{p['seeds']}", fmt(p["best_val_top1"]), fmt(p["final_val_loss"]),
+            fmt(p["epochs_to_target"], 1), f"{p['num_params'] / 1e6:.3f}" if p["num_params"] else "-",
+            f"{p['gmacs_per_image']:.4g}" if p["gmacs_per_image"] else "-", fmt(p["img_per_s"], 0),
+            "; ".join(p["flags"]) or "-"])
     return header, body
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
 
 
 def _finish(plt, fig, axes, path: str, *, legend: bool = False) -> None:
@@ -108,43 +194,66 @@ def _is_log(spec: SweepSpec, key: str, values: list[float]) -> bool:
     return len(positive) == len(values) and len(values) > 1 and max(positive) / min(positive) >= 30
 
 
-def _plot_numeric(plt, points, spec, key, path):
-    data = [(p["params"][key], p["value"]) for p in points if key in p["params"] and not math.isnan(p["value"][0])]
-    if len(data) < 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _ in data):
+def _series(ax, points: list[dict[str, Any]], x_key: str, stat_key: str, label: str | None) -> None:
+    """One line: filled markers for points whose every seed completed, hollow for partial ones,
+    a ring around a point that is the best of its slice at the edge of the range."""
+    points = sorted(points, key=lambda p: p["params"][x_key])
+    x = [p["params"][x_key] for p in points]
+    mean = [p[stat_key][0] for p in points]
+    line = ax.errorbar(x, mean, yerr=[p[stat_key][1] for p in points], capsize=3, label=label, marker="")
+    colour = line[0].get_color()
+    for p, xi, yi in zip(points, x, mean):
+        full = p["complete"] == p["seeds"]
+        ax.plot([xi], [yi], "o", color=colour, markerfacecolor=colour if full else "white")
+        if p["edges"]:
+            ax.plot([xi], [yi], "o", markersize=14, markerfacecolor="none", markeredgecolor="red")
+
+
+def _legend_notes(ax) -> None:
+    ax.plot([], [], "o", color="gray", markerfacecolor="white", label="partial (fewer complete seeds)")
+    ax.plot([], [], "o", markersize=11, markerfacecolor="none", markeredgecolor="red", label="best at a range edge")
+
+
+def _plot_numeric(plt, points, spec, key, path) -> bool:
+    """The objective against `key`, one line per combination of the other swept keys."""
+    rows = [p for p in points if p["complete"] and _numeric(p["params"].get(key))]
+    if len({p["params"][key] for p in rows}) < 2:
         return False
-    data.sort()
-    x = [d[0] for d in data]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.errorbar(x, [d[1][0] for d in data], yerr=[d[1][1] for d in data], marker="o", capsize=3)
-    if _is_log(spec, key, x):
+    lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in rows:
+        lines[", ".join(f"{k.split('.')[-1]}={v}" for k, v in p["params"].items() if k != key)].append(p)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, members in sorted(lines.items()):
+        _series(ax, members, key, "value", label or None)
+    _legend_notes(ax)
+    if _is_log(spec, key, [p["params"][key] for p in rows]):
         ax.set_xscale("log")
     ax.set_xlabel(key)
     ax.set_ylabel(f"{spec.objective} (mean ± std over seeds)")
-    _finish(plt, fig, [ax], path)
+    _finish(plt, fig, [ax], path, legend=True)
     return True
 
 
 def _lr_batch_plots(plt, points, out_dir) -> dict[str, Any]:
-    by_batch: dict[int, list[tuple[float, float, float]]] = defaultdict(list)
+    by_batch: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for p in points:
-        if "optim.lr" in p["params"] and "batch_size" in p["params"] and not math.isnan(p["best_val_top1"][0]):
-            by_batch[int(p["params"]["batch_size"])].append((p["params"]["optim.lr"], *p["best_val_top1"]))
+        if "optim.lr" in p["params"] and "batch_size" in p["params"] and p["complete"]:
+            by_batch[int(p["params"]["batch_size"])].append(p)
     if not by_batch:
         return {}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for batch in sorted(by_batch):
-        rows = sorted(by_batch[batch])
-        ax.errorbar([r[0] for r in rows], [r[1] for r in rows], yerr=[r[2] for r in rows], marker="o", capsize=3,
-                    label=f"batch {batch}")
+        _series(ax, by_batch[batch], "optim.lr", "best_val_top1", f"batch {batch}")
+    _legend_notes(ax)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("best val top-1 (mean ± std)")
     _finish(plt, fig, [ax], os.path.join(out_dir, "accuracy_vs_lr_by_batch.png"), legend=True)
     plots = ["accuracy_vs_lr_by_batch.png"]
-    optimum = {b: optimal_lr([r[0] for r in rows], [r[1] for r in rows]) for b, rows in by_batch.items()
-               if len(rows) >= 2}
-    edge = sorted(b for b, rows in by_batch.items() if len(rows) >= 2 and not bracketed(
-        [r[0] for r in rows], [r[1] for r in rows]))
+    curves = {b: sorted((p["params"]["optim.lr"], p["best_val_top1"][0]) for p in rows) for b, rows in by_batch.items()}
+    optimum = {b: optimal_lr([r[0] for r in rows], [r[1] for r in rows]) for b, rows in curves.items() if len(rows) >= 2}
+    edge = sorted(b for b, rows in curves.items() if len(rows) >= 2 and not bracketed([r[0] for r in rows],
+                                                                                        [r[1] for r in rows]))
     result: dict[str, Any] = {"optimal_lr": {str(b): lr for b, lr in sorted(optimum.items())}, "lr_at_edge": edge,
                               "plots": plots}
     inside = {b: lr for b, lr in optimum.items() if b not in edge}
@@ -159,6 +268,9 @@ def _lr_batch_plots(plt, points, out_dir) -> dict[str, Any]:
         result["surge"] = fit
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(batches, lrs, "o", label="optimal LR (best mean accuracy)")
+        if edge:
+            ax.plot(edge, [optimum[b] for b in edge], "o", markersize=12, markerfacecolor="none",
+                    markeredgecolor="red", label="at the edge of the LR range")
         if fit:
             grid = np.exp(np.linspace(math.log(batches.min()), math.log(batches.max()), 200))
             ax.plot(grid, surge_curve(grid, fit["lr_max"], fit["peak_batch"]), "-",
@@ -176,16 +288,17 @@ def _lr_batch_plots(plt, points, out_dir) -> dict[str, Any]:
 
 def _cost_plot(plt, points, train_config, path) -> bool:
     """Accuracy vs parameters, GMACs and resolution, one marker per architecture point."""
-    rows = [p for p in points if not math.isnan(p["best_val_top1"][0]) and p["num_params"]
-            and any(k in ARCH_KEYS or k.startswith("model.options.") for k in p["params"])]
+    rows = [p for p in points if p["complete"] and p["num_params"] and any(k in ARCH_KEYS for k in p["params"])]
     if len(rows) < 2:
         return False
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for p in rows:
         label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in p["params"].items())
         resolution = p["params"].get("data.image_size", train_config.data.image_size)
+        face = None if p["complete"] == p["seeds"] else "white"
         for ax, x in zip(axes, (p["num_params"] / 1e6, p["gmacs_per_image"] or float("nan"), resolution)):
-            ax.errorbar([x], [p["best_val_top1"][0]], yerr=[p["best_val_top1"][1]], marker="o", capsize=3, label=label)
+            ax.errorbar([x], [p["best_val_top1"][0]], yerr=[p["best_val_top1"][1]], marker="o", capsize=3,
+                        label=label, markerfacecolor=face)
     for ax, name in zip(axes, ("parameters (M)", "GMACs per image", "resolution (px)")):
         ax.set_xlabel(name)
         ax.set_ylabel("best val top-1 (mean ± std)")
@@ -193,32 +306,67 @@ def _cost_plot(plt, points, train_config, path) -> bool:
     return True
 
 
-def _curves_plot(plt, rows, spec, workdir, path, top: int = 5) -> bool:
+def _curves_plot(rows, spec, workdir, path, top: int = 5) -> bool:
     """Val top-1 per epoch and train loss per step of the best `top` complete trials."""
     done = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
     done.sort(key=lambda r: -r["value"] if spec.direction == "maximize" else r["value"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
-    drawn = 0
+    runs = []
     for r in done[:top]:
-        metrics_path = os.path.join(workdir, r["workdir"], "metrics.jsonl")
-        if not os.path.exists(metrics_path):
-            continue
-        records = read_metrics(os.path.join(workdir, r["workdir"]))
-        label = f"#{r['number']} " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["params"].items())
-        evals = [x for x in records if "val_top1" in x]
-        train = [x for x in records if "train_loss" in x]
-        left.plot([x["epoch"] for x in evals], [x["val_top1"] for x in evals], marker="o", label=label)
-        right.plot([x["step"] for x in train], [x["train_loss"] for x in train], label=label)
-        drawn += 1
-    if not drawn:
-        plt.close(fig)
-        return False
-    left.set_xlabel("epoch")
-    left.set_ylabel("val top-1")
-    right.set_xlabel("optimizer step")
-    right.set_ylabel("train loss")
-    _finish(plt, fig, [left, right], path, legend=True)
-    return True
+        if os.path.exists(os.path.join(workdir, r["workdir"], "metrics.jsonl")):
+            label = f"#{r['number']} " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["params"].items())
+            runs.append((label, read_metrics(os.path.join(workdir, r["workdir"]))))
+    return plot_curves(runs, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Documents: one list of blocks, rendered as markdown and as HTML
+
+
+def _markdown(blocks: list[tuple]) -> str:
+    out = []
+    for kind, *content in blocks:
+        if kind == "h1":
+            out += [f"# {content[0]}", ""]
+        elif kind == "h2":
+            out += [f"## {content[0]}", ""]
+        elif kind == "p":
+            out += [content[0], ""]
+        elif kind == "warnings":
+            out += [f"- **Caution:** {w}" for w in content[0]] + [""]
+        elif kind == "table":
+            header, rows = content
+            out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            out += ["| " + " | ".join(row) + " |" for row in rows] + [""]
+        elif kind == "img":
+            out += [f"![{content[0]}]({content[0]})", ""]
+    return "\n".join(out)
+
+
+def _inline_html(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def _html(title: str, blocks: list[tuple]) -> str:
+    parts = []
+    for kind, *content in blocks:
+        if kind in ("h1", "h2", "p"):
+            parts.append(f"<{kind}>{_inline_html(content[0])}</{kind}>")
+        elif kind == "warnings":
+            parts.append("<ul class='warnings'>" + "".join(f"<li><strong>Caution:</strong> {_inline_html(w)}</li>"
+                                                          for w in content[0]) + "</ul>")
+        elif kind == "table":
+            header, rows = content
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+        elif kind == "img":
+            parts.append(f"<figure><img src='{html.escape(content[0])}' alt='{html.escape(content[0])}'></figure>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:90%}.warnings li{color:#a40000}"
+             "img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
 def write_report(workdir: str) -> dict[str, Any]:
@@ -244,42 +392,43 @@ def write_report(workdir: str) -> dict[str, Any]:
     plots += extras.pop("plots", [])
     if _cost_plot(plt, points, train, os.path.join(out_dir, "accuracy_vs_cost.png")):
         plots.append("accuracy_vs_cost.png")
-    if _curves_plot(plt, rows, spec, workdir, os.path.join(out_dir, "curves.png")):
+    if _curves_plot(rows, spec, workdir, os.path.join(out_dir, "curves.png")):
         plots.append("curves.png")
 
-    states = defaultdict(int)
+    states: dict[str, int] = defaultdict(int)
     for t in study.get_trials(deepcopy=False):
         states[t.state.name] += 1
-    header, body = _table(points, spec)
-    lines = [f"# Study `{record['study_name']}`", "",
-             f"Objective: **{spec.objective}** ({spec.direction}); sampler {spec.sampler}; {spec.seeds} seed(s) per "
-             f"point; pruner {spec.pruner}. Trials: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items())),
-             f"Storage: `{record['storage']}` (live view: `optuna-dashboard {record['storage']}`)", ""]
-    if points and not math.isnan(points[0]["value"][0]):
-        lines += [f"Best point: {points[0]['params'] or '(base config)'} — {spec.objective} {_fmt(points[0]['value'])}", ""]
-    surge = extras.get("surge")
+    best_text, warnings = headline(points, spec)
+    blocks: list[tuple] = [
+        ("h1", f"Study `{record['study_name']}`"),
+        ("p", f"Objective: **{spec.objective}** ({spec.direction}); sampler {spec.sampler}; {spec.seeds} seed(s) per "
+              f"point; pruner {spec.pruner}. Trials: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items()))),
+        ("p", f"Storage: `{record['storage']}` (live view: `optuna-dashboard {record['storage']}`)"),
+        ("p", best_text)]
+    if warnings:
+        blocks.append(("warnings", warnings))
     if extras.get("optimal_lr"):
-        lines += ["Optimal LR per batch size: " + ", ".join(f"{b}: {lr:.3g}" for b, lr in extras["optimal_lr"].items())]
+        blocks.append(("p", "Optimal LR per batch size: " + ", ".join(
+            f"{b}: {lr:.3g}" + (" (at the edge of the LR range)" if int(b) in extras["lr_at_edge"] else "")
+            for b, lr in extras["optimal_lr"].items())))
     if extras.get("surge_note"):
-        lines += [extras["surge_note"], ""]
+        blocks.append(("warnings", [extras["surge_note"]]))
+    surge = extras.get("surge")
     if surge:
         where = "inside the sampled range" if surge["inside"] else "outside the sampled batch sizes (only bounded)"
-        lines += [f"Surge peak estimate B* ≈ {surge['peak_batch']:.0f} ({where}; fit rmse {surge['rmse_log']:.3f} in "
-                  f"log LR; peak LR {surge['lr_max']:.3g})", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    lines += [""] + [f"![{p}]({p})" for p in plots]
+        blocks.append(("p", f"Surge peak estimate **B* ≈ {surge['peak_batch']:.0f}** ({where}; fit rmse "
+                            f"{surge['rmse_log']:.3f} in log LR; peak LR {surge['lr_max']:.3g})"))
+    header, body = _table(points, spec)
+    blocks += [("h2", "Points (mean ± std over the complete seeds)"), ("table", header, body)]
+    blocks += [("h2", "Plots"), ("p", "Hollow markers: points with fewer complete seeds than the study asked for; "
+                                      "red rings: the best of a slice at the edge of a swept range.")]
+    blocks += [("img", p) for p in plots]
     with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body) + "</table>"
-    intro = "".join(f"<p>{html.escape(line)}</p>" for line in lines[2:] if line and not line.startswith(("|", "!")))
+        f.write(_markdown(blocks))
     with open(os.path.join(out_dir, "report.html"), "w") as f:
-        f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(record['study_name'])}"
-                "</title><style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
-                f"</style></head><body><h1>Study {html.escape(record['study_name'])}</h1>{intro}{table}" +
-                "".join(f"<p><img src='{p}'></p>" for p in plots) + "</body></html>")
-    summary = {"points": points, "plots": plots, **extras, "states": dict(states)}
+        f.write(_html(f"Study {record['study_name']}", blocks))
+    summary = {"points": points, "plots": plots, **extras, "states": dict(states), "headline": best_text,
+               "warnings": warnings}
     with open(os.path.join(out_dir, "points.json"), "w") as f:
         json.dump(summary, f, indent=2, default=str)
     return summary

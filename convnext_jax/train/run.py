@@ -16,13 +16,15 @@ from convnext_jax import schema
 from convnext_jax.errors import ConfigError
 from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
+from convnext_jax.train.curves import plot_curves
 from convnext_jax.train.engine import Engine, EpochCallback
 from convnext_jax.train.evaluate import evaluator_of
 from convnext_jax.train.metrics import MetricsWriter, read_metrics, write_json
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, build
 from convnext_jax.train.state import TrainState
-from convnext_jax.train.workdir import CLASSES_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, RunDir, differing
+from convnext_jax.train.workdir import (CLASSES_FILE, CONFIG_FILE, CURVES_FILE, METRICS_FILE, SUMMARY_FILE, RunDir,
+                                         differing)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, epoch_ca
     summary["finished"] = True
     if jax.process_index() == 0:
         write_json(run.file(SUMMARY_FILE), summary)
+        plot_curves([(os.path.basename(run.path), read_metrics(run.path))], run.file(CURVES_FILE),
+                    val_metric=setup.task.best_metric)
     return summary
 
 

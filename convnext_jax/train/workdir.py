@@ -4,6 +4,7 @@ coming back to it (resume with the same config, evaluate with its config, extend
     WORKDIR/config.json        the training config (written once, when the run starts)
     WORKDIR/class_names.json   the label of every class index (image folders)
     WORKDIR/summary.json       written when the run finishes ("finished": true)
+    WORKDIR/curves.png         validation metric per epoch and train loss per step, when it finishes
     WORKDIR/metrics.jsonl, tensorboard/, checkpoints/<step>/
 """
 
@@ -25,6 +26,7 @@ CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 CLASSES_FILE = "class_names.json"
 METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"
 
 
 def config_from_json(text: str, where: str) -> ml_collections.ConfigDict:

@@ -69,7 +69,8 @@ def test_two_workers_pruning_killed_worker_and_report(tmp_path):
     files = set(os.listdir(tmp_path / "report"))
     assert {"report.md", "report.html", "points.json", "objective_vs_optim_lr.png", "curves.png"} <= files
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "| 0.003 | 1/1 |" in markdown and "| 1e-09 | 0/1 |" in markdown  # the pruned point has no mean
+    assert "| 0.003 | 0." in markdown and "(1 seed) | 1/1 |" in markdown
+    assert "| 1e-09 | - | 0/1 |" in markdown and "no complete seed; 1 pruned" in markdown  # no mean for it
     assert report["points"][0]["params"] in ({"optim.lr": 3e-3}, {"optim.lr": 2e-3})
     assert report["states"]["FAIL"] == 1 and report["states"]["PRUNED"] == 1
 
