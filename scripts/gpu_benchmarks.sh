@@ -14,7 +14,7 @@ BATCH=${BATCH:-128}
 ROUNDS=${ROUNDS:-4}
 STEPS=${STEPS:-10}
 DW_IMPLS=${DW_IMPLS:-lax shift}   # 'ffi' is CPU-only
-TORCH_FLAGS=${TORCH_FLAGS:---torch --torch-compile}
+TORCH_FLAGS=${TORCH_FLAGS:---torch --torch_compile}
 COMPILE_DEPTHS=${COMPILE_DEPTHS:-3 12 48}
 mkdir -p "$OUT"
 MD="$OUT/gpu_benchmarks.md"
@@ -28,19 +28,19 @@ run() {  # run NAME ARGS...: the command, its table and its JSON
 }
 python -c "import jax; print('backend:', jax.default_backend(), jax.devices())" | tee -a "$MD"
 # Depthwise conv formulations at the model's four stage shapes (which one 'auto' should pick).
-run dwconv dwconv --batch-size "$BATCH" --sizes $((SIZE / 4)) $((SIZE / 8)) $((SIZE / 16)) $((SIZE / 32)) \
+run dwconv dwconv --batch_size "$BATCH" --sizes $((SIZE / 4)) $((SIZE / 8)) $((SIZE / 16)) $((SIZE / 32)) \
   --impls $DW_IMPLS
 # Train step, bf16 compute (fp32 params), against timm with AMP + channels_last, eager and compiled.
-run train_bf16 train --model "$MODEL" --image-size "$SIZE" --batch-size "$BATCH" --dtype bfloat16 \
-  --dwconv-impl $DW_IMPLS $TORCH_FLAGS --rounds "$ROUNDS" --steps "$STEPS"
-run train_fp32 train --model "$MODEL" --image-size "$SIZE" --batch-size "$BATCH" --dtype float32 \
+run train_bf16 train --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype bfloat16 \
+  --dwconv_impl $DW_IMPLS $TORCH_FLAGS --rounds "$ROUNDS" --steps "$STEPS"
+run train_fp32 train --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype float32 \
   --torch --rounds "$ROUNDS" --steps "$STEPS"
 # Rematerialisation policies vs step time and peak memory; scan vs unrolled.
 for remat in none full dots; do
-  run "remat_$remat" train --model "$MODEL" --image-size "$SIZE" --batch-size "$BATCH" --dtype bfloat16 \
+  run "remat_$remat" train --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype bfloat16 \
     --scan true false --remat "$remat" --rounds "$ROUNDS" --steps "$STEPS"
 done
-run infer_bf16 infer --model "$MODEL" --image-size "$SIZE" --batch-size "$BATCH" --dtype bfloat16 \
-  --dwconv-impl $DW_IMPLS $TORCH_FLAGS --rounds "$ROUNDS" --steps "$STEPS"
+run infer_bf16 infer --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype bfloat16 \
+  --dwconv_impl $DW_IMPLS $TORCH_FLAGS --rounds "$ROUNDS" --steps "$STEPS"
 run compile compile --depths $COMPILE_DEPTHS
 echo "wrote $MD"

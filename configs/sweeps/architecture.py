@@ -5,8 +5,8 @@ against parameters, GMACs and resolution.
     python -m convnext_jax.sweep run --config configs/sweeps/architecture.py:tiny --workdir runs/arch_tiny
 """
 
-from convnext_jax.sweep import with_sweep
 from configs.common import study_base
+from convnext_jax.sweep import with_sweep
 
 
 def get_config(arg: str | None = None):

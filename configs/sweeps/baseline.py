@@ -4,8 +4,8 @@
     python -m convnext_jax.sweep run --config configs/sweeps/baseline.py:folder:/data/x --workdir runs/baseline --gpus 0,1
 """
 
-from convnext_jax.sweep import with_sweep
 from configs.common import study_base
+from convnext_jax.sweep import with_sweep
 
 
 def get_config(arg: str | None = None):

@@ -5,8 +5,8 @@
      --config.sweep.space='optim.lr: loguniform(1e-5, 1e-2)')
 """
 
-from convnext_jax.sweep import with_sweep
 from configs.common import study_base
+from convnext_jax.sweep import with_sweep
 
 
 def get_config(arg: str | None = None):

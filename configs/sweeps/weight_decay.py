@@ -3,8 +3,8 @@
     python -m convnext_jax.sweep run --config configs/sweeps/weight_decay.py:tiny --workdir runs/wd_tiny
 """
 
-from convnext_jax.sweep import with_sweep
 from configs.common import study_base
+from convnext_jax.sweep import with_sweep
 
 
 def get_config(arg: str | None = None):

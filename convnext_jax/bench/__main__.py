@@ -11,7 +11,8 @@ from typing import Any
 
 import jax
 
-from convnext_jax.bench.timing import Prepared, markdown_table, time_interleaved
+from convnext_jax.bench.timing import Prepared, add_speedup, markdown_table, time_interleaved
+from convnext_jax.cli import ArgumentParser, reports_user_errors
 from convnext_jax.ops import impl_choices
 
 
@@ -61,10 +62,11 @@ def _print_throughput(rows: list[dict[str, Any]], args: argparse.Namespace, what
     for row in rows:
         row["step_ms"] = row["median_s"] * 1e3
         row["min_ms"] = row["min_s"] * 1e3
+    speedup = add_speedup(rows)
     print(f"\n{args.model}, {args.image_size}px, batch {args.batch_size}, {what}, median of {args.rounds} interleaved "
           f"rounds x {args.steps} calls\n")
-    print(markdown_table(rows, ["framework", "img_per_s", "step_ms", "min_ms", "compile_s", "mfu", "xla_peak_mib",
-                                "device_peak_mib"]))
+    print(markdown_table(rows, ["framework", "img_per_s", speedup, "step_ms", "min_ms", "compile_s", "mfu",
+                                "xla_peak_mib", "device_peak_mib"]))
     return rows
 
 
@@ -141,42 +143,43 @@ def _comms(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+@reports_user_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convnext_jax.bench", description=__doc__)
+    parser = ArgumentParser(prog="python -m convnext_jax.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train-step throughput, JAX vs the PyTorch reference")
     infer = sub.add_parser("infer", help="inference throughput, JAX vs the PyTorch reference")
     for p in (train, infer):
         p.add_argument("--model", default="convnext_atto")
-        p.add_argument("--image-size", type=int, default=64)
-        p.add_argument("--batch-size", type=int, default=32)
-        p.add_argument("--num-classes", type=int, default=1000)
+        p.add_argument("--image_size", type=int, default=64)
+        p.add_argument("--batch_size", type=int, default=32)
+        p.add_argument("--num_classes", type=int, default=1000)
         p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-        p.add_argument("--dwconv-impl", nargs="+", default=["auto"], choices=list(impl_choices("dwconv")))
+        p.add_argument("--dwconv_impl", nargs="+", default=["auto"], choices=list(impl_choices("dwconv")))
         p.add_argument("--torch", action="store_true", help="also time timm eager")
-        p.add_argument("--torch-compile", action="store_true", help="also time timm + torch.compile")
+        p.add_argument("--torch_compile", action="store_true", help="also time timm + torch.compile")
         p.add_argument("--steps", type=int, default=5, help="timed calls per contender per round")
         p.add_argument("--rounds", type=int, default=4, help="interleaved rounds (all contenders take turns)")
         p.add_argument("--warmup", type=int, default=2)
     train.add_argument("--scan", nargs="+", type=lambda s: s.lower() in ("1", "true", "yes"), default=[False],
                        help="one or more of true/false")
     train.add_argument("--remat", default="none", choices=["none", "full", "dots"])
-    train.add_argument("--drop-path-rate", type=float, default=0.0)
+    train.add_argument("--drop_path_rate", type=float, default=0.0)
     dw = sub.add_parser("dwconv", help="7x7 depthwise conv forward/backward, JAX formulations vs PyTorch")
-    dw.add_argument("--batch-size", type=int, default=32)
+    dw.add_argument("--batch_size", type=int, default=32)
     dw.add_argument("--sizes", type=int, nargs="+", default=[16, 8, 4, 2], help="spatial size per shape")
     dw.add_argument("--channels", type=int, nargs="+", default=[40, 80, 160, 320])
     dw.add_argument("--impls", nargs="+", default=["lax", "shift", "ffi"],
                     choices=list(impl_choices("dwconv")[1:]))
     dw.add_argument("--steps", type=int, default=20)
-    dw.add_argument("--no-torch", action="store_true")
+    dw.add_argument("--no_torch", action="store_true")
     comp = sub.add_parser("compile", help="compile time vs depth, unrolled vs scan")
     comp.add_argument("--depths", type=int, nargs="+", default=[3, 48])
     comms = sub.add_parser("comms", help="gradient all-reduce volume per optimizer step (set JAX_NUM_CPU_DEVICES)")
     comms.add_argument("--model", default="convnext_atto")
-    comms.add_argument("--num-classes", type=int, default=1000)
-    comms.add_argument("--image-size", type=int, default=64)
-    comms.add_argument("--batch-size", type=int, default=64)
+    comms.add_argument("--num_classes", type=int, default=1000)
+    comms.add_argument("--image_size", type=int, default=64)
+    comms.add_argument("--batch_size", type=int, default=64)
     comms.add_argument("--accum", type=int, nargs="+", default=[1, 4])
     for p in (train, infer, dw, comp, comms):
         p.add_argument("--json", help="also write the rows and environment to this JSON file")

@@ -44,13 +44,29 @@ def time_interleaved(runs: dict[str, Callable[[], None]], *, rounds: int, steps:
 
 
 def markdown_table(rows: list[dict[str, object]], columns: list[str]) -> str:
-    """Rows of dicts -> a GitHub markdown table over `columns`."""
+    """Rows of dicts -> a GitHub markdown table over `columns`; a column no row has a value for
+    (e.g. device memory on a CPU) is left out."""
 
     def fmt(value: object) -> str:
         if isinstance(value, float):
             return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
         return str(value)
 
+    columns = [c for c in columns if any(row.get(c) is not None for row in rows)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def add_speedup(rows: list[dict[str, Any]], key: str = "img_per_s") -> str:
+    """Add each row's `speedup` over the reference row (the first PyTorch row, else the first row);
+    returns the column's name, e.g. 'x vs torch eager'."""
+    if not rows:
+        return "speedup"
+    reference = next((r for r in rows if str(r.get("framework", "")).startswith("torch")), rows[0])
+    for row in rows:
+        row["speedup"] = row[key] / reference[key] if reference.get(key) else None
+    name = f"x vs {reference.get('framework', 'first')}"
+    for row in rows:
+        row[name] = row.pop("speedup")
+    return name

@@ -1,7 +1,7 @@
 """Study reports: one row per point (mean ± std over its complete seeds, how many seeds that is,
 and flags for points that rest on fewer seeds, were pruned, failed, diverged, or whose optimum
 lies at the edge of a swept range), a headline that says how much to trust the best point, and
-PNG plots: the objective against each swept key, accuracy vs LR per batch size, the optimal LR vs
+PNG plots: the objective against each swept key and against the LR per batch size, the optimal LR vs
 batch size with the estimated surge peak B*, accuracy vs params / GMACs / resolution, and the
 training curves of the best trials. Written as report.md, report.html (rendered, not markdown)
 and points.json."""
@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections import defaultdict
 from typing import Any
 
@@ -36,7 +37,9 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """One row per finished trial of a point (complete, pruned or failed). A failed trial that was
     retried (its worker died) is replaced by its retry."""
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in optuna.storages.RetryFailedTrialCallback.retry_history(t)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # public, marked experimental
+        retried = {n for t in trials for n in optuna.storages.RetryFailedTrialCallback.retry_history(t)}
     rows = []
     for t in trials:
         if "seed" not in t.user_attrs or t.state in (TrialState.WAITING, TrialState.RUNNING) or t.number in retried:
@@ -46,10 +49,14 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
-def _stat(values: list[float | None]) -> Stat:
-    values = [v for v in values if v is not None and math.isfinite(v)]
+def _stat(values: list[float | None], *, keep_inf: bool = False) -> Stat:
+    """(mean, std, count) of the values; with `keep_inf`, an infinite value (a diverged run's loss)
+    makes the mean infinite instead of being left out."""
+    values = [v for v in values if v is not None and (math.isfinite(v) or (keep_inf and math.isinf(v)))]
     if not values:
         return float("nan"), float("nan"), 0
+    if not all(math.isfinite(v) for v in values):
+        return float(np.mean(values)), float("nan"), len(values)
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)
 
 
@@ -67,15 +74,20 @@ def aggregate(rows: list[dict[str, Any]], spec: SweepSpec) -> list[dict[str, Any
                  "failed": sum(r["state"] == "FAIL" for r in members),
                  "diverged": sum("diverged" in r for r in done), "trials": [r["number"] for r in members]}
         for metric in METRICS:
-            point[metric] = _stat([r.get(metric) for r in done])
+            point[metric] = _stat([r.get(metric) for r in done], keep_inf=metric == "value")
         for metric in ("num_params", "gmacs_per_image"):
             values = [r[metric] for r in members if r.get(metric) is not None]
             point[metric] = values[0] if values else None
         points.append(point)
     sign = -1.0 if spec.direction == "maximize" else 1.0
-    points.sort(key=lambda p: (p["complete"] == 0, sign * p["value"][0] if p["complete"] else 0.0))
+    points.sort(key=lambda p: (not _scored(p), sign * p["value"][0] if _scored(p) else 0.0))
     _flag(points, spec)
     return points
+
+
+def _scored(point: dict[str, Any]) -> bool:
+    """The point has an objective value (a complete seed)."""
+    return point["value"][2] > 0
 
 
 def _better(spec: SweepSpec, a: float, b: float) -> bool:
@@ -98,7 +110,7 @@ def _flag(points: list[dict[str, Any]], spec: SweepSpec) -> None:
             continue
         slices: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for p in points:
-            if p["complete"] and dim.key in p["params"]:
+            if _scored(p) and dim.key in p["params"]:
                 rest = {k: v for k, v in p["params"].items() if k != dim.key}
                 slices[json.dumps(rest, sort_keys=True)].append(p)
         for members in slices.values():
@@ -122,6 +134,8 @@ def fmt(stat: Stat, digits: int = 4) -> str:
     mean, std, n = stat
     if not n:
         return "-"
+    if math.isinf(mean):
+        return f"{mean} ({n} seed{'s' if n > 1 else ''})"
     if n == 1:
         return f"{mean:.{digits}f} (1 seed)"
     return f"{mean:.{digits}f} ± {std:.{digits}f} ({n} seeds)"
@@ -130,7 +144,7 @@ def fmt(stat: Stat, digits: int = 4) -> str:
 def headline(points: list[dict[str, Any]], spec: SweepSpec) -> tuple[str, list[str]]:
     """The best point and what limits trust in it. The best point is chosen among points whose
     every seed completed; a partial point that scored higher is named as a caveat."""
-    scored = [p for p in points if p["complete"]]
+    scored = [p for p in points if _scored(p)]
     if not scored:
         return "No point has a complete trial yet.", []
     full = [p for p in scored if p["complete"] == p["seeds"]]
@@ -216,7 +230,7 @@ def _legend_notes(ax) -> None:
 
 def _plot_numeric(plt, points, spec, key, path) -> bool:
     """The objective against `key`, one line per combination of the other swept keys."""
-    rows = [p for p in points if p["complete"] and _numeric(p["params"].get(key))]
+    rows = [p for p in points if _scored(p) and math.isfinite(p["value"][0]) and _numeric(p["params"].get(key))]
     if len({p["params"][key] for p in rows}) < 2:
         return False
     lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -234,23 +248,25 @@ def _plot_numeric(plt, points, spec, key, path) -> bool:
     return True
 
 
-def _lr_batch_plots(plt, points, out_dir) -> dict[str, Any]:
+def _lr_batch_plots(plt, points, out_dir, spec: SweepSpec) -> dict[str, Any]:
+    """The objective vs LR per batch size, and the optimal LR per batch size with the surge fit."""
     by_batch: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for p in points:
-        if "optim.lr" in p["params"] and "batch_size" in p["params"] and p["complete"]:
+        if "optim.lr" in p["params"] and "batch_size" in p["params"] and _scored(p):  # a diverged point: inf
             by_batch[int(p["params"]["batch_size"])].append(p)
     if not by_batch:
         return {}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for batch in sorted(by_batch):
-        _series(ax, by_batch[batch], "optim.lr", "best_val_top1", f"batch {batch}")
+        _series(ax, by_batch[batch], "optim.lr", "value", f"batch {batch}")
     _legend_notes(ax)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("best val top-1 (mean ± std)")
-    _finish(plt, fig, [ax], os.path.join(out_dir, "accuracy_vs_lr_by_batch.png"), legend=True)
-    plots = ["accuracy_vs_lr_by_batch.png"]
-    curves = {b: sorted((p["params"]["optim.lr"], p["best_val_top1"][0]) for p in rows) for b, rows in by_batch.items()}
+    ax.set_ylabel(f"{spec.objective} (mean ± std)")
+    _finish(plt, fig, [ax], os.path.join(out_dir, "objective_vs_lr_by_batch.png"), legend=True)
+    plots = ["objective_vs_lr_by_batch.png"]
+    sign = 1.0 if spec.direction == "maximize" else -1.0  # optimal_lr maximises its scores
+    curves = {b: sorted((p["params"]["optim.lr"], sign * p["value"][0]) for p in rows) for b, rows in by_batch.items()}
     optimum = {b: optimal_lr([r[0] for r in rows], [r[1] for r in rows]) for b, rows in curves.items() if len(rows) >= 2}
     edge = sorted(b for b, rows in curves.items() if len(rows) >= 2 and not bracketed([r[0] for r in rows],
                                                                                         [r[1] for r in rows]))
@@ -267,7 +283,7 @@ def _lr_batch_plots(plt, points, out_dir) -> dict[str, Any]:
             if len(inside) >= 3 else None
         result["surge"] = fit
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(batches, lrs, "o", label="optimal LR (best mean accuracy)")
+        ax.plot(batches, lrs, "o", label=f"optimal LR (best mean {spec.objective})")
         if edge:
             ax.plot(edge, [optimum[b] for b in edge], "o", markersize=12, markerfacecolor="none",
                     markeredgecolor="red", label="at the edge of the LR range")
@@ -388,7 +404,7 @@ def write_report(workdir: str) -> dict[str, Any]:
         name = "weight_decay.png" if dim.key == "optim.weight_decay" else f"objective_vs_{dim.key.replace('.', '_')}.png"
         if _plot_numeric(plt, points, spec, dim.key, os.path.join(out_dir, name)):
             plots.append(name)
-    extras = _lr_batch_plots(plt, points, out_dir)
+    extras = _lr_batch_plots(plt, points, out_dir, spec)
     plots += extras.pop("plots", [])
     if _cost_plot(plt, points, train, os.path.join(out_dir, "accuracy_vs_cost.png")):
         plots.append("accuracy_vs_cost.png")

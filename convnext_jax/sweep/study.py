@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import warnings
 from typing import Any
@@ -173,6 +174,7 @@ class Objective:
             overrides["optim.grad_accum_steps"] = derive_accumulation(batch, jax.device_count(),
                                                                       self.spec.max_device_batch)
         config = apply_params(self.train, overrides)
+        print(f"started: {', '.join(f'{k}={v}' for k, v in params.items()) or 'base config'}, seed {seed}", flush=True)
         relative = attrs.get("workdir") or os.path.join("trials", f"{trial.number:04d}")  # a retry resumes there
         trial.set_user_attr("workdir", relative)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -259,6 +261,37 @@ def _claim_lock(workdir: str, url: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class _LinePrefixer:
+    """A text stream that starts every line with `prefix` (several workers share one terminal)."""
+
+    def __init__(self, stream: Any, prefix: str):
+        self.stream, self.prefix, self.at_line_start = stream, prefix, True
+
+    def write(self, text: str) -> int:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self.at_line_start and piece.strip():
+                out.append(f"{self.prefix} ")
+            out.append(piece)
+            self.at_line_start = piece.endswith("\n")
+        self.stream.write("".join(out))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def labelled_output(prefix: str):
+    """Prefix every line printed to stdout and stderr inside the block with `prefix`."""
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _LinePrefixer(stdout, prefix), _LinePrefixer(stderr, prefix)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
 def run_worker(workdir: str, worker_index: int = 0) -> int:
     """Pull and run trials of the study in `workdir` until none is left; returns trials run."""
     config, record = load_sweep(workdir)
@@ -280,8 +313,9 @@ def run_worker(workdir: str, worker_index: int = 0) -> int:
                     return count
                 trial = study.ask()
             value, state = None, TrialState.COMPLETE
+            label = f"[w{worker_index} trial {trial.number}]"
             with _Heartbeat(storage, storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
-                            spec.heartbeat_s):
+                            spec.heartbeat_s), labelled_output(label):
                 try:
                     value = objective(trial)
                 except optuna.TrialPruned as e:
@@ -291,8 +325,8 @@ def run_worker(workdir: str, worker_index: int = 0) -> int:
                     state = TrialState.FAIL
                     log.exception("trial %d failed (params %s)", trial.number, trial.params)
             study.tell(trial, value, state=state)
-            print(f"trial {trial.number} {state.name.lower()}" + (f" {spec.objective}={value:.4f}" if value is not None
-                                                                   else "") + f" params {trial.params}", flush=True)
+            print(f"{label} {state.name.lower()}" + (f" {spec.objective}={value:.4f}" if value is not None else "")
+                  + f" params {trial.params} seed {trial.user_attrs.get('seed')}", flush=True)
             if objective.queue_empty:  # another worker took the last queued point first
                 return count
             count += 1

@@ -14,18 +14,20 @@ import numpy as np
 
 
 def bracketed(lrs: Sequence[float], scores: Sequence[float]) -> bool:
-    """True when the best score is not at the smallest or largest LR swept (the optimum is inside)."""
+    """True when the best score is not at the smallest or largest LR swept (the optimum is inside;
+    a diverged run, score -inf, at a larger LR brackets it too)."""
     best = float(np.asarray(lrs, float)[int(np.argmax(scores))])
     return min(lrs) < best < max(lrs)
 
 
 def optimal_lr(lrs: Sequence[float], scores: Sequence[float]) -> float:
-    """The LR with the best score, refined by a parabola in log(LR) through it and its neighbours."""
+    """The LR with the best score, refined by a parabola in log(LR) through it and its neighbours
+    (not refined next to a diverged run, whose score is -inf)."""
     order = np.argsort(lrs)
     x = np.log(np.asarray(lrs, float)[order])
     y = np.asarray(scores, float)[order]
     best = int(np.argmax(y))
-    if best == 0 or best == len(x) - 1:
+    if best == 0 or best == len(x) - 1 or not np.all(np.isfinite(y[best - 1:best + 2])):
         return float(math.exp(x[best]))
     (x0, x1, x2), (y0, y1, y2) = x[best - 1:best + 2], y[best - 1:best + 2]
     denom = (x0 - x1) * (x0 - x2) * (x1 - x2)

@@ -56,7 +56,7 @@ def _points(batches, lrs, peak_lr, seeds=2):
         for lr in lrs:  # accuracy peaks at the surge curve's LR, quadratic in log LR
             value = 0.9 - 0.05 * (np.log(lr) - np.log(best)) ** 2
             points.append({"params": {"batch_size": batch, "optim.lr": float(lr)}, "complete": seeds, "seeds": seeds,
-                           "best_val_top1": (value, 0.0, seeds), "edges": []})
+                           "value": (value, 0.0, seeds), "edges": []})
     return points
 
 
@@ -68,9 +68,16 @@ def test_report_estimates_the_surge_peak_from_lr_batch_points(tmp_path):
 
     lrs = np.exp(np.linspace(np.log(1e-4), np.log(1e-1), 13))
     points = _points((32, 64, 128, 256, 512, 1024), lrs, lambda b: surge_curve(np.array([b], float), 3e-3, 128.0)[0])
-    result = _lr_batch_plots(plt, points, str(tmp_path))
+    spec = _spec("batch_size: grid(32, 64); optim.lr: grid(1e-3, 1e-2)")
+    result = _lr_batch_plots(plt, points, str(tmp_path), spec)
     assert result["lr_at_edge"] == [] and 100 < result["surge"]["peak_batch"] < 165
-    assert (tmp_path / "optimal_lr_vs_batch.png").exists() and (tmp_path / "accuracy_vs_lr_by_batch.png").exists()
+    assert (tmp_path / "optimal_lr_vs_batch.png").exists() and (tmp_path / "objective_vs_lr_by_batch.png").exists()
     edge = [p for p in points if p["params"]["optim.lr"] <= lrs[3]]  # every optimum above the swept range
-    result = _lr_batch_plots(plt, edge, str(tmp_path))
+    result = _lr_batch_plots(plt, edge, str(tmp_path), spec)
     assert result["surge"] is None and "widen optim.lr" in result["surge_note"]
+    for p in points:  # a loss to minimise: the same optimum
+        p["value"] = (1.0 - p["value"][0], 0.0, 2)
+    loss_spec = split_config(with_sweep(tiny_study_base(), space="batch_size: grid(32, 64); optim.lr: grid(1e-3, 1e-2)",
+                                        objective="final_val_loss"))[0]
+    result = _lr_batch_plots(plt, points, str(tmp_path), loss_spec)
+    assert 100 < result["surge"]["peak_batch"] < 165

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import optuna
 import pytest
@@ -52,7 +53,9 @@ def test_two_workers_pruning_killed_worker_and_report(tmp_path):
     trials = optuna.load_study(study_name="study", storage=f"sqlite:///{tmp_path}/study.db").trials
     states = {t.number: t.state.name for t in trials}
     assert states[0] == "FAIL"  # the killed worker's trial, found by its stale heartbeat ...
-    retry = [t for t in trials if optuna.storages.RetryFailedTrialCallback.retried_trial_number(t) == 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = [t for t in trials if optuna.storages.RetryFailedTrialCallback.retried_trial_number(t) == 0]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE"  # ... re-queued and finished
     assert retry[0].user_attrs["workdir"] == os.path.join("trials", "0000")  # in the same workdir: resumed
     assert retry[0].params == {"optim.lr": 3e-3}
