@@ -6,8 +6,7 @@ processes) does not pay for importing jax/flax.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from convnext_jax.lazy import lazy_exports
 
 _EXPORTS = {
     "WeightImportError": "convnext_jax.weights",
@@ -29,14 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'convnext_jax' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

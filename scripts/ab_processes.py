@@ -6,7 +6,7 @@ Here every variant runs in its own worker process; all workers build and compile
 take turns (one round = `--steps` calls of each variant), so machine-speed drift hits every
 variant alike. Medians and minima over rounds are printed as a markdown table.
 
-    python scripts/ab_processes.py --model convnext_atto --image-size 64 --batch-size 32 \\
+    python scripts/ab_processes.py --model convnext_atto --image_size 64 --batch_size 32 \\
         --variant fp32: --variant bf16:dtype=bfloat16 --variant "xla:norm_impl=xla;gelu_impl=xla" \\
         --variant vw512:XLA_FLAGS=--xla_cpu_prefer_vector_width=512
 
@@ -73,12 +73,14 @@ def worker(spec: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from convnext_jax.cli import ArgumentParser  # here, not at the top: a worker may import another checkout
+
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", type=parse_variant, required=True)
     parser.add_argument("--mode", choices=["train", "infer"], default="train")
     parser.add_argument("--model", default="convnext_atto")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)

@@ -6,8 +6,7 @@ can be imported without the modules, the ops' implementations or the native kern
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from convnext_jax.lazy import lazy_exports
 
 _EXPORTS = {
     "ConvNeXtConfig": "convnext_jax.models.config",
@@ -27,14 +26,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'convnext_jax.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -150,7 +150,8 @@ def headline(points: list[dict[str, Any]], spec: SweepSpec) -> tuple[str, list[s
     full = [p for p in scored if p["complete"] == p["seeds"]]
     best = full[0] if full else scored[0]
     params = ", ".join(f"{k}={v}" for k, v in best["params"].items()) or "(base config)"
-    text = f"Best point: {params} — {spec.objective} {fmt(best['value'])} of {best['seeds']} seed(s)"
+    text = f"Best point: {params} — {spec.objective} {fmt(best['value'])}" + (
+        f"; all {best['seeds']} seeds complete" if best["complete"] == best["seeds"] and best["seeds"] > 1 else "")
     warnings = []
     if best["complete"] < best["seeds"]:
         warnings.append(f"it rests on {best['complete']} of {best['seeds']} seeds ({best['pruned']} pruned, "
@@ -210,8 +211,8 @@ def _is_log(spec: SweepSpec, key: str, values: list[float]) -> bool:
 
 def _series(ax, points: list[dict[str, Any]], x_key: str, stat_key: str, label: str | None) -> None:
     """One line: filled markers for points whose every seed completed, hollow for partial ones,
-    a ring around a point that is the best of its slice at the edge of the range."""
-    points = sorted(points, key=lambda p: p["params"][x_key])
+    a ring around a point that is the best of its slice at the edge of the `x_key` range."""
+    points = sorted((p for p in points if math.isfinite(p[stat_key][0])), key=lambda p: p["params"][x_key])
     x = [p["params"][x_key] for p in points]
     mean = [p[stat_key][0] for p in points]
     line = ax.errorbar(x, mean, yerr=[p[stat_key][1] for p in points], capsize=3, label=label, marker="")
@@ -219,18 +220,23 @@ def _series(ax, points: list[dict[str, Any]], x_key: str, stat_key: str, label: 
     for p, xi, yi in zip(points, x, mean):
         full = p["complete"] == p["seeds"]
         ax.plot([xi], [yi], "o", color=colour, markerfacecolor=colour if full else "white")
-        if p["edges"]:
+        if x_key in p["edges"]:
             ax.plot([xi], [yi], "o", markersize=14, markerfacecolor="none", markeredgecolor="red")
 
 
-def _legend_notes(ax) -> None:
+def _legend_notes(ax, points: list[dict[str, Any]], x_key: str) -> None:
+    """Legend entries for the marker styles, and an x at the top for points that diverged."""
     ax.plot([], [], "o", color="gray", markerfacecolor="white", label="partial (fewer complete seeds)")
     ax.plot([], [], "o", markersize=11, markerfacecolor="none", markeredgecolor="red", label="best at a range edge")
+    diverged = [p["params"][x_key] for p in points if _scored(p) and math.isinf(p["value"][0])]
+    if diverged:
+        ax.plot(diverged, [ax.get_ylim()[1]] * len(diverged), "x", color="black", clip_on=False,
+                label="diverged (objective inf)")
 
 
 def _plot_numeric(plt, points, spec, key, path) -> bool:
     """The objective against `key`, one line per combination of the other swept keys."""
-    rows = [p for p in points if _scored(p) and math.isfinite(p["value"][0]) and _numeric(p["params"].get(key))]
+    rows = [p for p in points if _scored(p) and _numeric(p["params"].get(key))]
     if len({p["params"][key] for p in rows}) < 2:
         return False
     lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -239,7 +245,7 @@ def _plot_numeric(plt, points, spec, key, path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, members in sorted(lines.items()):
         _series(ax, members, key, "value", label or None)
-    _legend_notes(ax)
+    _legend_notes(ax, [p for p in points if _numeric(p["params"].get(key))], key)
     if _is_log(spec, key, [p["params"][key] for p in rows]):
         ax.set_xscale("log")
     ax.set_xlabel(key)
@@ -259,7 +265,7 @@ def _lr_batch_plots(plt, points, out_dir, spec: SweepSpec) -> dict[str, Any]:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for batch in sorted(by_batch):
         _series(ax, by_batch[batch], "optim.lr", "value", f"batch {batch}")
-    _legend_notes(ax)
+    _legend_notes(ax, [p for rows in by_batch.values() for p in rows], "optim.lr")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel(f"{spec.objective} (mean ± std)")

@@ -6,17 +6,10 @@ Names are imported lazily: config files import `convnext_jax.train.config` witho
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from convnext_jax.lazy import lazy_exports
 
 _EXPORTS = {"NonFiniteLossError": "convnext_jax.train.engine", "evaluate_checkpoint": "convnext_jax.train.run",
             "train_and_evaluate": "convnext_jax.train.run"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'convnext_jax.train' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

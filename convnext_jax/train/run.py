@@ -4,7 +4,6 @@ Also evaluation of a workdir's checkpoint with the config it was trained with.""
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -23,10 +22,7 @@ from convnext_jax.train.metrics import MetricsWriter, read_metrics, write_json
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, build
 from convnext_jax.train.state import TrainState
-from convnext_jax.train.workdir import (CLASSES_FILE, CONFIG_FILE, CURVES_FILE, METRICS_FILE, SUMMARY_FILE, RunDir,
-                                         differing)
-
-log = logging.getLogger(__name__)
+from convnext_jax.train.workdir import CURVES_FILE, METRICS_FILE, SUMMARY_FILE, RunDir
 
 
 def _say(text: str) -> None:
@@ -180,6 +176,3 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
         write_json(run.file(f"eval_{step}.json"), result)
     return result
 
-
-__all__ = ["CLASSES_FILE", "CONFIG_FILE", "SUMMARY_FILE", "differing", "eval_config", "evaluate_checkpoint",
-           "train_and_evaluate"]

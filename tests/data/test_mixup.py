@@ -6,11 +6,6 @@ import pytest
 from convnext_jax.data.mixup import MixupCutmix, smooth_one_hot
 
 
-@pytest.fixture
-def image():
-    return np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-
-
 def _batch(n=8, size=16, classes=5):
     rng = np.random.default_rng(0)
     return {"image": rng.standard_normal((n, size, size, 3)).astype(np.float32),

@@ -12,12 +12,6 @@ def image():
     return np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
 
 
-def _batch(n=8, size=16, classes=5):
-    rng = np.random.default_rng(0)
-    return {"image": rng.standard_normal((n, size, size, 3)).astype(np.float32),
-            "label": rng.integers(0, classes, n)}
-
-
 def test_parse_timm_string():
     ra = rand_augment_from_string("rand-m9-mstd0.5-inc1")
     assert (ra.num_layers, ra.magnitude, ra.magnitude_std, ra.prob) == (2, 9.0, 0.5, 0.5)

@@ -3,26 +3,17 @@ recompilation), the log window times only what it should and finds the first non
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from configs.common import tiny_study_base
+from convnext_jax.sweep.space import apply_params
 from convnext_jax.train import setup as setup_lib
 from convnext_jax.train.engine import Engine, LogWindow, NonFiniteLossError, micro_batches
 
 
-def _setup(**changes):
-    config = tiny_study_base()
-    with config.unlocked():
-        config.num_epochs = 1
-        for key, value in changes.items():
-            node = config
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
-    return setup_lib.build(config)
+def _setup():
+    return setup_lib.build(apply_params(tiny_study_base(), {"num_epochs": 1}))
 
 
 def test_the_step_is_compiled_once_for_its_shapes(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from configs import embedded_digits  # noqa: E402
 
+from convnext_jax.sweep.space import apply_params  # noqa: E402
 from convnext_jax.train import evaluate_checkpoint, train_and_evaluate  # noqa: E402
 from convnext_jax.train.metrics import read_metrics  # noqa: E402
 
@@ -21,17 +22,8 @@ TINY = ["--config.model.dims=(16, 24, 32, 48)", "--config.log_every=5"]
 
 
 def _config(**overrides):
-    config = embedded_digits.get_config()
-    with config.unlocked():
-        config.model.dims = (16, 24, 32, 48)
-        config.log_every = 5
-        for key, value in overrides.items():
-            target = config
-            *parents, leaf = key.split(".")
-            for p in parents:
-                target = target[p]
-            target[leaf] = value
-    return config
+    """The main job's config, smaller, with {dotted key: value} overrides (as --config.key=value)."""
+    return apply_params(embedded_digits.get_config(), {"model.dims": (16, 24, 32, 48), "log_every": 5, **overrides})
 
 
 def test_training_learns_and_writes_outputs(tmp_path):

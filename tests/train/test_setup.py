@@ -6,19 +6,12 @@ import pytest
 import convnext_jax as cj
 from configs.common import tiny_study_base
 from convnext_jax.errors import ConfigError
+from convnext_jax.sweep.space import apply_params
 from convnext_jax.train import setup as setup_lib
 
 
 def _config(**changes):
-    config = tiny_study_base()
-    with config.unlocked():
-        for key, value in changes.items():
-            node = config
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
-    return config
+    return apply_params(tiny_study_base(), changes)
 
 
 def test_build_sizes_and_dropped_images():
