@@ -13,6 +13,7 @@ import jax
 
 from convnext_jax.bench.timing import Prepared, add_speedup, markdown_table, time_interleaved
 from convnext_jax.cli import ArgumentParser, reports_user_errors
+from convnext_jax.errors import ConfigError
 from convnext_jax.ops import impl_choices
 
 
@@ -143,6 +144,26 @@ def _comms(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _check(args: argparse.Namespace) -> None:
+    """The arguments a benchmark cannot run with, as one short error before anything is built."""
+    problems = []
+    for name, low in (("batch_size", 1), ("steps", 1), ("rounds", 1), ("warmup", 0), ("num_classes", 1),
+                      ("image_size", 32)):
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            problems.append(f"--{name} must be >= {low}" + (" (the model's total stride)" if name == "image_size" else "")
+                            + f"; got {value}")
+    if getattr(args, "model", None):
+        from convnext_jax.models.variants import model_config
+
+        try:
+            model_config(args.model)
+        except ConfigError as e:
+            problems.append(str(e))
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 @reports_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m convnext_jax.bench", description=__doc__)
@@ -184,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in (train, infer, dw, comp, comms):
         p.add_argument("--json", help="also write the rows and environment to this JSON file")
     args = parser.parse_args(argv)
+    _check(args)
     rows = {"train": _train, "infer": _infer, "dwconv": _dwconv, "compile": _compile,
             "comms": _comms}[args.command](args)
     if args.json:

@@ -84,6 +84,25 @@ class LogWindow:
         return values
 
 
+class BestSoFar:
+    """The best value of the task's validation metric over every epoch of a run (resumed runs
+    included), and the first epoch whose val top-1 reached `target_accuracy`."""
+
+    def __init__(self, metric: str, mode: str, target_accuracy: float):
+        self.metric, self.better, self.target = metric, (max if mode == "max" else min), target_accuracy
+        self.best: float | None = None
+        self.epochs_to_target: int | None = None
+
+    def add(self, epoch: int | None, metrics: dict[str, Any]) -> None:
+        if self.metric not in metrics:
+            return
+        value = metrics[self.metric]
+        self.best = value if self.best is None else self.better(self.best, value)
+        reached = self.target and metrics.get("val_top1", 0.0) >= self.target
+        if self.epochs_to_target is None and reached and epoch is not None:
+            self.epochs_to_target = epoch
+
+
 def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool:
     """Save at every `checkpoint.every_epochs`-th epoch end and at the last step."""
     return epoch % config.checkpoint.every_epochs == 0 or done == total_steps
@@ -120,22 +139,16 @@ class Engine:
         """Train from optimizer step `start`; returns the run's summary. `history`: the metric
         records of the steps before `start` (a resumed run's best and epochs-to-target count them)."""
         s, config = self.setup, self.setup.config
-        task, total = s.task, s.total_steps
-        best_key, better = task.best_metric, (max if task.best_mode == "max" else min)
         base_key = jax.random.key(config.seed)
         window = LogWindow(s, self.workdir)
-        train_step, compile_s = None, None
-        best, last_eval, epochs_to_target, throughputs = None, {}, None, []
+        best = BestSoFar(s.task.best_metric, s.task.best_mode, config.target_accuracy)
         for record in history:
-            if best_key in record:
-                best = record[best_key] if best is None else better(best, record[best_key])
-                if epochs_to_target is None and config.target_accuracy and \
-                        record.get("val_top1", 0.0) >= config.target_accuracy:
-                    epochs_to_target = record["epoch"]
-        for step in range(start, total):
+            best.add(record.get("epoch"), record)
+        train_step, compile_s, last_eval, throughputs = None, None, {}, []
+        for step in range(start, s.total_steps):
             batch = shard_batch(micro_batches(next(train_iter), s.accum), self.micro_sharding)
             key = jax.random.fold_in(base_key, step)
-            if train_step is None:
+            if train_step is None:  # compile once, run the first step, then start timing
                 train_step, compile_s = self._compile(state, batch, key)
                 state, metrics = train_step(state, batch, key)
                 jax.block_until_ready(metrics)
@@ -149,37 +162,38 @@ class Engine:
             epoch_end = done % s.steps_per_epoch == 0
             if done % config.log_every == 0 or epoch_end:
                 values = window.close(done, jax.device_get(metrics))
-                if "img_per_s" in values:
-                    throughputs.append(values["img_per_s"])
+                throughputs += [values["img_per_s"]] if "img_per_s" in values else []
                 self.writer.write(done, **values, lr=s.schedule(done - 1))
-                self.progress.report(done, values, eta_s=(total - done) * values.get("step_time_s", 0.0))
-                window.start()
+                self.progress.report(done, values, eta_s=(s.total_steps - done) * values.get("step_time_s", 0.0))
             if epoch_end:
-                epoch = done // s.steps_per_epoch
-                last_eval = self._evaluate(state)
-                value = last_eval[best_key]
-                best = value if best is None else better(best, value)
-                if epochs_to_target is None and config.target_accuracy and \
-                        last_eval.get("val_top1", 0.0) >= config.target_accuracy:
-                    epochs_to_target = epoch
-                self.writer.write(done, epoch=epoch, **last_eval)
-                self.progress.message(f"epoch {epoch}/{config.num_epochs}: "
-                                      + " ".join(f"{k} {v:.4f}" for k, v in last_eval.items() if k != "val_count"))
-                if checkpoint_due(config, epoch, done, total):
-                    self.checkpointer.save(done, state.to_checkpoint(), train_iter, metrics={best_key: value})
-                if self.epoch_callback is not None:
-                    self.epoch_callback(epoch, last_eval)
+                last_eval = self._end_of_epoch(state, train_iter, done, best)
+            if done % config.log_every == 0 or epoch_end:
                 window.start()
         if not last_eval:  # resumed after the last step: report the restored model
             last_eval = self._evaluate(state)
-            best = last_eval[best_key] if best is None else better(best, last_eval[best_key])
+            best.add(None, last_eval)
         self.checkpointer.wait_until_finished()
-        summary = {"steps": total, "epochs": config.num_epochs, "num_classes": s.num_classes,
-                   "global_batch": config.batch_size, "grad_accum_steps": s.accum, "devices": jax.device_count(),
-                   "processes": jax.process_count(), "params": count_params(state.params),
-                   "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
-                   "img_per_s": float(np.median(throughputs)) if throughputs else None, "compile_s": compile_s,
-                   f"best_{best_key}": best, "epochs_to_target": epochs_to_target,
-                   **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
-                   **{f"final_{k}": v for k, v in last_eval.items()}}
-        return summary
+        return {"steps": s.total_steps, "epochs": config.num_epochs, "num_classes": s.num_classes,
+                "global_batch": config.batch_size, "grad_accum_steps": s.accum, "devices": jax.device_count(),
+                "processes": jax.process_count(), "params": count_params(state.params),
+                "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
+                "img_per_s": float(np.median(throughputs)) if throughputs else None, "compile_s": compile_s,
+                f"best_{best.metric}": best.best, "epochs_to_target": best.epochs_to_target,
+                **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
+                **{f"final_{k}": v for k, v in last_eval.items()}}
+
+    def _end_of_epoch(self, state: TrainState, train_iter: Any, done: int, best: BestSoFar) -> dict[str, float]:
+        """Evaluate, record, checkpoint on the cadence, and call the epoch callback."""
+        config = self.setup.config
+        epoch = done // self.setup.steps_per_epoch
+        metrics = self._evaluate(state)
+        best.add(epoch, metrics)
+        self.writer.write(done, epoch=epoch, **metrics)
+        self.progress.message(f"epoch {epoch}/{config.num_epochs}: "
+                              + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "val_count"))
+        if checkpoint_due(config, epoch, done, self.setup.total_steps):
+            self.checkpointer.save(done, state.to_checkpoint(), train_iter,
+                                   metrics={best.metric: metrics[best.metric]})
+        if self.epoch_callback is not None:
+            self.epoch_callback(epoch, metrics)
+        return metrics

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from convnext_jax.bench.__main__ import main
 
 
@@ -35,3 +37,11 @@ def test_dwconv_bench(capsys):
     assert main(["dwconv", "--batch_size", "2", "--sizes", "8", "--channels", "4", "--steps", "1"]) == 0
     table = capsys.readouterr().out
     assert "| jax lax | 2x8x8x4 |" in table and "| jax shift |" in table and "torch" in table
+
+
+def test_bad_arguments_are_one_short_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--model", "convnext_tiy", "--image_size", "8", "--steps", "0"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert "--steps must be >= 1; got 0" in err and "--image_size must be >= 32" in err and "convnext_tiny" in err
