@@ -151,8 +151,8 @@ def _check(args: argparse.Namespace) -> None:
                       ("image_size", 32)):
         value = getattr(args, name, None)
         if value is not None and value < low:
-            problems.append(f"--{name} must be >= {low}" + (" (the model's total stride)" if name == "image_size" else "")
-                            + f"; got {value}")
+            why = " (the model's total stride)" if name == "image_size" else ""
+            problems.append(f"--{name} must be >= {low}{why}; got {value}")
     if getattr(args, "model", None):
         from convnext_jax.models.variants import model_config
 

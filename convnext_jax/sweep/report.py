@@ -273,15 +273,16 @@ def _lr_batch_plots(plt, points, out_dir, spec: SweepSpec) -> dict[str, Any]:
     plots = ["objective_vs_lr_by_batch.png"]
     sign = 1.0 if spec.direction == "maximize" else -1.0  # optimal_lr maximises its scores
     curves = {b: sorted((p["params"]["optim.lr"], sign * p["value"][0]) for p in rows) for b, rows in by_batch.items()}
-    optimum = {b: optimal_lr([r[0] for r in rows], [r[1] for r in rows]) for b, rows in curves.items() if len(rows) >= 2}
+    optimum = {b: optimal_lr([r[0] for r in rows], [r[1] for r in rows])
+               for b, rows in curves.items() if len(rows) >= 2}
     edge = sorted(b for b, rows in curves.items() if len(rows) >= 2 and not bracketed([r[0] for r in rows],
                                                                                         [r[1] for r in rows]))
     result: dict[str, Any] = {"optimal_lr": {str(b): lr for b, lr in sorted(optimum.items())}, "lr_at_edge": edge,
                               "plots": plots}
     inside = {b: lr for b, lr in optimum.items() if b not in edge}
     if len(inside) < 3 and optimum:
-        result["surge_note"] = (f"B* not estimated: the optimal LR is bracketed by the swept LRs for only {len(inside)} "
-                                f"batch size(s) (at the edge of the LR range for {edge}); widen optim.lr")
+        result["surge_note"] = (f"B* not estimated: the optimal LR is bracketed by the swept LRs for only "
+                                f"{len(inside)} batch size(s) (at the edge of the LR range for {edge}); widen optim.lr")
     if len(optimum) >= 2:
         batches = np.array(sorted(optimum), float)
         lrs = np.array([optimum[int(b)] for b in batches])
@@ -424,7 +425,8 @@ def write_report(workdir: str) -> dict[str, Any]:
     blocks: list[tuple] = [
         ("h1", f"Study `{record['study_name']}`"),
         ("p", f"Objective: **{spec.objective}** ({spec.direction}); sampler {spec.sampler}; {spec.seeds} seed(s) per "
-              f"point; pruner {spec.pruner}. Trials: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items()))),
+              f"point; pruner {spec.pruner}. Trials: "
+              + ", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items()))),
         ("p", f"Storage: `{record['storage']}` (live view: `optuna-dashboard {record['storage']}`)"),
         ("p", best_text)]
     if warnings:
