@@ -72,7 +72,7 @@ def digits_recipe(model_name: str = "convnextv2_atto") -> ml_collections.ConfigD
 
 
 def seed_baseline(source: str) -> ml_collections.ConfigDict:
-    """The study's baseline (shared/docs/STUDY.md step 1): ConvNeXt-T, AdamW lr 1e-4, wd 0.01, cosine
+    """The study's baseline (docs/STUDY.md step 1): ConvNeXt-T, AdamW lr 1e-4, wd 0.01, cosine
     with 5 warmup epochs, drop_path 0.1, label smoothing 0.1, clip 1.0, bf16, total batch 64."""
     config = base_config()
     config.data.source = source

@@ -1,4 +1,4 @@
-"""The study's baseline (shared/docs/STUDY.md step 1): AdamW lr 1e-4, wd 0.01, cosine with 5
+"""The study's baseline (docs/STUDY.md step 1): AdamW lr 1e-4, wd 0.01, cosine with 5
 warmup epochs, drop_path 0.1, label smoothing 0.1, clip 1.0, bf16, total batch 64.
 
 The argument is the data source, e.g.
