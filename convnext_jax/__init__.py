@@ -9,6 +9,9 @@ from __future__ import annotations
 from convnext_jax.lazy import lazy_exports
 
 _EXPORTS = {
+    "create_fcmae": "convnext_jax.models",
+    "FCMAE": "convnext_jax.models",
+    "FCMAEConfig": "convnext_jax.models",
     "WeightImportError": "convnext_jax.weights",
     "export_pytorch_weights": "convnext_jax.weights",
     "load_pretrained": "convnext_jax.weights",

@@ -9,6 +9,10 @@ from __future__ import annotations
 from convnext_jax.lazy import lazy_exports
 
 _EXPORTS = {
+    "create_fcmae": "convnext_jax.models.registry",
+    "build_fcmae": "convnext_jax.models.registry",
+    "FCMAE": "convnext_jax.models.fcmae",
+    "FCMAEConfig": "convnext_jax.models.fcmae",
     "ConvNeXtConfig": "convnext_jax.models.config",
     "scale_architecture": "convnext_jax.models.config",
     "ConvNeXt": "convnext_jax.models.convnext",

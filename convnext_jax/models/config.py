@@ -10,6 +10,7 @@ from convnext_jax.errors import ConfigError
 from convnext_jax.ops.table import OPTION, check_choice
 
 REMAT_POLICIES = ("none", "full", "dots")
+GRN_STATS = ("sample", "batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,9 @@ class ConvNeXtConfig:
     head_init_scale: float = 1.0
     head_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    # GRN statistics: 'sample' (per image, the paper's) or 'batch' (over every position of the batch:
+    # the official sparse FCMAE encoder's MinkowskiGRN). Only the FCMAE encoder uses 'batch'.
+    grn_stats: str = "sample"
     # Execution options (no effect on parameters).
     dtype: str = "float32"
     param_dtype: str = "float32"
@@ -56,6 +60,8 @@ class ConvNeXtConfig:
             raise ConfigError(f"every depth and dim must be >= 1, got depths={self.depths} dims={self.dims}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size must be odd (same padding), got {self.kernel_size}")
+        if self.grn_stats not in GRN_STATS:
+            raise ConfigError(f"grn_stats must be one of {GRN_STATS}, got {self.grn_stats!r}")
         if self.remat not in REMAT_POLICIES:
             raise ConfigError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
         for op, option in OPTION.items():

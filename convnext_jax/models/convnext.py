@@ -57,19 +57,23 @@ class ConvNeXtBlock(nnx.Module):
                                      rngs=rngs)
         self.norm = LayerNorm(dim, eps=cfg.norm_eps, param_dtype=param_dtype, op=ops.layer_norm)
         self.fc1 = _dense(dim, hidden, dtype, param_dtype, ops, rngs)
-        self.grn = GlobalResponseNorm(hidden, param_dtype=param_dtype) if cfg.use_grn else None
+        self.grn = GlobalResponseNorm(hidden, param_dtype=param_dtype, stats=cfg.grn_stats) if cfg.use_grn else None
         self.fc2 = _dense(hidden, dim, dtype, param_dtype, ops, rngs)
         self.gamma = (nnx.Param(constant(cfg.ls_init_value)(None, (dim,), param_dtype))
                       if cfg.ls_init_value is not None else None)
         self.gelu = ops.gelu
 
-    def __call__(self, x: jax.Array, drop_rate: jax.Array | None = None, key: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, drop_rate: jax.Array | None = None, key: jax.Array | None = None,
+                 keep: jax.Array | None = None) -> jax.Array:
+        """`keep` (N, H, W, 1; 0 = removed): the dense emulation of a sparse block (FCMAE's encoder).
+        Removed positions are zeroed before the depthwise conv, the only op that mixes positions,
+        and left out of GRN's statistics, so nothing at a removed position reaches a kept one."""
         shortcut = x
-        x = self.conv_dw(x)
+        x = self.conv_dw(x if keep is None else x * keep)
         x = self.norm(x)
         x = self.gelu(self.fc1(x))
         if self.grn is not None:
-            x = self.grn(x)
+            x = self.grn(x, keep)
         x = self.fc2(x)
         if self.gamma is not None:
             x = x * self.gamma[...].astype(x.dtype)
@@ -102,7 +106,9 @@ class ConvNeXtStage(nnx.Module):
         self.drop_rates = tuple(float(r) for r in rates)
         self.cfg = cfg
 
-    def __call__(self, x: jax.Array, rng: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, rng: jax.Array | None = None, keep: jax.Array | None = None) -> jax.Array:
+        """`keep`: the stage's keep mask at its resolution (see `ConvNeXtBlock`). The downsample needs
+        none: a masked patch covers whole 2x2 windows, so kept outputs only see kept inputs."""
         if self.downsample_conv is not None:
             x = self.downsample_conv(self.downsample_norm(x))
         per_block: dict[str, jax.Array] = {}
@@ -110,7 +116,7 @@ class ConvNeXtStage(nnx.Module):
             per_block = {"rate": jnp.asarray(self.drop_rates, jnp.float32), "key": jax.random.split(rng, self.depth)}
 
         def block_fn(block: ConvNeXtBlock, h: jax.Array, inputs: dict[str, jax.Array]) -> jax.Array:
-            return block(h, inputs.get("rate"), inputs.get("key"))
+            return block(h, inputs.get("rate"), inputs.get("key"), keep)
 
         if not per_block:  # scan needs at least one per-block input to know the length
             per_block = {"index": jnp.arange(self.depth)}
@@ -119,16 +125,16 @@ class ConvNeXtStage(nnx.Module):
                                remat=self.cfg.remat, remat_segments=self.cfg.remat_segments)
 
 
-class ConvNeXt(nnx.Module):
-    """ConvNeXt V1/V2 classifier. Input NHWC images, output fp32 logits (N, num_classes).
+def upsample_keep(keep: jax.Array, factor: int, dtype: jnp.dtype) -> jax.Array:
+    """A patch keep mask (N, h, w) at `factor` times the resolution, as (N, h*f, w*f, 1)."""
+    return jnp.repeat(jnp.repeat(keep, factor, axis=1), factor, axis=2)[..., None].astype(dtype)
 
-    Call with `train=True, rng=key` to enable stochastic depth and head dropout; the key is
-    split per stage and per block, so every block draws an independent mask.
-    """
 
-    def __init__(self, cfg: ConvNeXtConfig, *, rngs: nnx.Rngs, ops: OpSet | None = None):
-        self.cfg = cfg
-        self.ops = ops = ops or model_ops(cfg)
+class ConvNeXtBackbone(nnx.Module):
+    """Stem and stages, shared by the classifier (`ConvNeXt`) and the FCMAE pre-training model:
+    the same parameter names at the top level, so an encoder loads into a classifier as it is."""
+
+    def _build_backbone(self, cfg: ConvNeXtConfig, ops: OpSet, rngs: nnx.Rngs) -> None:
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         self.stem_conv = _patch_conv(cfg.in_chans, cfg.dims[0], cfg.patch_size, dtype, param_dtype, rngs)
         self.stem_norm = LayerNorm(cfg.dims[0], eps=cfg.norm_eps, param_dtype=param_dtype, op=ops.layer_norm)
@@ -139,6 +145,47 @@ class ConvNeXt(nnx.Module):
             stages.append(ConvNeXtStage(in_dim, dim, depth, rates[i], cfg, ops, downsample=i > 0, rngs=rngs))
             in_dim = dim
         self.stages = nnx.List(stages)
+
+    @property
+    def total_stride(self) -> int:
+        """Input pixels per position of the last stage."""
+        return self.backbone_cfg.patch_size * 2 ** (len(self.backbone_cfg.depths) - 1)
+
+    def forward_features(self, x: jax.Array, *, train: bool = False, rng: jax.Array | None = None,
+                         keep: jax.Array | None = None) -> jax.Array:
+        """Stem and stages: NHWC images -> NHWC feature map of the last stage (compute dtype).
+
+        `keep` (N, H/stride, W/stride; 1 = kept, 0 = removed), a mask on the last stage's grid,
+        runs the dense emulation of the sparse FCMAE encoder: removed positions are zeroed after
+        the stem and before every depthwise conv, left out of GRN's statistics, and zero in the output.
+        """
+        cfg = self.backbone_cfg
+        stochastic = train and cfg.drop_path_rate > 0
+        if stochastic and rng is None:
+            raise ValueError("drop_path_rate > 0 and train=True need an RNG key: call model(x, train=True, rng=key)")
+        dtype = jnp.dtype(cfg.dtype)
+        x = self.stem_norm(self.stem_conv(x.astype(dtype)))
+        last = len(self.stages) - 1
+        stage_keep = None if keep is None else [upsample_keep(keep, 2 ** (last - i), dtype) for i in range(last + 1)]
+        if keep is not None:
+            x = x * stage_keep[0]
+        for i, stage in enumerate(self.stages):
+            x = stage(x, jax.random.fold_in(rng, i) if stochastic else None, None if keep is None else stage_keep[i])
+        return x if keep is None else x * stage_keep[-1]
+
+
+class ConvNeXt(ConvNeXtBackbone):
+    """ConvNeXt V1/V2 classifier. Input NHWC images, output fp32 logits (N, num_classes).
+
+    Call with `train=True, rng=key` to enable stochastic depth and head dropout; the key is
+    split per stage and per block, so every block draws an independent mask.
+    """
+
+    def __init__(self, cfg: ConvNeXtConfig, *, rngs: nnx.Rngs, ops: OpSet | None = None):
+        self.cfg = self.backbone_cfg = cfg
+        self.ops = ops = ops or model_ops(cfg)
+        param_dtype = jnp.dtype(cfg.param_dtype)
+        self._build_backbone(cfg, ops, rngs)
         self.head_norm = LayerNorm(cfg.dims[-1], eps=cfg.norm_eps, out_dtype=jnp.float32, param_dtype=param_dtype,
                                    op=ops.layer_norm)
         if cfg.num_classes > 0:
@@ -148,16 +195,6 @@ class ConvNeXt(nnx.Module):
                 self.head_fc.bias[...] = self.head_fc.bias[...] * cfg.head_init_scale
         else:
             self.head_fc = None
-
-    def forward_features(self, x: jax.Array, *, train: bool = False, rng: jax.Array | None = None) -> jax.Array:
-        """Stem and stages: NHWC images -> NHWC feature map of the last stage (compute dtype)."""
-        stochastic = train and self.cfg.drop_path_rate > 0
-        if stochastic and rng is None:
-            raise ValueError("drop_path_rate > 0 and train=True need an RNG key: call model(x, train=True, rng=key)")
-        x = self.stem_norm(self.stem_conv(x.astype(jnp.dtype(self.cfg.dtype))))
-        for i, stage in enumerate(self.stages):
-            x = stage(x, jax.random.fold_in(rng, i) if stochastic else None)
-        return x
 
     def forward_head(self, features: jax.Array, *, pre_logits: bool = False, train: bool = False,
                      rng: jax.Array | None = None) -> jax.Array:

@@ -101,17 +101,28 @@ class Dense(nnx.Linear):
 class GlobalResponseNorm(nnx.Module):
     """ConvNeXt-V2 GRN: gamma * (x * Nx) + beta + x, Nx = ||x||_HW / (mean_C ||x||_HW + eps).
 
-    `weight`/`bias` are the paper's gamma/beta (timm names), initialised to zero.
+    `weight`/`bias` are the paper's gamma/beta (timm names), initialised to zero. `stats`:
+    'sample' takes the norm over each image's positions (the paper), 'batch' over every position
+    of the batch (the official sparse FCMAE encoder). With `keep` (N, H, W, 1; 0 = a removed
+    position), removed positions do not count.
     """
 
-    def __init__(self, num_features: int, *, eps: float = 1e-6, param_dtype: Dtype = jnp.float32):
+    def __init__(self, num_features: int, *, eps: float = 1e-6, param_dtype: Dtype = jnp.float32,
+                 stats: str = "sample"):
         self.weight = nnx.Param(constant(0.0)(None, (num_features,), param_dtype))
         self.bias = nnx.Param(constant(0.0)(None, (num_features,), param_dtype))
         self.eps = eps
+        self.stats = stats
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, keep: jax.Array | None = None) -> jax.Array:
         x32 = x.astype(jnp.float32)
-        gx = jnp.sqrt(jnp.sum(jnp.square(x32), axis=(1, 2), keepdims=True))
+        squares = jnp.square(x32) if keep is None else jnp.square(x32) * keep.astype(jnp.float32)
+        axes = (0, 1, 2) if self.stats == "batch" else (1, 2)
+        sums = jnp.sum(squares, axis=axes, keepdims=True)
+        # ||x|| with PyTorch's gradient at 0 (zero, where d sqrt would be inf): a channel can be exactly
+        # zero at every counted position (GELU of large negative inputs underflows to 0).
+        positive = sums > 0
+        gx = jnp.where(positive, jnp.sqrt(jnp.where(positive, sums, 1.0)), 0.0)
         nx = gx / (jnp.mean(gx, axis=-1, keepdims=True) + self.eps)
         gamma = self.weight[...].astype(jnp.float32)
         beta = self.bias[...].astype(jnp.float32)

@@ -145,3 +145,117 @@ def forward_macs(cfg: ConvNeXtConfig, image_size: int | tuple[int, int]) -> int:
             positions = 1 if name.stride is None else (height // name.stride) * (width // name.stride)
             macs += positions * math.prod(name.torch_shape)
     return macs
+
+
+# ---------------------------------------------------------------------------------------------
+# FCMAE: the official pre-training checkpoints' layout (sparse encoder, dense decoder)
+
+FCMAE_ONLY = ("proj", "mask_token", "decoder", "pred")  # Flax paths that a classifier does not have
+
+
+def fcmae_parameter_names(cfg: Any) -> list[ParamName]:
+    """Every parameter of an FCMAE model (`FCMAEConfig`) under its key in the official FCMAE
+    checkpoints: `encoder.*` in MinkowskiEngine's layout (convolution `kernel`s of shape
+    (k*k, in, out) or (k*k, C), (1, C) biases and GRN parameters, `.ln` / `.linear` wrappers),
+    then the dense `proj`, `mask_token`, `decoder.j.*` and `pred`. Kinds 'sparse_conv' and
+    'sparse_dw' are the (k*k, ...) kernels; layer ids are 0 (no layer decay in pre-training)."""
+    enc = cfg.encoder
+    names: list[ParamName] = []
+
+    def add(key: str, path: tuple[Any, ...], kind: str, shape: tuple[int, ...], stride: int | None,
+            block: int | None = None) -> None:
+        names.append(ParamName(key, path, block, kind, shape, 0, stride))
+
+    d0, stride, k = enc.dims[0], enc.patch_size, enc.kernel_size
+    add("encoder.downsample_layers.0.0.weight", ("stem_conv", "kernel"), "conv",
+        (d0, enc.in_chans, enc.patch_size, enc.patch_size), stride)
+    add("encoder.downsample_layers.0.0.bias", ("stem_conv", "bias"), "vector", (d0,), stride)
+    add("encoder.downsample_layers.0.1.weight", ("stem_norm", "scale"), "vector", (d0,), stride)
+    add("encoder.downsample_layers.0.1.bias", ("stem_norm", "bias"), "vector", (d0,), stride)
+    for i, (depth, dim) in enumerate(zip(enc.depths, enc.dims)):
+        stage = ("stages", i)
+        if i > 0:
+            prev, key = enc.dims[i - 1], f"encoder.downsample_layers.{i}"
+            add(f"{key}.0.ln.weight", stage + ("downsample_norm", "scale"), "vector", (prev,), stride)
+            add(f"{key}.0.ln.bias", stage + ("downsample_norm", "bias"), "vector", (prev,), stride)
+            stride *= 2
+            add(f"{key}.1.kernel", stage + ("downsample_conv", "kernel"), "sparse_conv", (4, prev, dim), stride)
+            add(f"{key}.1.bias", stage + ("downsample_conv", "bias"), "vector", (1, dim), stride)
+        hidden, blocks = int(enc.mlp_ratio * dim), stage + ("blocks",)
+        for j in range(depth):
+            key = f"encoder.stages.{i}.{j}"
+            entries = [("dwconv.kernel", ("conv_dw", "kernel"), "sparse_dw", (k * k, dim)),
+                       ("dwconv.bias", ("conv_dw", "bias"), "vector", (1, dim)),
+                       ("norm.ln.weight", ("norm", "scale"), "vector", (dim,)),
+                       ("norm.ln.bias", ("norm", "bias"), "vector", (dim,)),
+                       ("pwconv1.linear.weight", ("fc1", "kernel"), "linear", (hidden, dim)),
+                       ("pwconv1.linear.bias", ("fc1", "bias"), "vector", (hidden,))]
+            if enc.use_grn:
+                entries += [("grn.gamma", ("grn", "weight"), "vector", (1, hidden)),
+                            ("grn.beta", ("grn", "bias"), "vector", (1, hidden))]
+            entries += [("pwconv2.linear.weight", ("fc2", "kernel"), "linear", (dim, hidden)),
+                        ("pwconv2.linear.bias", ("fc2", "bias"), "vector", (dim,))]
+            if enc.ls_init_value is not None:  # a V1 encoder: not in the official (V2) layout
+                entries.append(("gamma", ("gamma",), "vector", (dim,)))
+            for suffix, path, kind, shape in entries:
+                add(f"{key}.{suffix}", blocks + path, kind, shape, stride, block=j)
+    dec, dd = cfg.decoder, cfg.decoder_dim
+    add("proj.weight", ("proj", "kernel"), "linear", (dd, enc.dims[-1], 1, 1), stride)
+    add("proj.bias", ("proj", "bias"), "vector", (dd,), stride)
+    add("mask_token", ("mask_token",), "vector", (1, dd, 1, 1), stride)
+    hidden = int(dec.mlp_ratio * dd)
+    for j in range(cfg.decoder_depth):
+        key, blocks = f"decoder.{j}", ("decoder", "blocks")
+        for suffix, path, kind, shape in [
+                ("dwconv.weight", ("conv_dw", "kernel"), "dw", (dd, 1, k, k)),
+                ("dwconv.bias", ("conv_dw", "bias"), "vector", (dd,)),
+                ("norm.weight", ("norm", "scale"), "vector", (dd,)), ("norm.bias", ("norm", "bias"), "vector", (dd,)),
+                ("pwconv1.weight", ("fc1", "kernel"), "linear", (hidden, dd)),
+                ("pwconv1.bias", ("fc1", "bias"), "vector", (hidden,)),
+                ("grn.gamma", ("grn", "weight"), "vector", (1, 1, 1, hidden)),
+                ("grn.beta", ("grn", "bias"), "vector", (1, 1, 1, hidden)),
+                ("pwconv2.weight", ("fc2", "kernel"), "linear", (dd, hidden)),
+                ("pwconv2.bias", ("fc2", "bias"), "vector", (dd,))]:
+            add(f"{key}.{suffix}", blocks + path, kind, shape, stride, block=j)
+    out = cfg.patch_size ** 2 * enc.in_chans
+    add("pred.weight", ("pred", "kernel"), "linear", (out, dd, 1, 1), stride)
+    add("pred.bias", ("pred", "bias"), "vector", (out,), stride)
+    return names
+
+
+def model_parameter_names(model: Any) -> list[ParamName]:
+    """The naming table of a model: a classifier's timm layout, or an FCMAE's official layout."""
+    from convnext_jax.models.fcmae import FCMAEConfig
+
+    return fcmae_parameter_names(model.cfg) if isinstance(model.cfg, FCMAEConfig) else parameter_names(model.cfg)
+
+
+def fcmae_to_official_classifier(key: str, value: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """One tensor of an official FCMAE checkpoint -> (key, value) in the official dense classifier
+    layout, as the official fine-tuning remaps it (`main_finetune.py: remap_checkpoint_keys`), or
+    None for what fine-tuning drops (decoder, mask token, projection, prediction)."""
+    if not key.startswith("encoder."):
+        return None
+    key = key[len("encoder."):]
+    if key.endswith(".kernel"):
+        if value.ndim == 3:  # (k*k, in, out) -> (out, in, k, k)
+            kv, cin, cout = value.shape
+            k = int(round(kv ** 0.5))
+            value = value.transpose(2, 1, 0).reshape(cout, cin, k, k).swapaxes(-1, -2)
+        elif value.ndim == 2:  # (k*k, C) -> (C, 1, k, k)
+            kv, c = value.shape
+            k = int(round(kv ** 0.5))
+            value = value.transpose(1, 0).reshape(c, 1, k, k).swapaxes(-1, -2)
+        key = key[:-len("kernel")] + "weight"
+    key = key.replace(".ln.", ".").replace(".linear.", ".")
+    if "grn" in key:
+        value = value.reshape(1, 1, 1, -1)
+    elif key.endswith("bias") and value.ndim == 2:
+        value = value.reshape(-1)
+    return key, value
+
+
+def is_fcmae_checkpoint(keys: Any) -> bool:
+    """Keys in the official FCMAE layout (a sparse `encoder.*` and the mask token)."""
+    keys = list(keys)
+    return "mask_token" in keys and any(k.startswith("encoder.downsample_layers.") for k in keys)

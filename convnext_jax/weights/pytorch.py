@@ -19,7 +19,8 @@ from flax import nnx
 
 from convnext_jax.errors import UserError
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.naming import is_head_classifier, official_to_timm_key, parameter_names
+from convnext_jax.models.naming import (fcmae_to_official_classifier, is_fcmae_checkpoint, is_head_classifier,
+                                        model_parameter_names, official_to_timm_key)
 from convnext_jax.models.variants import VARIANTS, model_config
 
 _WRAPPER_KEYS = ("state_dict", "model", "module")
@@ -124,17 +125,28 @@ def _strip_prefixes(key: str) -> str:
     return key
 
 
-def to_timm_layout(state: Mapping[str, Any], *, use_ema: bool = False) -> dict[str, np.ndarray]:
-    """Any supported PyTorch ConvNeXt state dict -> {timm key: numpy array}."""
+def flat_tensors(state: Mapping[str, Any], *, use_ema: bool = False) -> dict[str, np.ndarray]:
+    """The tensors of a state dict as numpy arrays, unwrapped and without DDP/compile prefixes."""
     state = _unwrap(state, use_ema)
-    flat = {_strip_prefixes(k): v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    return {_strip_prefixes(k): _to_numpy(v) for k, v in state.items()
+            if not k.endswith("num_batches_tracked") and hasattr(v, "shape")}  # skip non-tensor metadata
+
+
+def to_timm_layout(state: Mapping[str, Any], *, use_ema: bool = False) -> dict[str, np.ndarray]:
+    """Any supported PyTorch ConvNeXt classifier state dict -> {timm key: numpy array}. An official
+    FCMAE checkpoint gives its encoder, remapped as the official fine-tuning does (no head, no
+    final norm)."""
+    flat = flat_tensors(state, use_ema=use_ema)
+    if is_fcmae_checkpoint(flat):
+        flat = dict(filter(None, (fcmae_to_official_classifier(k, v) for k, v in flat.items())))
     official = any(k.startswith("downsample_layers.") for k in flat)
-    out = {}
-    for key, value in flat.items():
-        if not hasattr(value, "shape"):
-            continue  # non-tensor metadata (epoch counters, args)
-        out[official_to_timm_key(key) if official else key] = _to_numpy(value)
-    return out
+    return {official_to_timm_key(k) if official else k: v for k, v in flat.items()}
+
+
+def _is_fcmae(model: Any) -> bool:
+    from convnext_jax.models.fcmae import FCMAEConfig
+
+    return isinstance(model.cfg, FCMAEConfig)
 
 
 def _compatible(kind: str, got: tuple[int, ...], want: tuple[int, ...]) -> bool:
@@ -150,6 +162,12 @@ def _compatible(kind: str, got: tuple[int, ...], want: tuple[int, ...]) -> bool:
 def _torch_to_flax(kind: str, value: np.ndarray) -> np.ndarray:
     if kind in ("conv", "dw"):  # OIHW -> HWIO (depthwise: (C, 1, k, k) -> (k, k, 1, C))
         return value.transpose(2, 3, 1, 0)
+    if kind == "sparse_conv":  # MinkowskiEngine (k*k, in, out), offset index w*k + h -> HWIO
+        k = int(round(value.shape[0] ** 0.5))
+        return value.reshape((k, k) + value.shape[1:]).transpose(1, 0, 2, 3)
+    if kind == "sparse_dw":  # (k*k, C) -> (k, k, 1, C)
+        k = int(round(value.shape[0] ** 0.5))
+        return value.reshape(k, k, value.shape[1]).transpose(1, 0, 2)[:, :, None, :]
     if kind == "linear":
         return value.reshape(value.shape[:2]).T
     return value.reshape(-1)
@@ -158,6 +176,10 @@ def _torch_to_flax(kind: str, value: np.ndarray) -> np.ndarray:
 def _flax_to_torch(kind: str, value: np.ndarray, torch_shape: tuple[int, ...]) -> np.ndarray:
     if kind in ("conv", "dw"):
         return np.ascontiguousarray(value.transpose(3, 2, 0, 1))
+    if kind == "sparse_conv":
+        return np.ascontiguousarray(value.transpose(1, 0, 2, 3)).reshape(torch_shape)
+    if kind == "sparse_dw":
+        return np.ascontiguousarray(value[:, :, 0, :].transpose(1, 0, 2)).reshape(torch_shape)
     if kind == "linear":
         return np.ascontiguousarray(value.T).reshape(torch_shape)
     return value.reshape(torch_shape)
@@ -173,15 +195,25 @@ def format_problems(missing: list[str], unexpected: list[str], mismatched: list[
     return "\n".join(lines)
 
 
-def describe(cfg: ConvNeXtConfig) -> str:
+def describe(cfg: Any) -> str:
     """One line naming the architecture (and its registered variant, if any)."""
+    if hasattr(cfg, "encoder"):
+        return (f"FCMAE of {describe(cfg.encoder)} (decoder {cfg.decoder_depth} x {cfg.decoder_dim}, "
+                f"patch {cfg.patch_size})")
     name = variant_name(cfg)
     return (f"{name + ' ' if name else ''}(ConvNeXt V{cfg.version} depths={cfg.depths} dims={cfg.dims} "
             f"num_classes={cfg.num_classes})")
 
 
-def _fit_hint(model_cfg: ConvNeXtConfig, tensors: Mapping[str, np.ndarray], missing: list[str],
+def _fit_hint(model: Any, tensors: Mapping[str, np.ndarray], missing: list[str],
               unexpected: list[str], mismatched: list[str]) -> str:
+    if _is_fcmae(model):
+        if not is_fcmae_checkpoint(tensors):
+            decoder = [m for m in missing if not m.startswith("encoder.")][:4]
+            return (f"\nThis is not an FCMAE checkpoint (no decoder: {', '.join(decoder)} ...); a classifier checkpoint "
+                    "loads into a classifier (create_model), or fine-tunes from FCMAE weights the other way round.")
+        return ""
+    model_cfg = model.cfg
     try:
         found = infer_config(tensors)
     except WeightImportError:
@@ -214,9 +246,21 @@ def load_pytorch_weights(model: Any, path_or_state_dict: str | os.PathLike | Map
     """
     source = read_state_dict(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike)) \
         else path_or_state_dict
-    tensors = to_timm_layout(source, use_ema=use_ema)
-    names = [n for n in parameter_names(model.cfg) if not (reset_head and is_head_classifier(n.torch_key))]
-    expected = {n.torch_key for n in parameter_names(model.cfg)}
+    all_names = model_parameter_names(model)
+    if _is_fcmae(model):
+        tensors = flat_tensors(source, use_ema=use_ema)
+        fresh = lambda key: False  # noqa: E731 (an FCMAE model has no head to keep)
+    else:
+        from_fcmae = is_fcmae_checkpoint(flat_tensors(source, use_ema=use_ema))
+        if from_fcmae and not reset_head:
+            raise WeightImportError("this is an FCMAE (pre-training) checkpoint: it has no classifier and no final norm. "
+                                    "Load it into a classifier with reset_head=True (config model.reset_head), which "
+                                    "keeps both fresh as the official fine-tuning does")
+        tensors = to_timm_layout(source, use_ema=use_ema)
+        fresh = (lambda key: key.startswith("head.")) if from_fcmae else (
+            lambda key: reset_head and is_head_classifier(key))
+    names = [n for n in all_names if not fresh(n.torch_key)]
+    expected = {n.torch_key for n in all_names}
     missing, mismatched = [], []
     for name in names:
         if name.torch_key not in tensors:
@@ -224,11 +268,11 @@ def load_pytorch_weights(model: Any, path_or_state_dict: str | os.PathLike | Map
         elif not _compatible(name.kind, tuple(tensors[name.torch_key].shape), name.torch_shape):
             mismatched.append(f"{name.torch_key}: checkpoint {tuple(tensors[name.torch_key].shape)}, "
                               f"model {name.torch_shape}")
-    unexpected = sorted(k for k in tensors if k not in expected and not (reset_head and is_head_classifier(k)))
+    unexpected = sorted(k for k in tensors if k not in expected and not fresh(k))
     if missing or unexpected or mismatched:
         raise WeightImportError(f"checkpoint does not fit the model {describe(model.cfg)}:\n"
                                 f"{format_problems(missing, unexpected, mismatched)}"
-                                f"{_fit_hint(model.cfg, tensors, missing, unexpected, mismatched)}")
+                                f"{_fit_hint(model, tensors, missing, unexpected, mismatched)}")
 
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     stacked: dict[tuple[Any, ...], list[np.ndarray | None]] = {}
@@ -261,7 +305,7 @@ def export_pytorch_weights(model: Any) -> dict[str, np.ndarray]:
     """
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     out = {}
-    for name in parameter_names(model.cfg):
+    for name in model_parameter_names(model):
         value = np.array(flat[name.path][...], dtype=np.float32)
         if name.block is not None:
             value = value[name.block]
@@ -305,6 +349,20 @@ def _infer_config(tensors: Mapping[str, np.ndarray]) -> ConvNeXtConfig:
     name = variant_name(custom)
     # A named variant exports in timm's layout for that name, whatever layout the source used.
     return model_config(name, num_classes=custom.num_classes) if name else custom
+
+
+def infer_fcmae_config(tensors: Mapping[str, np.ndarray]) -> Any:
+    """The FCMAEConfig of an official-layout FCMAE state dict (GRN statistics over the batch, as the
+    official sparse encoder computes them)."""
+    from convnext_jax.models.fcmae import FCMAEConfig
+
+    if not is_fcmae_checkpoint(tensors):
+        raise WeightImportError("not an FCMAE checkpoint: no 'mask_token' and 'encoder.downsample_layers.*'")
+    encoder = infer_config(to_timm_layout(tensors)).replace(num_classes=0, grn_stats="batch")
+    decoder_blocks = {int(k.split(".")[1]) for k in tensors if k.startswith("decoder.")}
+    patch = int(round((tensors["pred.weight"].shape[0] / encoder.in_chans) ** 0.5))
+    return FCMAEConfig(encoder=encoder, decoder_dim=int(tensors["proj.weight"].shape[0]),
+                       decoder_depth=len(decoder_blocks), patch_size=patch)
 
 
 def variant_name(cfg: ConvNeXtConfig) -> str | None:
