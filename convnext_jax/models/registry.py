@@ -11,7 +11,7 @@ from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.convnext import ConvNeXt
 from convnext_jax.models.variants import VARIANTS, list_models, model_config
 
-__all__ = ["VARIANTS", "build_fcmae", "build_model", "create_fcmae", "create_model", "list_models", "model_config"]
+__all__ = ["VARIANTS", "build_any", "build_fcmae", "build_model", "create_fcmae", "create_model", "list_models", "model_config"]
 
 
 def create_model(name: str, *, num_classes: int = 1000, drop_path_rate: float = 0.0, dtype: Any = "float32",
@@ -80,3 +80,8 @@ def build_fcmae(cfg: "FCMAEConfig", rngs: nnx.Rngs | int | None = None) -> "FCMA
     if isinstance(rngs, int):
         rngs = nnx.Rngs(params=rngs)
     return FCMAE(cfg, rngs=rngs)
+
+
+def build_any(cfg: Any, rngs: nnx.Rngs | int | None = None) -> Any:
+    """A classifier from a ConvNeXtConfig, an FCMAE from an FCMAEConfig."""
+    return build_fcmae(cfg, rngs) if hasattr(cfg, "encoder") else build_model(cfg, rngs)

@@ -67,9 +67,10 @@ def batch_ops_of(config: ml_collections.ConfigDict, num_classes: int) -> list:
 
 @functools.lru_cache(maxsize=4)
 def _pretrained_config(path: str) -> ConvNeXtConfig:
-    from convnext_jax.weights import source_config
+    """The classifier architecture of pretrained weights (an FCMAE's encoder for pre-training weights)."""
+    from convnext_jax.weights import encoder_config, source_config
 
-    return source_config(path)
+    return encoder_config(source_config(path))
 
 
 def model_config_of(config: ml_collections.ConfigDict, num_classes: int) -> ConvNeXtConfig:

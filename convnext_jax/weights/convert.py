@@ -4,7 +4,8 @@
     python -m convnext_jax.convert SRC_DIR DST.safetensors|DST.pth        # export back to timm layout
 
 The architecture is inferred from the checkpoint unless --model is given. SRC_DIR may also be a
-training workdir (its latest checkpoint; --use_ema for the EMA weights).
+training workdir (its latest checkpoint; --use_ema for the EMA weights). Official FCMAE
+(pre-training) checkpoints convert to an FCMAE weights directory and back to the official layout.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import sys
 from typing import Iterable
 
 from convnext_jax.cli import ArgumentParser, reports_user_errors
-from convnext_jax.weights.pytorch import (WeightsExistError, describe, export_pytorch_weights, infer_config,
-                                          load_pytorch_weights, read_state_dict, to_timm_layout, write_state_dict)
+from convnext_jax.weights.pytorch import (WeightsExistError, describe, export_pytorch_weights, flat_tensors,
+                                          infer_config, infer_fcmae_config, load_pytorch_weights, read_state_dict,
+                                          to_timm_layout, write_state_dict)
 
 
 def _parser() -> ArgumentParser:
@@ -36,7 +38,8 @@ def _parser() -> ArgumentParser:
 @reports_user_errors
 def main(argv: Iterable[str] | None = None) -> int:
     """Convert between PyTorch files and convnext_jax weights directories."""
-    from convnext_jax.models.registry import build_model
+    from convnext_jax.models.naming import is_fcmae_checkpoint
+    from convnext_jax.models.registry import build_any
     from convnext_jax.models.variants import model_config
     from convnext_jax.weights.directory import save_weights
     from convnext_jax.weights.load import load_pretrained, source_config, source_kind
@@ -46,7 +49,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         raise WeightsExistError(f"{args.dst} exists; pass --force to overwrite")
     if source_kind(args.src) != "pytorch":
         cfg = source_config(args.src, use_ema=args.use_ema)
-        model = build_model(cfg)
+        model = build_any(cfg)
         load_pretrained(model, args.src, use_ema=args.use_ema)
         if args.dst.endswith((".safetensors", ".pth", ".pt", ".bin")):
             tensors = export_pytorch_weights(model)
@@ -56,13 +59,23 @@ def main(argv: Iterable[str] | None = None) -> int:
             save_weights(model, args.dst, overwrite=args.force)
             print(f"copied {describe(cfg)} from {args.src} to the weights directory {args.dst}")
         return 0
-    tensors = to_timm_layout(read_state_dict(args.src), use_ema=args.use_ema)
+    state = read_state_dict(args.src)
+    if is_fcmae_checkpoint(flat_tensors(state, use_ema=args.use_ema)):  # pre-training weights: the whole FCMAE
+        cfg = infer_fcmae_config(flat_tensors(state, use_ema=args.use_ema))
+        if args.model:
+            cfg = cfg.replace(encoder=model_config(args.model, num_classes=0, grn_stats=cfg.encoder.grn_stats))
+        model = build_any(cfg)
+        load_pytorch_weights(model, state, use_ema=args.use_ema)
+        save_weights(model, args.dst, overwrite=args.force)
+        print(f"converted {args.src} -> {args.dst}: {describe(cfg)}")
+        return 0
+    tensors = to_timm_layout(state, use_ema=args.use_ema)
     cfg = model_config(args.model) if args.model else infer_config(tensors)
     if args.num_classes is not None:
         cfg = cfg.replace(num_classes=args.num_classes)
     elif args.model:
         cfg = cfg.replace(num_classes=int(tensors["head.fc.weight"].shape[0]) if "head.fc.weight" in tensors else 0)
-    model = build_model(cfg)
+    model = build_any(cfg)
     load_pytorch_weights(model, tensors, reset_head=args.reset_head)
     save_weights(model, args.dst, overwrite=args.force)
     print(f"converted {args.src} -> {args.dst}: {describe(cfg)}")

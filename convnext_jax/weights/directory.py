@@ -1,6 +1,6 @@
 """Our own weights directory: a model's parameters as an orbax checkpoint plus its config.
 
-    DIR/config.json   the ConvNeXtConfig fields
+    DIR/config.json   the ConvNeXtConfig fields ({"fcmae": {..., "encoder": {...}}} for an FCMAE model)
     DIR/params/       orbax StandardCheckpointer tree of the parameters (the model's own paths)
 
 Loading needs no PyTorch: the tree goes straight into the model, every path and shape checked.
@@ -37,21 +37,32 @@ def save_weights(model: Any, directory: str | os.PathLike, *, overwrite: bool = 
             raise WeightsExistError(f"{directory} exists; pass overwrite=True (--force) to replace it")
         shutil.rmtree(directory)
     os.makedirs(directory)
+    record = dataclasses.asdict(model.cfg)
     with open(os.path.join(directory, CONFIG_FILE), "w") as f:
-        json.dump(dataclasses.asdict(model.cfg), f, indent=2)
+        json.dump({"fcmae": record} if "encoder" in record else record, f, indent=2)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(os.path.join(directory, PARAMS_DIR), nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     checkpointer.wait_until_finished()
 
 
-def load_config(directory: str | os.PathLike) -> ConvNeXtConfig:
-    """The ConvNeXtConfig saved next to the parameters."""
+def load_config(directory: str | os.PathLike) -> Any:
+    """The model config saved next to the parameters: a ConvNeXtConfig, or an FCMAEConfig."""
     path = os.path.join(os.fspath(directory), CONFIG_FILE)
     if not is_weights_dir(directory):
         raise WeightsNotFoundError(f"{directory} is not a convnext_jax weights directory (no {CONFIG_FILE} and "
                                 f"{PARAMS_DIR}/; create one with `python -m convnext_jax.convert SRC.pth DIR`)")
     with open(path) as f:
-        return ConvNeXtConfig(**json.load(f))
+        record = json.load(f)
+    if "fcmae" in record:
+        from convnext_jax.models.fcmae import FCMAEConfig
+
+        fields = dict(record["fcmae"])
+        return FCMAEConfig(encoder=_convnext_config(fields.pop("encoder")), **fields)
+    return _convnext_config(record)
+
+
+def _convnext_config(fields: dict[str, Any]) -> ConvNeXtConfig:
+    return ConvNeXtConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
 def read_params(directory: str | os.PathLike) -> dict[str, Any]:
@@ -62,10 +73,13 @@ def read_params(directory: str | os.PathLike) -> dict[str, Any]:
 
 def load_weights(directory: str | os.PathLike, **config_overrides: Any) -> Any:
     """Rebuild the saved model; `config_overrides` may change execution options (dtype, remat, ...)."""
-    from convnext_jax.models.registry import build_model
+    from convnext_jax.models.registry import build_any
     from convnext_jax.weights.tree import load_tree
 
     cfg = load_config(directory)
-    model = build_model(cfg.replace(**config_overrides) if config_overrides else cfg)
+    if config_overrides:  # execution options: an FCMAE's are its encoder's
+        cfg = cfg.replace(encoder=cfg.encoder.replace(**config_overrides)) if hasattr(cfg, "encoder") \
+            else cfg.replace(**config_overrides)
+    model = build_any(cfg)
     load_tree(model, read_params(directory), source=f"the weights in {directory}")
     return model

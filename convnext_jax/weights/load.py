@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.models.naming import is_fcmae_checkpoint
 from convnext_jax.weights import checkpoints, directory, pytorch, tree
 
 
@@ -27,14 +28,24 @@ def source_kind(path: str | os.PathLike) -> str:
     return "pytorch"
 
 
-def source_config(path: str | os.PathLike, *, use_ema: bool = False) -> ConvNeXtConfig:
-    """The architecture stored at `path` (named variants keep their options)."""
+def source_config(path: str | os.PathLike, *, use_ema: bool = False) -> Any:
+    """The model stored at `path`: a ConvNeXtConfig (named variants keep their options), or an
+    FCMAEConfig for FCMAE (pre-training) weights."""
     kind = source_kind(path)
     if kind == "weights_dir":
         return directory.load_config(path)
     if kind == "workdir":
-        return tree.infer_config(checkpoints.read_checkpoint_params(path, use_ema=use_ema))
-    return pytorch.infer_config(pytorch.to_timm_layout(pytorch.read_state_dict(path), use_ema=use_ema))
+        params = checkpoints.read_checkpoint_params(path, use_ema=use_ema)
+        return tree.infer_fcmae_config(params) if tree.is_fcmae_tree(params) else tree.infer_config(params)
+    tensors = pytorch.flat_tensors(pytorch.read_state_dict(path), use_ema=use_ema)
+    if is_fcmae_checkpoint(tensors):
+        return pytorch.infer_fcmae_config(tensors)
+    return pytorch.infer_config(pytorch.to_timm_layout(tensors))
+
+
+def encoder_config(cfg: Any) -> ConvNeXtConfig:
+    """The classifier architecture of a stored model: itself, or an FCMAE's encoder."""
+    return cfg.encoder if hasattr(cfg, "encoder") else cfg
 
 
 def load_pretrained(model: Any, path: str | os.PathLike, *, reset_head: bool = False,

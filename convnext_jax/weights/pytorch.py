@@ -210,8 +210,9 @@ def _fit_hint(model: Any, tensors: Mapping[str, np.ndarray], missing: list[str],
     if _is_fcmae(model):
         if not is_fcmae_checkpoint(tensors):
             decoder = [m for m in missing if not m.startswith("encoder.")][:4]
-            return (f"\nThis is not an FCMAE checkpoint (no decoder: {', '.join(decoder)} ...); a classifier checkpoint "
-                    "loads into a classifier (create_model), or fine-tunes from FCMAE weights the other way round.")
+            return (f"\nThis is not an FCMAE checkpoint (no decoder: {', '.join(decoder)} ...): a classifier's weights "
+                    "load into a classifier (create_model); pre-training starts from an official FCMAE checkpoint "
+                    "(convnextv2_*_fcmae.pt) or from scratch.")
         return ""
     model_cfg = model.cfg
     try:

@@ -9,6 +9,7 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.models.naming import FCMAE_ONLY
 from convnext_jax.models.variants import model_config
 from convnext_jax.weights.pytorch import WeightImportError, assign, describe, format_problems, variant_name
 
@@ -35,15 +36,27 @@ def model_params(model: Any) -> dict[Path, nnx.Variable]:
     return {tuple(str(k) for k in path): variable for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param))}
 
 
+def is_fcmae_tree(tree: Any) -> bool:
+    """The parameters of an FCMAE model (pre-training)."""
+    return any(path[0] == "mask_token" for path, _ in flatten(tree))
+
+
 def load_tree(model: Any, tree: Any, *, reset_head: bool = False, source: str = "the weights") -> list[str]:
     """Load a parameter tree of our layout into `model` in place, checking every path and shape
     (nothing is loaded when anything does not fit). `reset_head` keeps the model's fresh
-    classifier. Returns the loaded paths."""
+    classifier. An FCMAE tree loads into a classifier as the official fine-tuning does: its encoder
+    only, the classifier and the final norm fresh (`reset_head` required). Returns the loaded paths."""
     wanted = model_params(model)
     given = dict(flatten(tree))
+    encoder_only = is_fcmae_tree(tree) and not any(path[0] == "mask_token" for path in wanted)
+    if encoder_only:
+        if not reset_head:
+            raise WeightImportError(f"{source} are FCMAE (pre-training) weights: no classifier and no final norm. Load "
+                                    "them into a classifier with reset_head=True (config model.reset_head)")
+        given = {p: v for p, v in given.items() if p[0] not in FCMAE_ONLY}
 
     def skipped(path: Path) -> bool:
-        return reset_head and path[0] == HEAD_CLASSIFIER
+        return (reset_head and path[0] == HEAD_CLASSIFIER) or (encoder_only and path[0] == "head_norm")
 
     missing = ["/".join(p) for p in wanted if p not in given and not skipped(p)]
     unexpected = ["/".join(p) for p in given if p not in wanted and not skipped(p)]
@@ -91,3 +104,16 @@ def infer_config(tree: Any) -> ConvNeXtConfig:
         raise WeightImportError(f"not ConvNeXt parameters (no {e})") from e
     name = variant_name(cfg)
     return model_config(name, num_classes=cfg.num_classes) if name else cfg
+
+
+def infer_fcmae_config(tree: Any) -> Any:
+    """The FCMAEConfig of an FCMAE parameter tree of our layout."""
+    from convnext_jax.models.fcmae import FCMAEConfig
+
+    shapes = {path: tuple(np.shape(value)) for path, value in flatten(tree)}
+    encoder = infer_config({k: v for k, v in flatten(tree) if k[0] not in FCMAE_ONLY and k[0] != HEAD_CLASSIFIER})
+    decoder_dim = shapes[("proj", "kernel")][-1]
+    conv = shapes.get(("decoder", "blocks", "conv_dw", "kernel"))
+    patch = int(round((shapes[("pred", "kernel")][-1] / encoder.in_chans) ** 0.5))
+    return FCMAEConfig(encoder=encoder.replace(num_classes=0), decoder_dim=decoder_dim,
+                       decoder_depth=conv[0] if conv else 0, patch_size=patch)
