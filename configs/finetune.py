@@ -1,9 +1,12 @@
 """Fine-tune from pretrained weights (timm/official .pth/.safetensors, a convnext_jax weights
 directory or a training workdir) with a fresh classifier for the new class count. The
-architecture is the checkpoint's unless model= names one.
+architecture is the checkpoint's unless model= names one. FCMAE (pre-training) weights — an
+official `*_fcmae.pt`, or a workdir of `configs/fcmae_pretrain.py` — get the official ConvNeXt-V2
+fine-tuning defaults (see `common.fcmae_finetune`) and the encoder only.
 
     --config configs/finetune.py:/weights/convnext_tiny.pth --config.data.source=folder:/data/mine
     --config configs/finetune.py:weights=/weights/atto.pth,model=convnext_atto
+    --config configs/finetune.py:runs/fcmae_tiny      # from FCMAE pre-training
 
 Arguments: weights=PATH (the default argument), model=NAME ('' = the checkpoint's).
 """
@@ -27,5 +30,7 @@ def get_config(arg: str | None = None):
     config.optim.layer_decay = 0.8  # the ConvNeXt V2 fine-tuning recipe's value for tiny/base sizes
     config.data.augment.auto_augment = "rand-m9-mstd0.5-inc1"
     config.data.augment.re_prob = 0.25
+    if common.is_fcmae_weights(args.weights):
+        config = common.fcmae_finetune(config)
     config.lock()
     return config

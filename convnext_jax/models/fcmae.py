@@ -155,11 +155,14 @@ class FCMAE(ConvNeXtBackbone):
             x = self.decoder(x)
         return self.pred(x).astype(jnp.float32).reshape(n, h * w, -1)
 
+    def patch_errors(self, images: jax.Array, pred: jax.Array) -> jax.Array:
+        """Mean squared error of every patch's prediction (N, L)."""
+        target = patch_targets(images, self.cfg.patch_size, self.cfg.norm_pix_loss)
+        return jnp.mean(jnp.square(pred - target), axis=-1)
+
     def loss(self, images: jax.Array, pred: jax.Array, mask: jax.Array) -> jax.Array:
         """Mean squared error over the pixels of the removed patches."""
-        target = patch_targets(images, self.cfg.patch_size, self.cfg.norm_pix_loss)
-        per_patch = jnp.mean(jnp.square(pred - target), axis=-1)
-        return jnp.sum(per_patch * mask) / jnp.sum(mask)
+        return jnp.sum(self.patch_errors(images, pred) * mask) / jnp.sum(mask)
 
     def __call__(self, images: jax.Array, *, mask: jax.Array | None = None, rng: jax.Array | None = None,
                  train: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -134,13 +134,15 @@ def _stacked(path: tuple[str | int, ...]) -> bool:
     return len(path) > 2 and path[0] == "stages" and path[2] == "blocks"
 
 
-def forward_macs(cfg: ConvNeXtConfig, image_size: int | tuple[int, int]) -> int:
+def forward_macs(cfg: Any, image_size: int | tuple[int, int]) -> int:
     """Multiply-accumulates of one forward pass on one image (square int or (height, width)):
     every conv/linear weight once per output position (the figure timm's model cards report as
-    GMACs; norms, activations and biases are not counted)."""
+    GMACs; norms, activations and biases are not counted). For an FCMAE config, the dense
+    computation (every position, removed or kept)."""
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     macs = 0
-    for name in parameter_names(cfg):
+    names = fcmae_parameter_names(cfg) if hasattr(cfg, "encoder") else parameter_names(cfg)
+    for name in names:
         if name.is_weight:
             positions = 1 if name.stride is None else (height // name.stride) * (width // name.stride)
             macs += positions * math.prod(name.torch_shape)
@@ -259,3 +261,19 @@ def is_fcmae_checkpoint(keys: Any) -> bool:
     """Keys in the official FCMAE layout (a sparse `encoder.*` and the mask token)."""
     keys = list(keys)
     return "mask_token" in keys and any(k.startswith("encoder.downsample_layers.") for k in keys)
+
+
+def fcmae_weight_decay_mask(cfg: Any, params: Any) -> Any:
+    """The official pre-training's weight-decay rule (`optim_factory.add_weight_decay`): decay every
+    tensor of two or more dimensions in the official layout except biases — so unlike fine-tuning,
+    GRN gamma/beta ((1, C)) and the mask token are decayed; norms and biases are not."""
+    import jax
+
+    decay = {tuple(str(k) for k in n.path): len(n.torch_shape) >= 2 and not n.torch_key.endswith(".bias")
+             for n in fcmae_parameter_names(cfg)}
+
+    def rule(path: tuple[Any, ...], _: Any) -> bool:
+        keys = [str(getattr(e, "key", getattr(e, "idx", getattr(e, "name", "")))) for e in path]
+        return decay[tuple(keys[:-1] if keys[-1] == "value" else keys)]
+
+    return jax.tree_util.tree_map_with_path(rule, params)

@@ -33,7 +33,11 @@ def _unit(default: float, help: str, *, high_open: bool = False, run: bool = Tru
     return Key(default, help, low=0.0, high=1.0, high_open=high_open, run=run)
 
 
+TASKS = ("classification", "fcmae")
+
 SCHEMA: schema.Schema = {
+    "task": Key("classification", "what the model learns: classification, or fcmae (ConvNeXt-V2's masked "
+                                  "autoencoder pre-training; the val metric is the masked-patch loss)", choices=TASKS),
     "seed": Key(0, "seed of the init, the data order and every random draw (derived per step)", low=0),
     "num_epochs": Key(8, "epochs to train", low=1),
     "batch_size": Key(64, "global batch per optimizer step = per-device micro-batch x devices x "
@@ -113,6 +117,27 @@ SCHEMA: schema.Schema = {
         "loss_scale_min": Key(1.0, "float16: stop when the scale falls below this (the loss itself is NaN/inf)",
                               low=0.0, low_open=True),
     },
+    "fcmae": {
+        "mask_ratio": Key(0.6, "fraction of each image's patches removed", low=0.0, high=1.0, low_open=True,
+                          high_open=True),
+        "patch_size": Key(32, "masked patch (px); equals the encoder's total stride", low=1),
+        "decoder_dim": Key(512, "decoder width", low=1),
+        "decoder_depth": Key(1, "decoder ConvNeXt-V2 blocks", low=0),
+        "norm_pix_loss": Key(False, "predict per-patch normalised pixels"),
+        "grn_stats": Key("sample", "encoder GRN statistics: sample (per image, the paper) | batch (the official "
+                                   "sparse code)", choices=("sample", "batch")),
+        "init": Key("official", "official (the official code's initialisation) | convnext (the classifier's)",
+                    choices=("official", "convnext")),
+        "pictures": Key(8, "val images in the reconstruction picture written at every evaluation (0: none)",
+                        low=0, run=False),
+        "pretrain_epochs": Key(0, "classification only: first pre-train the same encoder with FCMAE for this many "
+                                  "epochs (WORKDIR/pretrain, with the fcmae.* keys below), then fine-tune for "
+                                  "num_epochs - pretrain_epochs (equal total epochs)", low=0),
+        "lr": Key(1.5e-4, "with pretrain_epochs: the pre-training LR (before lr_scaling)", low=0.0),
+        "weight_decay": Key(0.05, "with pretrain_epochs: the pre-training weight decay", low=0.0),
+        "b2": Key(0.95, "with pretrain_epochs: the pre-training Adam beta2", low=0.0, high=1.0, high_open=True),
+        "warmup_epochs": Key(40, "with pretrain_epochs: the pre-training warmup epochs", low=0),
+    },
     "checkpoint": {
         "every_epochs": Key(1, "save a checkpoint every N epochs (and at the end)", low=1, run=False),
         "keep": Key(2, "checkpoints kept (plus the best by the task's validation metric)", low=1, run=False),
@@ -147,6 +172,16 @@ def model_overrides(model: ml_collections.ConfigDict) -> dict[str, Any]:
             kwargs[field] = tuple(model[field])
     kwargs.update(depth_multiplier=model.depth_multiplier, width_multiplier=model.width_multiplier)
     return kwargs
+
+
+def fcmae_config(config: ml_collections.ConfigDict, encoder: Any) -> Any:
+    """The FCMAEConfig of the config's fcmae section around an encoder config."""
+    from convnext_jax.models.fcmae import FCMAEConfig
+
+    fc = config.fcmae
+    return FCMAEConfig(encoder=encoder.replace(num_classes=0, grn_stats=fc.grn_stats), mask_ratio=fc.mask_ratio,
+                       patch_size=fc.patch_size, decoder_dim=fc.decoder_dim, decoder_depth=fc.decoder_depth,
+                       norm_pix_loss=fc.norm_pix_loss, init=fc.init)
 
 
 def _source_problems(data: ml_collections.ConfigDict) -> list[str]:
@@ -194,6 +229,21 @@ def _problems(config: ml_collections.ConfigDict, check_paths: bool) -> list[str]
             rand_augment_from_string(aug.auto_augment)
         except ValueError as e:
             problems.append(f"data.augment.auto_augment: {e}")
+    if config.task == "fcmae":
+        fc = config.fcmae
+        if data.image_size % fc.patch_size:
+            problems.append(f"task fcmae: data.image_size {data.image_size} must be a multiple of fcmae.patch_size "
+                            f"{fc.patch_size} (e.g. {max(fc.patch_size, data.image_size // fc.patch_size * fc.patch_size)})")
+        if optim.layer_decay:
+            problems.append("task fcmae: optim.layer_decay is for fine-tuning; set it to 0")
+        if aug.mixup_alpha or aug.cutmix_alpha:
+            problems.append("task fcmae: mixup/cutmix mix labels, which pre-training does not use; set them to 0")
+        if fc.pretrain_epochs:
+            problems.append("fcmae.pretrain_epochs is for a classification run that pre-trains first; with task "
+                            "fcmae set it to 0")
+    elif config.fcmae.pretrain_epochs >= config.num_epochs:
+        problems.append(f"fcmae.pretrain_epochs ({config.fcmae.pretrain_epochs}) must be below num_epochs "
+                        f"({config.num_epochs}): the total, pre-training plus fine-tuning")
     if not model.name and not model.init_from:
         problems.append("model.name is empty: name a model (e.g. convnextv2_atto), or set model.init_from to take "
                         "the architecture of pretrained weights")
@@ -201,7 +251,9 @@ def _problems(config: ml_collections.ConfigDict, check_paths: bool) -> list[str]
         from convnext_jax.models.variants import model_config
 
         try:
-            model_config(model.name, num_classes=model.num_classes, **model_overrides(model))
+            encoder = model_config(model.name, num_classes=model.num_classes, **model_overrides(model))
+            if config.task == "fcmae" or config.fcmae.pretrain_epochs:
+                fcmae_config(config, encoder)
         except (ValueError, TypeError) as e:
             problems.append(f"model: {e}")
     return problems

@@ -8,13 +8,16 @@ on their cadence and calls the epoch callback (sweeps prune there).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable
 
+import grain
 import jax
 import numpy as np
+from flax import nnx
 
-from convnext_jax.data import shard_batch
+from convnext_jax.data import create_loader, shard_batch
 from convnext_jax.errors import UserError
 from convnext_jax.models.naming import forward_macs
 from convnext_jax.models.params import count_params
@@ -22,11 +25,32 @@ from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.evaluate import evaluator_of
 from convnext_jax.train.metrics import MetricsWriter
 from convnext_jax.train.progress import Progress
-from convnext_jax.train.setup import Setup
+from convnext_jax.train.setup import Setup, eval_transforms_of
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+PICTURES_DIR = "pictures"
+
+
+def picture_of(setup: Setup) -> tuple[Any, jax.Array] | None:
+    """(jitted render(params, images), the fixed val images) for a task that draws pictures
+    (FCMAE's reconstructions), or None."""
+    count = setup.config.fcmae.pictures if setup.config.task == "fcmae" else 0
+    if not count or not hasattr(setup.task, "picture_columns"):
+        return None
+    loader = create_loader(setup.val_source, batch_size=min(count, len(setup.val_source)), shuffle=False,
+                           num_epochs=1, transforms=eval_transforms_of(setup.config),
+                           shard_options=grain.sharding.NoSharding())
+    images = jax.device_put(next(iter(loader))["image"], setup.layout.sharding(jax.sharding.PartitionSpec()))
+    graphdef, rest, task = setup.graphdef, setup.rest, setup.task
+
+    def render(params: Any, images: jax.Array) -> tuple[jax.Array, ...]:
+        return task.picture_columns(nnx.merge(graphdef, params, rest), images)
+
+    return jax.jit(render), images
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -117,6 +141,7 @@ class Engine:
         self.writer, self.progress, self.epoch_callback = writer, progress, epoch_callback
         self.evaluate = evaluator_of(setup)
         self.micro_sharding = setup.layout.sharding(setup.layout.micro_batch_spec)
+        self.picture = picture_of(setup)
 
     def _compile(self, state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[Any, float]:
         """Compile the train step once for these shapes (a later batch of another shape is an
@@ -182,6 +207,17 @@ class Engine:
                 **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
                 **{f"final_{k}": v for k, v in last_eval.items()}}
 
+    def _write_picture(self, state: TrainState, epoch: int, done: int) -> None:
+        """The task's picture of the fixed val images: WORKDIR/pictures/epoch_NNNN.png and TensorBoard."""
+        render, images = self.picture
+        grid = self.setup.task.picture_grid(jax.device_get(render(state.params, images)))
+        if jax.process_index() == 0:
+            from PIL import Image
+
+            os.makedirs(os.path.join(self.workdir, PICTURES_DIR), exist_ok=True)
+            Image.fromarray(grid).save(os.path.join(self.workdir, PICTURES_DIR, f"epoch_{epoch:04d}.png"))
+            self.writer.image(done, "reconstruction", grid)
+
     def _end_of_epoch(self, state: TrainState, train_iter: Any, done: int, best: BestSoFar) -> dict[str, float]:
         """Evaluate, record, checkpoint on the cadence, and call the epoch callback."""
         config = self.setup.config
@@ -191,6 +227,8 @@ class Engine:
         self.writer.write(done, epoch=epoch, **metrics)
         self.progress.message(f"epoch {epoch}/{config.num_epochs}: "
                               + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "val_count"))
+        if self.picture is not None:
+            self._write_picture(state, epoch, done)
         if checkpoint_due(config, epoch, done, self.setup.total_steps):
             self.checkpointer.save(done, state.to_checkpoint(), train_iter,
                                    metrics={best.metric: metrics[best.metric]})

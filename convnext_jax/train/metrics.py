@@ -38,6 +38,12 @@ class MetricsWriter:
                 self.tensorboard.add_scalar(key, value, step)
         self.tensorboard.flush()
 
+    def image(self, step: int, tag: str, pixels: Any) -> None:
+        """A uint8 H x W x 3 image in TensorBoard."""
+        if self.enabled:
+            self.tensorboard.add_image(tag, pixels, step, dataformats="HWC")
+            self.tensorboard.flush()
+
     def close(self) -> None:
         if self.enabled:
             self.tensorboard.close()

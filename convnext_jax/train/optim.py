@@ -49,10 +49,11 @@ def lr_schedule(peak_lr: float, total_steps: int, *, schedule: str = "cosine", w
 
 
 def build_optimizer(optim: Any, params: Any, schedule: optax.Schedule,
-                    layer_ids: Mapping[tuple[Any, ...], np.ndarray] | None = None) -> optax.GradientTransformation:
-    """Global-norm clipping (every precision mode) -> AdamW/Adam/SGD with the no-decay mask
-    -> layer-wise LR decay when `optim.layer_decay` is in (0, 1), with the model's `layer_ids`
-    (`convnext_jax.models.naming.layer_ids`).
+                    layer_ids: Mapping[tuple[Any, ...], np.ndarray] | None = None,
+                    decay_mask: Any = None) -> optax.GradientTransformation:
+    """Global-norm clipping (every precision mode) -> AdamW/Adam/SGD with the weight-decay mask
+    (`decay_mask`, default `weight_decay_mask(params)`: kernels only) -> layer-wise LR decay when
+    `optim.layer_decay` is in (0, 1), with the model's `layer_ids` (`models.naming.layer_ids`).
 
     Gradient accumulation is the train step's job (it averages micro-batch gradients before
     calling this optimizer once per optimizer step).
@@ -62,13 +63,14 @@ def build_optimizer(optim: Any, params: Any, schedule: optax.Schedule,
     parts = []
     if optim.clip_grad_norm and optim.clip_grad_norm > 0:
         parts.append(optax.clip_by_global_norm(optim.clip_grad_norm))
+    mask = weight_decay_mask(params) if decay_mask is None else decay_mask
     if optim.name == "adamw":
         parts.append(optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
-                                 mask=weight_decay_mask(params)))
+                                 mask=mask))
     elif optim.name == "adam":  # L2-free Adam, as torch.optim.Adam(weight_decay=0)
         parts.append(optax.adam(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps))
     else:
-        parts.append(optax.add_decayed_weights(optim.weight_decay, mask=weight_decay_mask(params)))
+        parts.append(optax.add_decayed_weights(optim.weight_decay, mask=mask))
         parts.append(optax.sgd(schedule, momentum=optim.momentum, nesterov=True))
     layer_decay = optim.get("layer_decay", 0.0)
     if layer_decay and layer_decay != 1.0:

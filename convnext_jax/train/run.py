@@ -40,8 +40,10 @@ def describe_start(setup: Setup, start: int) -> str:
         lines.append(f"note: {setup.dropped_per_epoch} of {len(train)} training images are left out of each epoch "
                      f"(the last partial batch; a new random selection every epoch). A batch_size that divides "
                      f"{len(train)} uses them all.")
-    lines.append(f"model: {config.model.name or 'from ' + config.model.init_from} {setup.model_cfg.depths} x "
-                 f"{setup.model_cfg.dims}, {config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)")
+    arch = getattr(setup.model_cfg, "encoder", setup.model_cfg)
+    what = "FCMAE pre-training of " if config.task == "fcmae" else ""
+    lines.append(f"model: {what}{config.model.name or 'from ' + config.model.init_from} {arch.depths} x {arch.dims}, "
+                 f"{config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)")
     if setup.pretrained:
         lines.append(setup.pretrained)
     if start:
@@ -49,8 +51,57 @@ def describe_start(setup: Setup, start: int) -> str:
     return "\n".join(lines)
 
 
+PRETRAIN_DIR = "pretrain"
+
+
+def pretraining_stage(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The FCMAE pre-training run of a classification config with fcmae.pretrain_epochs: the same
+    model, data and seed; the fcmae.* optimiser keys; no label-mixing or heavy augmentation."""
+    stage = ml_collections.ConfigDict(config.to_dict())
+    fc = stage.fcmae
+    stage.task, stage.num_epochs, fc.pretrain_epochs = "fcmae", fc.pretrain_epochs, 0
+    stage.optim.lr, stage.optim.weight_decay, stage.optim.b2 = fc.lr, fc.weight_decay, fc.b2
+    stage.optim.warmup_epochs, stage.optim.warmup_steps, stage.optim.layer_decay = fc.warmup_epochs, 0, 0.0
+    stage.label_smoothing, stage.ema_decay, stage.target_accuracy = 0.0, 0.0, 0.0
+    stage.model.init_from, stage.model.reset_head, stage.model.drop_path_rate = "", False, 0.0
+    aug = stage.data.augment
+    aug.auto_augment, aug.color_jitter, aug.re_prob, aug.mixup_alpha, aug.cutmix_alpha = "", 0.0, 0.0, 0.0, 0.0
+    stage.lock()
+    return stage
+
+
+def finetuning_stage(config: ml_collections.ConfigDict, pretrain_dir: str) -> ml_collections.ConfigDict:
+    """The classification run after pre-training: from its encoder, for the remaining epochs."""
+    stage = ml_collections.ConfigDict(config.to_dict())
+    stage.num_epochs -= stage.fcmae.pretrain_epochs
+    stage.fcmae.pretrain_epochs = 0
+    stage.model.init_from, stage.model.reset_head = pretrain_dir, True
+    stage.lock()
+    return stage
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, epoch_callback: EpochCallback | None = None,
                        *, extend: bool = False) -> dict[str, Any]:
+    """Train `config` in `workdir` (see `train_run`); with fcmae.pretrain_epochs > 0, first pre-train
+    the encoder with FCMAE in WORKDIR/pretrain, then fine-tune it for the remaining epochs (the
+    summary counts both: `total_epochs`, `pretrain_*`)."""
+    train_config.validate(config)
+    if config.task != "classification" or not config.fcmae.pretrain_epochs:
+        return train_run(config, workdir, epoch_callback, extend=extend)
+    pretrain_dir = os.path.join(workdir, PRETRAIN_DIR)
+    _say(f"stage 1/2: FCMAE pre-training, {config.fcmae.pretrain_epochs} epochs, in {pretrain_dir}")
+    pretrained = train_run(pretraining_stage(config), pretrain_dir)
+    _say(f"stage 2/2: fine-tuning, {config.num_epochs - config.fcmae.pretrain_epochs} epochs, in {workdir}")
+    summary = train_run(finetuning_stage(config, pretrain_dir), workdir, epoch_callback, extend=extend)
+    summary.update(total_epochs=config.num_epochs, pretrain_epochs=config.fcmae.pretrain_epochs,
+                   pretrain_best_val_loss=pretrained.get("best_val_loss"))
+    if jax.process_index() == 0:
+        write_json(RunDir(workdir).file(SUMMARY_FILE), summary)
+    return summary
+
+
+def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: EpochCallback | None = None,
+              *, extend: bool = False) -> dict[str, Any]:
     """Train `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
     Steps are optimizer steps; each consumes `batch_size` examples as `grad_accum_steps`

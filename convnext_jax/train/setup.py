@@ -19,14 +19,14 @@ from flax import nnx
 from convnext_jax.data import MixupCutmix, create_loader, eval_transforms, make_source, train_transforms
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.naming import layer_ids
-from convnext_jax.models.registry import build_model
+from convnext_jax.models.naming import fcmae_weight_decay_mask, layer_ids
+from convnext_jax.models.registry import build_fcmae, build_model
 from convnext_jax.models.variants import model_config
-from convnext_jax.train.config import model_overrides
+from convnext_jax.train.config import fcmae_config, model_overrides
 from convnext_jax.train.optim import build_optimizer, lr_schedule, scaled_lr
 from convnext_jax.train.parallel import Layout, data_parallel
 from convnext_jax.train.state import LossScaling, TrainState
-from convnext_jax.train.tasks import Classification, Task
+from convnext_jax.train.tasks import Classification, MaskedImageModeling, Task
 
 
 def data_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
@@ -57,9 +57,9 @@ def eval_transforms_of(config: ml_collections.ConfigDict) -> list:
 
 
 def batch_ops_of(config: ml_collections.ConfigDict, num_classes: int) -> list:
-    """Whole-batch augmentations of the training loader (mixup/cutmix)."""
+    """Whole-batch augmentations of the training loader (mixup/cutmix, for classification)."""
     aug = config.data.augment
-    if aug.mixup_alpha > 0 or aug.cutmix_alpha > 0:
+    if config.task == "classification" and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0):
         return [MixupCutmix(num_classes, aug.mixup_alpha, aug.cutmix_alpha, aug.mixup_prob, aug.mixup_switch_prob,
                             config.label_smoothing)]
     return []
@@ -92,7 +92,10 @@ def model_config_of(config: ml_collections.ConfigDict, num_classes: int) -> Conv
 
 
 def model_of(config: ml_collections.ConfigDict, num_classes: int) -> Any:
-    """The freshly initialised model the config describes (seeded by config.seed)."""
+    """The freshly initialised model the config describes (seeded by config.seed): a classifier, or
+    for task fcmae the pre-training model around that encoder."""
+    if config.task == "fcmae":
+        return build_fcmae(fcmae_config(config, model_config_of(config, 0)), config.seed)
     return build_model(model_config_of(config, num_classes), config.seed)
 
 
@@ -131,7 +134,15 @@ def micro_batch_per_process(config: ml_collections.ConfigDict, layout: Layout) -
 
 
 def task_of(config: ml_collections.ConfigDict, num_classes: int) -> Task:
+    if config.task == "fcmae":
+        return MaskedImageModeling(**normalisation(config))
     return Classification(num_classes=num_classes, label_smoothing=config.label_smoothing)
+
+
+def decay_mask_of(config: ml_collections.ConfigDict, model: Any, params: Any) -> Any:
+    """Which parameters take weight decay: kernels only (fine-tuning and supervised training), or the
+    official pre-training's rule for FCMAE."""
+    return fcmae_weight_decay_mask(model.cfg, params) if config.task == "fcmae" else None
 
 
 @dataclasses.dataclass
@@ -142,7 +153,7 @@ class Setup:
     train_source: Any
     val_source: Any
     num_classes: int
-    model_cfg: ConvNeXtConfig
+    model_cfg: Any  # ConvNeXtConfig, or FCMAEConfig for task fcmae
     graphdef: nnx.GraphDef
     rest: nnx.State
     task: Task
@@ -187,7 +198,9 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
         pretrained = load(model, os.path.expanduser(config.model.init_from), reset_head=config.model.reset_head)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     schedule = schedule_of(config, steps_per_epoch)
-    tx = build_optimizer(config.optim, params, schedule, layer_ids=layer_ids(model.cfg))
+    tx = build_optimizer(config.optim, params, schedule,
+                         layer_ids=layer_ids(model.cfg) if config.optim.layer_decay else None,
+                         decay_mask=decay_mask_of(config, model, params))
     loss_scaling = loss_scaling_of(config)
     state = layout.place_state(TrainState.create(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling))
     train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,

@@ -111,7 +111,7 @@ def infer_fcmae_config(tree: Any) -> Any:
     from convnext_jax.models.fcmae import FCMAEConfig
 
     shapes = {path: tuple(np.shape(value)) for path, value in flatten(tree)}
-    encoder = infer_config({k: v for k, v in flatten(tree) if k[0] not in FCMAE_ONLY and k[0] != HEAD_CLASSIFIER})
+    encoder = infer_config({k: v for k, v in tree.items() if k not in FCMAE_ONLY})
     decoder_dim = shapes[("proj", "kernel")][-1]
     conv = shapes.get(("decoder", "blocks", "conv_dw", "kernel"))
     patch = int(round((shapes[("pred", "kernel")][-1] / encoder.in_chans) ** 0.5))

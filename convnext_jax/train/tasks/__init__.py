@@ -4,5 +4,6 @@ image modelling (FCMAE pre-training) is the second task on the same seam."""
 
 from convnext_jax.train.tasks.base import Task
 from convnext_jax.train.tasks.classification import Classification
+from convnext_jax.train.tasks.fcmae import MaskedImageModeling
 
-__all__ = ["Classification", "Task"]
+__all__ = ["Classification", "MaskedImageModeling", "Task"]

@@ -1,0 +1,72 @@
+"""Masked-image pre-training (FCMAE): the loss is the model's (masked patches), evaluation reports
+the masked-patch loss over the val split with a fixed mask per image, and a picture shows what
+the model reconstructs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from convnext_jax.models.fcmae import patchify, random_mask, unpatchify
+
+EVAL_MASK_SEED = 17  # evaluation masks are the same every epoch, so val losses compare
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedImageModeling:
+    mean: tuple[float, ...] | None = None  # the input normalisation, to show pictures in colour
+    std: tuple[float, ...] | None = None
+    name: str = "fcmae"
+    best_metric: str = "val_loss"
+    best_mode: str = "min"
+
+    def loss(self, model: Any, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        loss, _, _ = model(batch["image"], rng=rng, train=True)
+        return loss, {}
+
+    def _eval_mask(self, model: Any, images: jax.Array) -> jax.Array:
+        n, height, width, _ = images.shape
+        return random_mask(jax.random.key(EVAL_MASK_SEED), n, model.num_patches(height, width), model.cfg.mask_ratio)
+
+    def eval_sums(self, model: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        images, valid = batch["image"], batch["mask"].astype(jnp.float32)
+        _, pred, mask = model(images, mask=self._eval_mask(model, images))
+        weights = mask * valid[:, None]
+        return {"loss": jnp.sum(model.patch_errors(images, pred) * weights), "patches": jnp.sum(weights),
+                "count": jnp.sum(valid)}
+
+    def eval_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        return {"val_loss": float(sums["loss"]) / max(float(sums["patches"]), 1.0), "val_count": int(sums["count"])}
+
+    def picture_columns(self, model: Any, images: jax.Array) -> tuple[jax.Array, ...]:
+        """(original, masked input, reconstruction, reconstruction pasted into the visible patches),
+        each like `images` (jit-able; `picture_grid` turns them into one image)."""
+        n, height, width, channels = images.shape
+        p = model.cfg.patch_size
+        _, pred, mask = model(images, mask=self._eval_mask(model, images))
+        if model.cfg.norm_pix_loss:  # predictions are per-patch normalised: undo with the true statistics
+            target = patchify(images.astype(jnp.float32), p)
+            mean = jnp.mean(target, axis=-1, keepdims=True)
+            std = jnp.sqrt(jnp.var(target, axis=-1, keepdims=True, ddof=1) + 1e-6)
+            pred = pred * std + mean
+        recon = unpatchify(pred, p, height, width)
+        removed = unpatchify(jnp.broadcast_to(mask[..., None], pred.shape), p, height, width)
+        original = images.astype(jnp.float32)
+        masked = original * (1.0 - removed) + removed * jnp.mean(original)
+        pasted = original * (1.0 - removed) + recon * removed
+        return original, masked, recon, pasted
+
+    def picture_grid(self, columns: tuple[np.ndarray, ...]) -> np.ndarray:
+        """The columns side by side, one row per image, as uint8 pixels (H x W x 3)."""
+        pixels = [self._to_pixels(np.asarray(c)) for c in columns]
+        return np.concatenate([np.concatenate([c[i] for c in pixels], axis=1) for i in range(len(pixels[0]))], axis=0)
+
+    def _to_pixels(self, images: np.ndarray) -> np.ndarray:
+        if self.mean is not None and self.std is not None:
+            images = images * np.asarray(self.std, np.float32) + np.asarray(self.mean, np.float32)
+        return (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
+
