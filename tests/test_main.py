@@ -121,3 +121,30 @@ def test_own_folder_and_fine_tuning_from_a_timm_checkpoint(tmp_path):
     assert code == 0, err[-3000:]
     assert "model: from " in out and "(2, 2, 6, 2) x (40, 80, 160, 320)" in out  # convnext_atto, inferred
     assert "initialised from" in out and "with a fresh classifier" in out
+
+
+def test_fcmae_pretraining_then_fine_tuning(tmp_path):
+    pre = ["--config", "configs/fcmae_pretrain.py:tiny", "--workdir", tmp_path / "pre", "--config.fcmae.pictures=2",
+           *TINY[:2]]
+    code, out, err = _main(*pre, "--config.num_epochs=1")
+    assert code == 0, err[-3000:]
+    assert "model: FCMAE pre-training of convnextv2_atto (1, 1, 1, 1)" in out and "epoch 1/1: val_loss" in out
+    summary = json.loads((tmp_path / "pre" / "summary.json").read_text())
+    assert summary["best_val_loss"] == summary["final_val_loss"] > 0 and summary["final_val_count"] == 360
+    assert (tmp_path / "pre" / "pictures" / "epoch_0001.png").exists()
+    events = "".join(f.read_bytes().decode("latin-1") for f in (tmp_path / "pre" / "tensorboard").iterdir())
+    assert "reconstruction" in events and "val_loss" in events
+    code, out, err = _main(*pre, "--config.num_epochs=2", "--extend")  # resumes the pre-training exactly
+    assert code == 0 and "resumed from step 22/44" in out, err[-3000:]
+
+    code, out, err = _main("--config", f"configs/finetune.py:{tmp_path / 'pre'}", "--workdir", tmp_path / "ft",
+                           "--config.data.source=embedded:digits", "--config.data.image_size=64",
+                           "--config.num_epochs=1", "--config.data.augment.auto_augment=", "--config.data.crop_pct=1.0")
+    assert code == 0, err[-3000:]
+    assert "initialised from" in out and "with a fresh classifier" in out and "(1, 1, 1, 1) x (16, 24, 32, 48)" in out
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["optim"]["layer_decay"] == 0.9 and config["ema_decay"] == 0.9999  # the official fine-tuning
+
+    code, _, err = _main("--config", "configs/fcmae_pretrain.py:tiny", "--workdir", tmp_path / "bad",
+                         "--config.data.image_size=48")
+    assert code == 2 and "must be a multiple of fcmae.patch_size 32 (e.g. 32)" in err

@@ -1,4 +1,4 @@
-"""python -m convnext_jax.bench {train,infer,dwconv,compile,comms} ... — markdown tables (and --json)."""
+"""python -m convnext_jax.bench {train,infer,fcmae,dwconv,compile,comms} ... — markdown tables (and --json)."""
 
 from __future__ import annotations
 
@@ -88,6 +88,29 @@ def _infer(args: argparse.Namespace) -> list[dict[str, Any]]:
     return _print_throughput(_measure(prepared, args), args, "inference (eval forward)")
 
 
+def _fcmae(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from convnext_jax.bench.fcmae_step import prepare_jax_fcmae_step, prepare_torch_fcmae_step, removed_compute
+
+    common = dict(batch_size=args.batch_size, image_size=args.image_size)
+    prepared: dict[str, Prepared] = {
+        f"jax {args.dtype} dw={impl}": prepare_jax_fcmae_step(args.model, dtype=args.dtype, dwconv_impl=impl, **common)
+        for impl in args.dwconv_impl}
+    for compile_ in _torch_variants(args):
+        name = "torch dense" + ("+compile" if compile_ else " eager") + (" bf16" if args.dtype == "bfloat16" else "")
+        prepared[name] = prepare_torch_fcmae_step(args.model, compile=compile_, bf16=args.dtype == "bfloat16",
+                                                  **common)
+    rows = _print_throughput(_measure(prepared, args), args, "FCMAE pre-training step (AdamW, mask 0.6)")
+    import convnext_jax as cj
+
+    waste = removed_compute(cj.create_fcmae(args.model).cfg, args.image_size)
+    print(f"\nDense compute: {waste['gmacs_per_image']:.3f} GMACs per image, of which {waste['wasted_gmacs']:.3f} "
+          f"({100 * waste['wasted_share']:.0f}%) on removed positions ({100 * waste['removed_fraction']:.0f}% of "
+          "the patches; the encoder after the stem computes them and throws them away)")
+    for row in rows:
+        row.update(waste)
+    return rows
+
+
 def _dwconv(args: argparse.Namespace) -> list[dict[str, Any]]:
     from convnext_jax.bench.dwconv_bench import bench_dwconv
 
@@ -170,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train-step throughput, JAX vs the PyTorch reference")
     infer = sub.add_parser("infer", help="inference throughput, JAX vs the PyTorch reference")
-    for p in (train, infer):
+    fcmae = sub.add_parser("fcmae", help="FCMAE pre-training step, JAX vs the dense PyTorch emulation")
+    for p in (train, infer, fcmae):
         p.add_argument("--model", default="convnext_atto")
         p.add_argument("--image_size", type=int, default=64)
         p.add_argument("--batch_size", type=int, default=32)
@@ -202,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     comms.add_argument("--image_size", type=int, default=64)
     comms.add_argument("--batch_size", type=int, default=64)
     comms.add_argument("--accum", type=int, nargs="+", default=[1, 4])
-    for p in (train, infer, dw, comp, comms):
+    fcmae.set_defaults(model="convnextv2_atto", image_size=128)
+    for p in (train, infer, fcmae, dw, comp, comms):
         p.add_argument("--json", help="also write the rows and environment to this JSON file")
     args = parser.parse_args(argv)
     _check(args)
-    rows = {"train": _train, "infer": _infer, "dwconv": _dwconv, "compile": _compile,
+    rows = {"train": _train, "infer": _infer, "fcmae": _fcmae, "dwconv": _dwconv, "compile": _compile,
             "comms": _comms}[args.command](args)
     if args.json:
         with open(args.json, "w") as f:
