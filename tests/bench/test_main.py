@@ -45,3 +45,11 @@ def test_bad_arguments_are_one_short_error(capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("error: ") and "Traceback" not in err
     assert "--steps must be >= 1; got 0" in err and "--image_size must be >= 32" in err and "convnext_tiny" in err
+
+
+def test_fcmae_bench_jax_and_the_dense_pytorch_emulation(capsys):
+    assert main(["fcmae", "--image_size", "64", "--batch_size", "2", "--steps", "1", "--rounds", "1", "--warmup",
+                 "0", "--torch"]) == 0
+    out = capsys.readouterr().out
+    assert "| jax float32 dw=auto |" in out and "| torch dense eager |" in out and "FCMAE pre-training step" in out
+    assert "on removed positions (75% of the patches" in out  # 64 px: 4 patches, int(4 x 0.4) = 1 kept
