@@ -49,13 +49,12 @@ def _train(args: argparse.Namespace) -> list[dict[str, Any]]:
             prepared[name] = prepare_jax_train_step(args.model, dtype=args.dtype, dwconv_impl=impl, scan_blocks=scan,
                                                     remat=args.remat, drop_path_rate=args.drop_path_rate, **common)
     if _torch_variants(args):
-        from convnext_jax.bench.torch_step import prepare_torch_train_step
+        from convnext_jax.bench.torch_step import prepare_torch_train_step, torch_name
 
         bf16 = args.dtype == "bfloat16"
         for compile_ in _torch_variants(args):
-            name = "torch" + ("+compile" if compile_ else " eager") + (" bf16" if bf16 else "")
-            prepared[name] = prepare_torch_train_step(args.model, compile=compile_, bf16=bf16,
-                                                      drop_path_rate=args.drop_path_rate, **common)
+            prepared[torch_name(compile_, bf16)] = prepare_torch_train_step(
+                args.model, compile=compile_, bf16=bf16, drop_path_rate=args.drop_path_rate, **common)
     return _print_throughput(_measure(prepared, args), args, "train step (AdamW)")
 
 
@@ -79,24 +78,25 @@ def _infer(args: argparse.Namespace) -> list[dict[str, Any]]:
         f"jax {args.dtype} dw={impl}": prepare_jax_inference(args.model, dtype=args.dtype, dwconv_impl=impl, **common)
         for impl in args.dwconv_impl}
     if _torch_variants(args):
-        from convnext_jax.bench.torch_step import prepare_torch_inference
+        from convnext_jax.bench.torch_step import prepare_torch_inference, torch_name
 
         bf16 = args.dtype == "bfloat16"
         for compile_ in _torch_variants(args):
-            name = "torch" + ("+compile" if compile_ else " eager") + (" bf16" if bf16 else "")
-            prepared[name] = prepare_torch_inference(args.model, compile=compile_, bf16=bf16, **common)
+            prepared[torch_name(compile_, bf16)] = prepare_torch_inference(args.model, compile=compile_, bf16=bf16,
+                                                                           **common)
     return _print_throughput(_measure(prepared, args), args, "inference (eval forward)")
 
 
 def _fcmae(args: argparse.Namespace) -> list[dict[str, Any]]:
     from convnext_jax.bench.fcmae_step import prepare_jax_fcmae_step, prepare_torch_fcmae_step, removed_compute
+    from convnext_jax.bench.torch_step import torch_name
 
     common = dict(batch_size=args.batch_size, image_size=args.image_size)
     prepared: dict[str, Prepared] = {
         f"jax {args.dtype} dw={impl}": prepare_jax_fcmae_step(args.model, dtype=args.dtype, dwconv_impl=impl, **common)
         for impl in args.dwconv_impl}
     for compile_ in _torch_variants(args):
-        name = "torch dense" + ("+compile" if compile_ else " eager") + (" bf16" if args.dtype == "bfloat16" else "")
+        name = torch_name(compile_, args.dtype == "bfloat16", "torch dense")
         prepared[name] = prepare_torch_fcmae_step(args.model, compile=compile_, bf16=args.dtype == "bfloat16",
                                                   **common)
     rows = _print_throughput(_measure(prepared, args), args, "FCMAE pre-training step (AdamW, mask 0.6)")

@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.bench.timing import Prepared
+from convnext_jax.bench.torch_step import prepared_torch, torch_name
 from convnext_jax.bench.utilization import mfu, peak_tflops, xla_memory
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.naming import fcmae_parameter_names, forward_macs
@@ -127,14 +128,4 @@ def prepare_torch_fcmae_step(model_name: str, *, batch_size: int, image_size: in
         else:
             loss.item()
 
-    start = time.perf_counter()
-    run()
-    first_s = time.perf_counter() - start
-
-    def row(timing: dict[str, float]) -> dict[str, Any]:
-        name = "torch dense" + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
-        return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
-                "img_per_s": batch_size / timing["median_s"], "threads": torch.get_num_threads(),
-                "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
-
-    return Prepared(run, row)
+    return prepared_torch(run, name=torch_name(compile, bf16, "torch dense"), batch_size=batch_size, device=device)

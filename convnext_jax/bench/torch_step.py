@@ -8,6 +8,27 @@ from typing import Any
 from convnext_jax.bench.timing import Prepared
 
 
+def prepared_torch(run: Any, *, name: str, batch_size: int, device: str) -> Prepared:
+    """Run a PyTorch step once (torch.compile compiles on the first call) and return it with its
+    result row (compile time = first call minus a steady call, threads, CUDA peak memory)."""
+    import torch
+
+    start = time.perf_counter()
+    run()
+    first_s = time.perf_counter() - start
+
+    def row(timing: dict[str, float]) -> dict[str, Any]:
+        return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
+                "img_per_s": batch_size / timing["median_s"], "threads": torch.get_num_threads(),
+                "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
+
+    return Prepared(run, row)
+
+
+def torch_name(compile: bool, bf16: bool, prefix: str = "torch") -> str:
+    return prefix + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
+
+
 def prepare_torch_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
                              compile: bool = False, bf16: bool = False, channels_last: bool = True,
                              drop_path_rate: float = 0.0, **model_options: Any) -> Prepared:
@@ -41,17 +62,7 @@ def prepare_torch_train_step(model_name: str, *, batch_size: int, image_size: in
         else:
             loss.item()
 
-    start = time.perf_counter()
-    run()  # first step includes torch.compile's compilation
-    first_s = time.perf_counter() - start
-
-    def row(timing: dict[str, float]) -> dict[str, Any]:
-        name = "torch" + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
-        return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
-                "img_per_s": batch_size / timing["median_s"], "threads": torch.get_num_threads(),
-                "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
-
-    return Prepared(run, row)
+    return prepared_torch(run, name=torch_name(compile, bf16), batch_size=batch_size, device=device)
 
 
 def prepare_torch_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
@@ -77,14 +88,4 @@ def prepare_torch_inference(model_name: str, *, batch_size: int, image_size: int
         else:
             logits.sum().item()
 
-    start = time.perf_counter()
-    run()
-    first_s = time.perf_counter() - start
-
-    def row(timing: dict[str, float]) -> dict[str, Any]:
-        name = "torch" + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
-        return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
-                "img_per_s": batch_size / timing["median_s"],
-                "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
-
-    return Prepared(run, row)
+    return prepared_torch(run, name=torch_name(compile, bf16), batch_size=batch_size, device=device)
