@@ -106,13 +106,20 @@ def test_own_folder_and_fine_tuning_from_a_timm_checkpoint(tmp_path):
     import torch
 
     _image_folder(tmp_path / "data")
-    tiny = ["--config.batch_size=16", "--config.data.workers=0", "--config.num_epochs=2", *TINY[:2]]
+    (tmp_path / "data" / "train" / "class_1" / "broken.jpg").write_bytes(b"not a jpeg")  # skipped, counted, warned once
+    tiny = ["--config.batch_size=16", "--config.data.workers=2", "--config.num_epochs=2", *TINY[:2]]
     code, out, err = _main("--config", f"configs/folder.py:path={tmp_path / 'data'},size=32", "--workdir",
                            tmp_path / "mine", *tiny)
     assert code == 0, err[-3000:]
-    assert f"data: folder:{tmp_path / 'data'}: 42 train / 12 val images, 3 classes; 2 steps of 16 per epoch" in out
-    assert "10 of 42 training images are left out of each epoch" in out
+    assert f"data: folder:{tmp_path / 'data'}: 43 train / 12 val images, 3 classes; 2 steps of 16 per epoch" in out
+    assert "11 of 43 training images are left out of each epoch" in out
     assert json.loads((tmp_path / "mine" / "class_names.json").read_text()) == ["class_0", "class_1", "class_2"]
+    summary = json.loads((tmp_path / "mine" / "summary.json").read_text())
+    # seed 0 draws the broken file (2 epochs x 32 of 43 images, the order is deterministic): one warning only
+    assert summary["skipped_images"] == 1 and out.count("skipping unreadable image") == 1
+    assert 0.0 <= summary["data_wait_fraction"] <= 1.0
+    metrics = [json.loads(line) for line in (tmp_path / "mine" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["data_wait_fraction"] <= 1.0 for r in metrics if "img_per_s" in r)
 
     torch.save({"model": timm.create_model("convnext_atto", num_classes=1000).state_dict()}, tmp_path / "atto.pth")
     code, out, err = _main("--config", f"configs/finetune.py:{tmp_path / 'atto.pth'}", "--workdir", tmp_path / "ft",

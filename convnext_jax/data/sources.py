@@ -18,6 +18,7 @@ from convnext_jax.data.images import IMAGE_EXTENSIONS, BadImageError, load_image
 log = logging.getLogger(__name__)
 
 SOURCE_KINDS = ("embedded:digits", "synthetic", "folder:<path>", "tfds:<name>")
+SKIPPED = "skipped"  # the record field naming unreadable files that were passed over (host-side only)
 
 
 class DigitsSource:
@@ -79,7 +80,8 @@ class ImageFolderSource:
 
     Classes are the sorted subfolder names, or `class_names` (e.g. the train split's, so that
     val labels agree). Empty class folders and non-image files are reported; an undecodable
-    image at read time is replaced by the next readable one and logged (`on_bad_image="skip"`)
+    image at read time is replaced by the next readable one, named in the record's "skipped"
+    field (`on_bad_image="skip"`; training warns once per file and counts them in summary.json),
     or raises BadImageError naming the file (`"error"`).
     """
 
@@ -140,15 +142,20 @@ class ImageFolderSource:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        """{"image", "label", "skipped"}: "skipped" names the unreadable files passed over to reach
+        this image (one per line, usually empty), so that the training process — whichever worker
+        process read them — can warn once per file and count them."""
+        skipped = []
         for offset in range(min(len(self.samples), 100)):
             path, label = self.samples[(index + offset) % len(self.samples)]
             try:
-                return {"image": load_image(path), "label": label}
+                return {"image": load_image(path), "label": label, SKIPPED: "\n".join(skipped)}
             except BadImageError as e:
                 if self.on_bad_image == "error":
                     raise BadImageError(f"{e}. Remove or fix the file, or set on_bad_image='skip'.") from e
                 self.bad_images_seen += 1
-                log.warning("skipping unreadable image (%d so far in this process): %s", self.bad_images_seen, e)
+                skipped.append(path)
+                log.debug("skipping unreadable image: %s", e)
         raise BadImageError(f"100 consecutive unreadable images in {self.root} from index {index}")
 
 

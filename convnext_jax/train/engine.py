@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.data import create_loader, shard_batch
+from convnext_jax.data.sources import SKIPPED
 from convnext_jax.errors import UserError
 from convnext_jax.models.naming import forward_macs
 from convnext_jax.models.params import count_params
@@ -62,24 +63,41 @@ def micro_batches(batch: dict[str, np.ndarray], accum: int) -> dict[str, np.ndar
     return {k: np.asarray(v).reshape((accum, len(v) // accum) + np.shape(v)[1:]) for k, v in batch.items()}
 
 
+DATA_WAIT_WARNING = 0.10  # warn when the steps spend more than this fraction of their time waiting for data
+
+
 class LogWindow:
-    """The steps since the last log point: their finite flags (checked without a sync per step)
-    and their wall time (throughput, step time, ETA)."""
+    """The steps since the last log point: their finite flags (checked without a sync per step),
+    their wall time (throughput, step time, ETA) and how much of it the loop waited for the next
+    batch (the input pipeline's share: with asynchronous dispatch, the device keeps computing
+    while the host fetches, so waiting here means the data did not keep up)."""
 
     def __init__(self, setup: Setup, workdir: str):
         self.global_batch, self.total = setup.config.batch_size, setup.total_steps
         self.loss_scaling, self.optim, self.workdir = setup.loss_scaling, setup.config.optim, workdir
         self.pending: list[tuple[int, jax.Array]] = []
         self.skipped_steps = 0
+        self.total_wait = self.total_time = self.pending_wait = 0.0
         self.start()
 
     def start(self) -> None:
         """Begin a new window (after a log point, an evaluation or the compilation)."""
-        self.began, self.steps = time.perf_counter(), 0
+        self.began, self.steps, self.wait = time.perf_counter(), 0, 0.0
+
+    def waited(self, seconds: float) -> None:
+        """Time the loop spent waiting for a batch (counted when the step it fed is timed)."""
+        self.pending_wait = seconds
 
     def record(self, step: int, finite: jax.Array, timed: bool = True) -> None:
         self.pending.append((step, finite))
         self.steps += timed
+        self.wait += self.pending_wait if timed else 0.0
+        self.pending_wait = 0.0
+
+    @property
+    def data_wait_fraction(self) -> float | None:
+        """Over every timed window so far: the share of the loop's time spent waiting for data."""
+        return self.total_wait / self.total_time if self.total_time else None
 
     def close(self, done: int, metrics: dict[str, Any]) -> dict[str, Any]:
         """The window's log values (train metrics, LR-free timing); raises NonFiniteLossError."""
@@ -105,6 +123,10 @@ class LogWindow:
             elapsed = time.perf_counter() - self.began
             values["step_time_s"] = elapsed / self.steps
             values["img_per_s"] = self.steps * self.global_batch / max(elapsed, 1e-9)
+            values["data_wait_s"] = self.wait
+            values["data_wait_fraction"] = min(self.wait / max(elapsed, 1e-9), 1.0)
+            self.total_wait += self.wait
+            self.total_time += elapsed
         return values
 
 
@@ -170,8 +192,13 @@ class Engine:
         for record in history:
             best.add(record.get("epoch"), record)
         train_step, compile_s, last_eval, throughputs = None, None, {}, []
+        warned_wait, skipped_files = False, set()
         for step in range(start, s.total_steps):
-            batch = shard_batch(micro_batches(next(train_iter), s.accum), self.micro_sharding)
+            fetch = time.perf_counter()
+            batch = next(train_iter)
+            self._note_skipped(batch.pop(SKIPPED, None), skipped_files)
+            batch = shard_batch(micro_batches(batch, s.accum), self.micro_sharding)
+            window.waited(time.perf_counter() - fetch)
             key = jax.random.fold_in(base_key, step)
             if train_step is None:  # compile once, run the first step, then start timing
                 train_step, compile_s = self._compile(state, batch, key)
@@ -188,6 +215,12 @@ class Engine:
             if done % config.log_every == 0 or epoch_end:
                 values = window.close(done, jax.device_get(metrics))
                 throughputs += [values["img_per_s"]] if "img_per_s" in values else []
+                if values.get("data_wait_fraction", 0.0) > DATA_WAIT_WARNING and not warned_wait:
+                    warned_wait = True
+                    self.progress.message(
+                        f"warning: {100 * values['data_wait_fraction']:.0f}% of the step time is spent waiting for "
+                        f"data (the input pipeline is the bottleneck): raise data.workers (now "
+                        f"{config.data.workers}), or train on a prepared dataset of smaller JPEGs")
                 self.writer.write(done, **values, lr=s.schedule(done - 1))
                 self.progress.report(done, values, eta_s=(s.total_steps - done) * values.get("step_time_s", 0.0))
             if epoch_end:
@@ -203,6 +236,7 @@ class Engine:
                 "processes": jax.process_count(), "params": count_params(state.params),
                 "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
                 "img_per_s": float(np.median(throughputs)) if throughputs else None, "compile_s": compile_s,
+                "data_wait_fraction": window.data_wait_fraction, "skipped_images": len(skipped_files),
                 f"best_{best.metric}": best.best, "epochs_to_target": best.epochs_to_target,
                 **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
                 **{f"final_{k}": v for k, v in last_eval.items()}}
@@ -217,6 +251,16 @@ class Engine:
             os.makedirs(os.path.join(self.workdir, PICTURES_DIR), exist_ok=True)
             Image.fromarray(grid).save(os.path.join(self.workdir, PICTURES_DIR, f"epoch_{epoch:04d}.png"))
             self.writer.image(done, "reconstruction", grid)
+
+    def _note_skipped(self, skipped: Any, seen: set[str]) -> None:
+        """Warn once per unreadable training image (named by the source, in any worker process)."""
+        if skipped is None:
+            return
+        for path in (p for entry in np.asarray(skipped).ravel() for p in str(entry).split("\n") if p):
+            if path not in seen:
+                seen.add(path)
+                self.progress.message(f"warning: skipping unreadable image {path} (each is warned about once; "
+                                      "summary.json counts them as skipped_images)")
 
     def _end_of_epoch(self, state: TrainState, train_iter: Any, done: int, best: BestSoFar) -> dict[str, float]:
         """Evaluate, record, checkpoint on the cadence, and call the epoch callback."""

@@ -11,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.data import create_loader, shard_batch
+from convnext_jax.data.sources import SKIPPED
 from convnext_jax.train.parallel import Layout
 from convnext_jax.train.steps import make_eval_step
 from convnext_jax.train.tasks.base import Task
@@ -49,6 +50,7 @@ class Evaluator:
             batch = next(batches, None)
             if batch is None:  # this process's shard is exhausted: an all-padding batch
                 batch = {k: v[:0] for k, v in template.items()}
+            batch = {k: v for k, v in batch.items() if k != SKIPPED}  # host-side bookkeeping, not model input
             template = batch
             sums = self.step(params, shard_batch(pad_batch(batch, self.batch_size), sharding))
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)

@@ -29,6 +29,7 @@ class Progress:
         fields = {"loss": f"{values['train_loss']:.4f}"}
         if "img_per_s" in values:
             fields["img/s"] = f"{values['img_per_s']:.0f}"
+            fields["data"] = f"{100 * values['data_wait_fraction']:.0f}%"
         for key in ("loss_scale", "skipped_steps"):
             if key in values:
                 fields[key] = f"{values[key]:.4g}" if isinstance(values[key], float) else str(values[key])
