@@ -24,7 +24,6 @@ from flax import nnx
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.convnext import ConvNeXtBackbone, ConvNeXtStage, _dense, model_ops
-from convnext_jax.models.layers import Dense
 from convnext_jax.ops import OpSet
 
 INITS = ("official", "convnext")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 from flax import nnx
@@ -10,6 +10,9 @@ from flax import nnx
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.convnext import ConvNeXt
 from convnext_jax.models.variants import VARIANTS, list_models, model_config
+
+if TYPE_CHECKING:
+    from convnext_jax.models.fcmae import FCMAE, FCMAEConfig
 
 __all__ = ["VARIANTS", "build_any", "build_fcmae", "build_model", "create_fcmae", "create_model", "list_models", "model_config"]
 
@@ -61,7 +64,7 @@ def create_fcmae(name: str, *, mask_ratio: float = 0.6, patch_size: int = 32, de
       init: 'official' (the official code's initialisation) or 'convnext' (the classifier's).
       **overrides: other encoder `ConvNeXtConfig` fields (depths, dims, remat, scan_blocks, ...).
     """
-    from convnext_jax.models.fcmae import FCMAE, FCMAEConfig
+    from convnext_jax.models.fcmae import FCMAEConfig
 
     encoder = model_config(name, depth_multiplier=depth_multiplier, width_multiplier=width_multiplier, num_classes=0,
                            drop_path_rate=drop_path_rate, dtype=jax.numpy.dtype(dtype).name, grn_stats=grn_stats,

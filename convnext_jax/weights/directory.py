@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.weights.pytorch import WeightImportError, WeightsExistError, WeightsNotFoundError
+from convnext_jax.weights.pytorch import WeightsExistError, WeightsNotFoundError
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"

@@ -2,7 +2,6 @@
 edge points, a cautious headline, the surge estimate, and HTML that is rendered, not markdown."""
 
 import numpy as np
-import pytest
 
 from configs.common import tiny_study_base
 from convnext_jax.sweep import with_sweep

@@ -39,8 +39,8 @@ def test_two_processes_train_evaluate_and_resume(tmp_path):
     outputs = _launch(tmp_path, _free_port())
     first, second = (_summary(out) for out in outputs)
     assert first["processes"] == 2 and first["devices"] == 4
-    for key in ("compile_s", "img_per_s"):  # timings differ per process
-        first.pop(key), second.pop(key)
+    for key in ("compile_s", "img_per_s", "data_wait_fraction"):  # timings differ per process
+        assert 0 <= first.pop(key) and 0 <= second.pop(key)
     assert first == second  # both hosts see the same (globally reduced) results
     assert first["final_val_count"] == 360 and first["best_val_top1"] > 0.3
     steps = [r["step"] for r in read_metrics(str(tmp_path)) if "train_loss" in r]

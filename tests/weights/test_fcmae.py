@@ -6,11 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from flax import nnx
 
 import convnext_jax as cj
 from convnext_jax.weights import convert, load_pretrained, source_config
-from tests.conftest import nchw_to_nhwc, randomize_
+from tests.conftest import randomize_
 from tests.reference.official_fcmae import FCMAE as OfficialFCMAE
 
 SMALL = dict(depths=(1, 1, 2, 1), dims=(16, 24, 32, 48))

@@ -1,7 +1,6 @@
 """Pretrained weights from wherever they are: PyTorch files, our weights directory (no torch),
 a training workdir's checkpoint; the architecture each holds."""
 
-import os
 import subprocess
 import sys
 

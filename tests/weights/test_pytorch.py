@@ -1,7 +1,5 @@
 """PyTorch weights: timm and official layouts, file formats, wrappers, errors, architecture inference."""
 
-import os
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
