@@ -1,4 +1,4 @@
-"""python -m convnext_jax.bench {train,infer,fcmae,dwconv,compile,comms} ... — markdown tables (and --json)."""
+"""python -m convnext_jax.bench {train,infer,fcmae,dwconv,compile,comms,data} ... — markdown tables (and --json)."""
 
 from __future__ import annotations
 
@@ -167,11 +167,51 @@ def _comms(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _data(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import tempfile
+
+    from convnext_jax.bench import data_bench
+
+    with tempfile.TemporaryDirectory() as scratch:
+        spec, root = args.source, None
+        if spec == "imagenet-like":
+            root = data_bench.make_imagenet_like(scratch, args.images)
+            spec = f"folder:{root}"
+        elif spec.startswith("folder:"):
+            root = os.path.expanduser(spec.split(":", 1)[1])
+        common = dict(batch_size=args.batch_size, image_size=args.image_size, epochs=args.epochs)
+        rows = []
+        for parallel in range(1, args.workers + 1):
+            contenders = {"ours, threads": lambda: data_bench.our_loader(spec, workers=0, threads=parallel, **common),
+                          "ours, processes": lambda: data_bench.our_loader(spec, workers=parallel, threads=1, **common)}
+            if args.torch and root is not None:
+                contenders["torchvision + timm"] = lambda: data_bench.torch_loader(root, workers=parallel, **common)
+            for name, make in contenders.items():
+                rate = data_bench.images_per_second(make())
+                rows.append({"pipeline": name, "workers": parallel, "img_per_s": rate, "per_worker": rate / parallel})
+                print(f"  {name}, {parallel}: {rate:.0f} img/s", file=sys.stderr)
+        base = {r["pipeline"]: r["img_per_s"] for r in rows if r["workers"] == 1}
+        torch_at = {r["workers"]: r["img_per_s"] for r in rows if r["pipeline"] == "torchvision + timm"}
+        for row in rows:
+            row["scaling"] = row["img_per_s"] / (row["workers"] * base[row["pipeline"]])
+            if row["workers"] in torch_at:
+                row["vs_torch"] = row["img_per_s"] / torch_at[row["workers"]]
+        stages = data_bench.stage_timings(spec, root if args.torch else None, image_size=args.image_size,
+                                          count=min(args.images, 128), batch_size=args.batch_size)
+    print(f"\n{args.source} ({args.images} images), {args.image_size}px timm ConvNeXt augmentation, batch "
+          f"{args.batch_size}, {args.epochs} epochs; workers = threads in one process, worker processes, or "
+          f"DataLoader workers; scaling = img/s / (workers x the 1-worker img/s)\n")
+    print(markdown_table(rows, ["pipeline", "workers", "img_per_s", "per_worker", "scaling", "vs_torch"]))
+    print("\nPer-image cost of each stage (one thread, ms)\n")
+    print(markdown_table(stages, ["pipeline", "stage", "ms_per_image"]))
+    return rows + stages
+
+
 def _check(args: argparse.Namespace) -> None:
     """The arguments a benchmark cannot run with, as one short error before anything is built."""
     problems = []
     for name, low in (("batch_size", 1), ("steps", 1), ("rounds", 1), ("warmup", 0), ("num_classes", 1),
-                      ("image_size", 32)):
+                      ("image_size", 32), ("workers", 1), ("epochs", 1), ("images", 2)):
         value = getattr(args, name, None)
         if value is not None and value < low:
             why = " (the model's total stride)" if name == "image_size" else ""
@@ -227,12 +267,21 @@ def main(argv: list[str] | None = None) -> int:
     comms.add_argument("--batch_size", type=int, default=64)
     comms.add_argument("--accum", type=int, nargs="+", default=[1, 4])
     fcmae.set_defaults(model="convnextv2_atto", image_size=128)
-    for p in (train, infer, fcmae, dw, comp, comms):
+    data = sub.add_parser("data", help="input pipeline: ours vs torchvision DataLoader + timm transform")
+    data.add_argument("--source", default="imagenet-like",
+                      help="imagenet-like (real-photo JPEGs made in a temp dir), folder:/path or prepared:/path")
+    data.add_argument("--images", type=int, default=256, help="how many imagenet-like images to make")
+    data.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="scaling table up to this")
+    data.add_argument("--batch_size", type=int, default=32)
+    data.add_argument("--image_size", type=int, default=224)
+    data.add_argument("--epochs", type=int, default=3)
+    data.add_argument("--torch", action="store_true", help="also time torchvision DataLoader + timm transform")
+    for p in (train, infer, fcmae, dw, comp, comms, data):
         p.add_argument("--json", help="also write the rows and environment to this JSON file")
     args = parser.parse_args(argv)
     _check(args)
     rows = {"train": _train, "infer": _infer, "fcmae": _fcmae, "dwconv": _dwconv, "compile": _compile,
-            "comms": _comms}[args.command](args)
+            "comms": _comms, "data": _data}[args.command](args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": " ".join(sys.argv), "environment": _environment(), "rows": rows}, f, indent=2)

@@ -46,3 +46,43 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise BadImageError(f"cannot decode image {os.fspath(path)}: {e}") from e
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def open_image(data: bytes, name: str) -> Image.Image:
+    """A lazily decoded image: only the header is parsed here (a non-image fails now, naming `name`);
+    the pixels are decoded by `decode`, possibly at a reduced scale."""
+    import io
+
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise BadImageError(f"cannot decode image {name}: {e}") from e
+    image.info["source_name"] = name
+    return image
+
+
+def reduction_for(image: Image.Image, needed: tuple[int, int]) -> int:
+    """The largest JPEG DCT scale-down (1, 2, 4 or 8) that keeps the image at least `needed`
+    (width, height) pixels: decoding costs less and no resolution the resize needs is lost."""
+    if getattr(image, "format", None) != "JPEG" or not hasattr(image, "draft"):
+        return 1
+    width, height = image.size
+    for factor in (8, 4, 2):
+        if width // factor >= needed[0] and height // factor >= needed[1]:
+            return factor
+    return 1
+
+
+def decode(image: Image.Image | np.ndarray, reduction: int = 1) -> Image.Image:
+    """RGB pixels of a lazily opened image, decoded at 1/`reduction` scale (JPEG only; the caller
+    scales its coordinates by the returned image's size). BadImageError names the file on failure."""
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image)
+    try:
+        if reduction > 1:
+            width, height = image.size
+            image.draft("RGB", (width // reduction, height // reduction))
+        image.load()
+        return to_rgb(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise BadImageError(f"cannot decode image {image.info.get('source_name', '?')}: {e}") from e

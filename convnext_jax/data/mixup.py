@@ -49,11 +49,8 @@ class MixupCutmix(grain.transforms.RandomMap):
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
             raise ValueError("mixup_alpha and cutmix_alpha must be >= 0")
 
-    def random_map(self, batch: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
-        if len(images) % 2:
-            raise ValueError(f"mixup/cutmix needs an even batch size, got {len(images)}")
-        targets = smooth_one_hot(labels, self.num_classes, self.label_smoothing)
+    def params(self, rng: np.random.Generator) -> tuple[float, bool]:
+        """(lambda, use cutmix) for one batch, drawn as timm's Mixup._params_per_batch."""
         lam, use_cutmix = 1.0, False
         if rng.random() < self.prob and (self.mixup_alpha > 0 or self.cutmix_alpha > 0):
             if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
@@ -62,6 +59,14 @@ class MixupCutmix(grain.transforms.RandomMap):
                 use_cutmix = self.cutmix_alpha > 0
             alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
             lam = float(rng.beta(alpha, alpha))
+        return lam, use_cutmix
+
+    def random_map(self, batch: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
+        if len(images) % 2:
+            raise ValueError(f"mixup/cutmix needs an even batch size, got {len(images)}")
+        targets = smooth_one_hot(labels, self.num_classes, self.label_smoothing)
+        lam, use_cutmix = self.params(rng)
         if lam == 1.0:
             return {**batch, "label": targets}
         flipped = images[::-1]
@@ -72,5 +77,8 @@ class MixupCutmix(grain.transforms.RandomMap):
             images[:, top:bottom, left:right] = flipped[:, top:bottom, left:right]
             lam = 1.0 - (bottom - top) * (right - left) / (height * width)
         else:
-            images = (images * lam + flipped * (1.0 - lam)).astype(images.dtype)
+            mixed = images.astype(np.float32) * lam + flipped.astype(np.float32) * (1.0 - lam)
+            if np.issubdtype(images.dtype, np.integer):  # uint8 pixels: rounded, as timm's FastCollateMixup
+                mixed = np.rint(mixed)
+            images = mixed.astype(images.dtype)
         return {**batch, "image": images, "label": targets * lam + targets[::-1] * (1.0 - lam)}

@@ -1,31 +1,37 @@
-"""grain DataLoaders: sampling (seeded shuffle per epoch, per-process sharding), transforms, batching."""
+"""grain input pipelines: sampling (a seeded permutation per epoch, dealt to the processes), reading and
+per-example transforms on threads (optionally in worker processes), batching, whole-batch transforms."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Any, Sequence
 
 import grain
+import numpy as np
 
+from convnext_jax.data.images import BadImageError
 from convnext_jax.data.randaugment import rand_augment_from_string
+from convnext_jax.data.sources import SKIPPED
 from convnext_jax.data.transforms import (
     IMAGENET_MEAN,
-    IMAGENET_STD,
     ColorJitter,
-    Normalize,
-    RandomErasing,
     RandomHorizontalFlip,
     RandomResizedCrop,
     ResizeCenterCrop,
+    ToArray,
 )
 
 
 def train_transforms(image_size: int, *, scale: Sequence[float] = (0.08, 1.0),
                      ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: float = 0.5, auto_augment: str | None = None,
-                     color_jitter: float = 0.0, re_prob: float = 0.0,
-                     mean: Sequence[float] | None = IMAGENET_MEAN, std: Sequence[float] | None = IMAGENET_STD) -> list:
-    """timm's training transform: RandomResizedCrop, flip, RandAugment *or* color jitter (timm
-    skips jitter when auto_augment is set), normalise, random erasing."""
-    ops: list = [RandomResizedCrop(image_size, tuple(scale), tuple(ratio))]
+                     color_jitter: float = 0.0, mean: Sequence[float] | None = IMAGENET_MEAN,
+                     reduce: bool = True) -> list:
+    """timm's per-example training transform up to the uint8 pixels: RandomResizedCrop (JPEGs decoded
+    at a reduced scale when the crop allows, `reduce`), flip, RandAugment *or* colour jitter (timm
+    skips jitter when auto_augment is set). Normalisation and random erasing follow on the device
+    (`on_device.InputStage`), mixup/cutmix on the uint8 batch (`MixupCutmix`), as timm's prefetcher."""
+    ops: list = [RandomResizedCrop(image_size, tuple(scale), tuple(ratio), reduce=reduce)]
     if hflip > 0:
         ops.append(RandomHorizontalFlip(hflip))
     if auto_augment:
@@ -33,32 +39,71 @@ def train_transforms(image_size: int, *, scale: Sequence[float] = (0.08, 1.0),
         ops.append(rand_augment_from_string(auto_augment, fill=fill))
     elif color_jitter > 0:
         ops.append(ColorJitter(color_jitter, color_jitter, color_jitter))
-    ops.append(Normalize(_tuple(mean), _tuple(std)))
-    if re_prob > 0:
-        ops.append(RandomErasing(re_prob))
-    return ops
+    return ops + [ToArray()]
 
 
-def eval_transforms(image_size: int, *, crop_pct: float = 0.875, mean: Sequence[float] | None = IMAGENET_MEAN,
-                    std: Sequence[float] | None = IMAGENET_STD) -> list:
-    return [ResizeCenterCrop(image_size, crop_pct), Normalize(_tuple(mean), _tuple(std))]
+def eval_transforms(image_size: int, *, crop_pct: float = 0.875) -> list:
+    """Resize the shorter side to image_size / crop_pct, centre crop, uint8 pixels (as timm's eval)."""
+    return [ResizeCenterCrop(image_size, crop_pct), ToArray()]
 
 
-def _tuple(values: Sequence[float] | None) -> tuple[float, ...] | None:
-    return None if values is None else tuple(float(v) for v in values)
+def default_threads(worker_count: int) -> int:
+    """Threads per process that decode and augment: the cores shared among the worker processes
+    (PIL releases the GIL while it decodes and resamples, so threads scale like processes)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, worker_count))
+
+
+@dataclasses.dataclass
+class Examples(grain.transforms.RandomMap):
+    """Reads record `index` from the source and runs the per-example transforms on it.
+
+    An image that fails to decode (header or pixels) is replaced by the next readable one when
+    the source skips bad images; the replaced files are named in the record's `skipped` field
+    so the training process can warn once per file and count them.
+    """
+
+    source: Any
+    transforms: Sequence[Any]
+
+    def random_map(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        skip = getattr(self.source, "on_bad_image", "error") == "skip"
+        skipped: list[str] = []
+        for offset in range(100):
+            record = original = self.source[(int(index) + offset) % len(self.source)]
+            try:
+                for op in self.transforms:
+                    record = op.random_map(record, rng) if isinstance(op, grain.transforms.RandomMap) else op.map(record)
+            except BadImageError as e:
+                if not skip:
+                    raise BadImageError(f"{e}. Remove or fix the file, or set on_bad_image='skip'.") from e
+                skipped += [p for p in original.get(SKIPPED, "").split("\n") if p] + [_name(original, e)]
+                continue
+            if SKIPPED in original or skipped:
+                record[SKIPPED] = "\n".join(filter(None, [*skipped, original.get(SKIPPED, "")]))
+            return record
+        raise BadImageError(f"100 consecutive unreadable images from index {index}: {skipped[-1]}")
+
+
+def _name(record: dict[str, Any], error: Exception) -> str:
+    image = record.get("image")
+    return getattr(image, "info", {}).get("source_name") or str(error)
 
 
 def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bool, seed: int = 0,
-                  batch_transforms: Sequence[Any] = (),
-                  num_epochs: int | None = None, drop_remainder: bool = True, worker_count: int = 0,
-                  worker_buffer_size: int = 2, shard_options: grain.sharding.ShardOptions | None = None,
-                  prefetch_threads: int = 8) -> grain.DataLoader:
-    """A deterministic grain DataLoader: the order depends only on (seed, epoch, shard, worker_count)
-    (grain hands out whole batches to workers round-robin; resume with the same worker_count).
+                  batch_transforms: Sequence[Any] = (), num_epochs: int | None = None, drop_remainder: bool = True,
+                  worker_count: int = 0, worker_buffer_size: int = 2,
+                  shard_options: grain.sharding.ShardOptions | None = None,
+                  threads: int | None = None) -> grain.IterDataset:
+    """A deterministic grain pipeline: the order and the augmentation draws depend only on (seed,
+    epoch, shard, worker_count) (each worker process batches every worker_count-th example;
+    resume with the same worker_count).
 
-    `batch_size` is per process. `shard_options` defaults to `ShardByJaxProcess` so each host of
-    a multi-host job reads its own part. The iterator's state (`get_state`/`set_state`, or grain's
-    orbax handlers) restores the exact position.
+    `batch_size` is per process. Each epoch is a fresh permutation of the whole source, dealt
+    round-robin to the processes (`shard_options`, default one shard per JAX process). Every
+    process runs the per-example `transforms` on `threads` threads (default: its share of the
+    cores); `worker_count` > 0 moves that work into worker processes. `iter(loader)` has
+    `get_state`/`set_state` (and grain's orbax handlers) to restore the exact position.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -67,13 +112,22 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
     if worker_count > 0:
         _ensure_absl_flags_parsed()
     shard_options = shard_options or grain.sharding.ShardByJaxProcess(drop_remainder=True)
-    sampler = grain.samplers.IndexSampler(num_records=len(source), shard_options=shard_options, shuffle=shuffle,
-                                          num_epochs=num_epochs, seed=seed)
-    operations = list(transforms) + [grain.transforms.Batch(batch_size, drop_remainder=drop_remainder)]
-    operations += list(batch_transforms)  # e.g. MixupCutmix, on whole batches
-    return grain.DataLoader(data_source=source, sampler=sampler, operations=operations, worker_count=worker_count,
-                            worker_buffer_size=worker_buffer_size, shard_options=shard_options,
-                            read_options=grain.ReadOptions(num_threads=prefetch_threads, prefetch_buffer_size=64))
+    indices = grain.MapDataset.range(len(source)).seed(seed)
+    if shuffle:
+        indices = indices.shuffle()
+    indices = indices.repeat(num_epochs)
+    if shard_options.shard_count > 1:
+        indices = indices[shard_options.shard_index::shard_options.shard_count]
+    examples = indices.random_map(Examples(source, list(transforms)))
+    read = grain.ReadOptions(num_threads=threads or default_threads(worker_count), prefetch_buffer_size=4 * batch_size)
+    loader = examples.to_iter_dataset(read).batch(batch_size, drop_remainder=drop_remainder)
+    for index, op in enumerate(batch_transforms):  # e.g. MixupCutmix, on whole batches
+        loader = loader.random_map(op, seed=seed + 1 + index) if isinstance(op, grain.transforms.RandomMap) \
+            else loader.map(op)
+    if worker_count > 0:
+        loader = loader.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
+                                                                 per_worker_buffer_size=worker_buffer_size))
+    return loader
 
 
 def _ensure_absl_flags_parsed() -> None:

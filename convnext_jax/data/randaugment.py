@@ -13,6 +13,8 @@ import grain
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from convnext_jax.data.transforms import as_pil
+
 LEVEL_DENOM = 10.0
 
 
@@ -71,7 +73,7 @@ OPS: dict[str, Callable[[Image.Image, float, np.random.Generator, tuple], Image.
 
 @dataclasses.dataclass
 class RandAugment(grain.transforms.RandomMap):
-    """Per-example RandAugment on {"image": uint8 HWC} records."""
+    """Per-example RandAugment on {"image": PIL image or uint8 HWC array} records (returns a PIL image)."""
 
     num_layers: int = 2
     magnitude: float = 9.0
@@ -81,7 +83,7 @@ class RandAugment(grain.transforms.RandomMap):
     fill: tuple[int, ...] = (124, 116, 104)  # ImageNet mean in 0..255, as timm
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        image = Image.fromarray(element["image"])
+        image = as_pil(element["image"])
         names = list(OPS)
         for index in rng.integers(0, len(names), self.num_layers):
             if rng.random() > self.prob:
@@ -93,7 +95,7 @@ class RandAugment(grain.transforms.RandomMap):
                 magnitude = rng.normal(magnitude, self.magnitude_std)
             magnitude = float(np.clip(magnitude, 0.0, self.magnitude_max))
             image = OPS[names[index]](image, magnitude, rng, self.fill)
-        return {**element, "image": np.asarray(image)}
+        return {**element, "image": image}
 
 
 def rand_augment_from_string(spec: str, fill: tuple[int, ...] = (124, 116, 104)) -> RandAugment:

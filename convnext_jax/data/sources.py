@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from convnext_jax.data.images import IMAGE_EXTENSIONS, BadImageError, load_image
+from convnext_jax.data.images import IMAGE_EXTENSIONS, BadImageError, open_image
 
 log = logging.getLogger(__name__)
 
-SOURCE_KINDS = ("embedded:digits", "synthetic", "folder:<path>", "tfds:<name>")
+SOURCE_KINDS = ("embedded:digits", "synthetic", "folder:<path>", "tfds:<name>", "prepared:<path>")
 SKIPPED = "skipped"  # the record field naming unreadable files that were passed over (host-side only)
 
 
@@ -80,8 +80,8 @@ class ImageFolderSource:
 
     Classes are the sorted subfolder names, or `class_names` (e.g. the train split's, so that
     val labels agree). Empty class folders and non-image files are reported; an undecodable
-    image at read time is replaced by the next readable one, named in the record's "skipped"
-    field (`on_bad_image="skip"`; training warns once per file and counts them in summary.json),
+    image is replaced by the next readable one (here when its header is bad, by the pipeline's
+    `Examples` when its pixels are), named in the record's "skipped" field (`on_bad_image="skip"`; training warns once per file and counts them in summary.json),
     or raises BadImageError naming the file (`"error"`).
     """
 
@@ -129,7 +129,6 @@ class ImageFolderSource:
             log.warning("%s: ignored %d file(s) without an image extension %s", root, skipped_files, IMAGE_EXTENSIONS)
         if not self.samples:
             raise ValueError(f"{root} contains no image files ({', '.join(IMAGE_EXTENSIONS)})")
-        self.bad_images_seen = 0
 
     def __repr__(self) -> str:
         return f"ImageFolderSource(root={self.root!r}, num_classes={self.num_classes}, samples={len(self.samples)})"
@@ -142,18 +141,19 @@ class ImageFolderSource:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """{"image", "label", "skipped"}: "skipped" names the unreadable files passed over to reach
-        this image (one per line, usually empty), so that the training process — whichever worker
-        process read them — can warn once per file and count them."""
+        """{"image", "label", "skipped"}: the image is opened lazily (its header is read; the pixels
+        are decoded by the first transform, at a reduced scale when the crop allows). "skipped"
+        names the unreadable files passed over to reach this image (one per line, usually empty),
+        so that the training process — whichever worker read them — can warn once per file."""
         skipped = []
         for offset in range(min(len(self.samples), 100)):
             path, label = self.samples[(index + offset) % len(self.samples)]
             try:
-                return {"image": load_image(path), "label": label, SKIPPED: "\n".join(skipped)}
-            except BadImageError as e:
+                with open(path, "rb") as f:
+                    return {"image": open_image(f.read(), path), "label": label, SKIPPED: "\n".join(skipped)}
+            except (BadImageError, OSError) as e:
                 if self.on_bad_image == "error":
                     raise BadImageError(f"{e}. Remove or fix the file, or set on_bad_image='skip'.") from e
-                self.bad_images_seen += 1
                 skipped.append(path)
                 log.debug("skipping unreadable image: %s", e)
         raise BadImageError(f"100 consecutive unreadable images in {self.root} from index {index}")
@@ -205,7 +205,8 @@ class TfdsSource:
 
 def make_source(spec: str, split: str, *, data_dir: str | None = None, image_size: int = 224,
                 class_names: list[str] | None = None, **options: Any) -> Any:
-    """Build a source from `config.data.source`: 'embedded:digits', 'synthetic', 'folder:/path', 'tfds:name'.
+    """Build a source from `config.data.source`: 'embedded:digits', 'synthetic', 'folder:/path', 'tfds:name',
+    'prepared:/path' (made by `python -m convnext_jax.data.prepare`).
 
     For folders, `split` is the subfolder (`/path/train`, `/path/val`).
     """
@@ -219,4 +220,8 @@ def make_source(spec: str, split: str, *, data_dir: str | None = None, image_siz
         return ImageFolderSource(root, class_names=class_names, **options)
     if kind == "tfds" and arg:
         return TfdsSource(arg, split, data_dir=data_dir, **options)
+    if kind == "prepared" and arg:
+        from convnext_jax.data.prepared import PreparedSource
+
+        return PreparedSource(os.path.expanduser(arg), split)
     raise ValueError(f"unknown data source {spec!r}; expected one of {', '.join(SOURCE_KINDS)}")

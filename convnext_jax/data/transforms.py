@@ -2,7 +2,10 @@
 
 Semantics follow torchvision/timm: RandomResizedCrop (scale, log-uniform ratio, 10 attempts,
 centre-crop fallback, bicubic), horizontal flip, and for evaluation resize to size/crop_pct
-followed by a centre crop.
+followed by a centre crop. Images travel between the ops as PIL images (a file's pixels are
+decoded by the first op that needs them, at a reduced scale when the crop allows) and leave as
+uint8 arrays (`ToArray`); normalisation and random erasing run on the device (`on_device`), as
+in timm's GPU prefetcher.
 """
 
 from __future__ import annotations
@@ -15,14 +18,47 @@ import grain
 import numpy as np
 from PIL import Image
 
+from convnext_jax.data.images import decode, reduction_for
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _resize(image: np.ndarray, size: tuple[int, int], box: tuple[float, float, float, float] | None = None) -> np.ndarray:
-    """Bicubic resize of a uint8 HWC array to (height, width), optionally of a crop box (x0, y0, x1, y1)."""
+def as_pil(image: Image.Image | np.ndarray) -> Image.Image:
+    """A PIL image of an (H, W, 3) uint8 array or of a (possibly lazily decoded) PIL image."""
+    return decode(image)
+
+
+def as_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 pixels."""
+    return image if isinstance(image, np.ndarray) else np.asarray(as_pil(image))
+
+
+def image_size(image: Image.Image | np.ndarray) -> tuple[int, int]:
+    """(height, width) without decoding."""
+    return (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.size[1], image.size[0])
+
+
+def _resize(image: Image.Image | np.ndarray, size: tuple[int, int],
+            box: tuple[float, float, float, float] | None = None, *, reduce: bool = False) -> Image.Image:
+    """Bicubic (antialiased, as PIL/torchvision) resize to (height, width) of a crop box (x0, y0, x1, y1).
+
+    With `reduce`, a JPEG is decoded at the largest DCT scale-down (1/2, 1/4, 1/8) that keeps the
+    box at least `size`: the decoder's downscale replaces part of the resize's, so the output has
+    the resolution asked for at a fraction of the decoding cost.
+    """
     height, width = size
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC, box=box))
+    full_h, full_w = image_size(image)
+    box = box or (0, 0, full_w, full_h)
+    factor = 1
+    if reduce and not isinstance(image, np.ndarray):
+        box_w, box_h = box[2] - box[0], box[3] - box[1]
+        factor = reduction_for(image, (int(math.ceil(width * full_w / box_w)), int(math.ceil(height * full_h / box_h))))
+    pixels = decode(image, factor) if not isinstance(image, np.ndarray) else Image.fromarray(image)
+    if factor > 1:
+        box = (box[0] / factor, box[1] / factor, min(box[2] / factor, pixels.size[0]),
+               min(box[3] / factor, pixels.size[1]))
+    return pixels.resize((width, height), Image.BICUBIC, box=box)
 
 
 def random_resized_crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
@@ -49,14 +85,19 @@ def random_resized_crop_box(height: int, width: int, scale: tuple[float, float],
 
 @dataclasses.dataclass
 class RandomResizedCrop(grain.transforms.RandomMap):
+    """torchvision's RandomResizedCrop (bicubic); `reduce` decodes JPEGs at 1/2, 1/4 or 1/8 scale when
+    the crop is at least that many times the output size (see `_resize`)."""
+
     size: int
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    reduce: bool = True
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         image = element["image"]
-        top, left, h, w = random_resized_crop_box(image.shape[0], image.shape[1], self.scale, self.ratio, rng)
-        return {**element, "image": _resize(image, (self.size, self.size), (left, top, left + w, top + h))}
+        top, left, h, w = random_resized_crop_box(*image_size(image), self.scale, self.ratio, rng)
+        return {**element, "image": _resize(image, (self.size, self.size), (left, top, left + w, top + h),
+                                            reduce=self.reduce)}
 
 
 @dataclasses.dataclass
@@ -65,7 +106,7 @@ class RandomHorizontalFlip(grain.transforms.RandomMap):
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         if rng.random() < self.prob:
-            return {**element, "image": np.ascontiguousarray(element["image"][:, ::-1])}
+            return {**element, "image": as_pil(element["image"]).transpose(Image.Transpose.FLIP_LEFT_RIGHT)}
         return element
 
 
@@ -78,29 +119,26 @@ class ResizeCenterCrop(grain.transforms.Map):
 
     def map(self, element: dict[str, Any]) -> dict[str, Any]:
         image = element["image"]
-        height, width = image.shape[:2]
+        height, width = image_size(image)
         short = math.floor(self.size / self.crop_pct)
         if height <= width:
             new_h, new_w = short, max(short, int(short * width / height))
         else:
             new_h, new_w = max(short, int(short * height / width)), short
-        image = _resize(image, (new_h, new_w))
         top, left = (new_h - self.size) // 2, (new_w - self.size) // 2
-        return {**element, "image": image[top : top + self.size, left : left + self.size]}
+        # Resizing only the centre box samples the same grid as resizing everything then cropping.
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + self.size) * sx, (top + self.size) * sy)
+        return {**element, "image": _resize(image, (self.size, self.size), box)}
 
 
 @dataclasses.dataclass
-class Normalize(grain.transforms.Map):
-    """uint8 -> float32 in [0, 1], then (x - mean) / std unless mean/std are None (normalisation off)."""
-
-    mean: tuple[float, ...] | None = IMAGENET_MEAN
-    std: tuple[float, ...] | None = IMAGENET_STD
+class ToArray(grain.transforms.Map):
+    """The last per-example op: the image as an (H, W, 3) uint8 array (batches cross process
+    boundaries and the host-device link as uint8, 4x smaller than float32)."""
 
     def map(self, element: dict[str, Any]) -> dict[str, Any]:
-        image = element["image"].astype(np.float32) / 255.0
-        if self.mean is not None and self.std is not None:
-            image = (image - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return {**element, "image": image}
+        return {**element, "image": as_array(element["image"])}
 
 
 @dataclasses.dataclass
@@ -114,41 +152,11 @@ class ColorJitter(grain.transforms.RandomMap):
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         from PIL import ImageEnhance
 
-        image = Image.fromarray(element["image"])
+        image = as_pil(element["image"])
         enhancers = [(ImageEnhance.Brightness, self.brightness), (ImageEnhance.Contrast, self.contrast),
                      (ImageEnhance.Color, self.saturation)]
         for index in rng.permutation(len(enhancers)):
             kind, strength = enhancers[index]
             if strength > 0:
                 image = kind(image).enhance(rng.uniform(max(0.0, 1 - strength), 1 + strength))
-        return {**element, "image": np.asarray(image)}
-
-
-@dataclasses.dataclass
-class RandomErasing(grain.transforms.RandomMap):
-    """timm RandomErasing(mode='pixel') on the normalised float image: with probability `prob`
-    replace a rectangle (area 2%..1/3, aspect 0.3..3.3) by per-pixel N(0, 1) noise."""
-
-    prob: float = 0.25
-    min_area: float = 0.02
-    max_area: float = 1 / 3
-    min_aspect: float = 0.3
-    max_count: int = 1
-
-    def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        if rng.random() > self.prob:
-            return element
-        image = np.array(element["image"], dtype=np.float32, copy=True)
-        height, width, channels = image.shape
-        log_ratio = (math.log(self.min_aspect), math.log(1 / self.min_aspect))
-        count = self.max_count if self.max_count == 1 else int(rng.integers(1, self.max_count + 1))
-        for _ in range(count):
-            for _attempt in range(10):
-                area = rng.uniform(self.min_area, self.max_area) * height * width / count
-                aspect = math.exp(rng.uniform(*log_ratio))
-                h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-                if 0 < h < height and 0 < w < width:
-                    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-                    image[top : top + h, left : left + w] = rng.standard_normal((h, w, channels), dtype=np.float32)
-                    break
         return {**element, "image": image}

@@ -74,12 +74,16 @@ SCHEMA: schema.Schema = {
     },
     "data": {
         "source": Key("embedded:digits", "embedded:digits | synthetic | folder:/path (with train/ and val/ "
-                                         "class folders) | tfds:NAME"),
+                                         "class folders) | tfds:NAME | prepared:/path (python -m "
+                                         "convnext_jax.data.prepare)"),
         "data_dir": Key("", "TFDS data_dir (datasets prepared as ArrayRecord)"),
         "image_size": Key(224, "training and evaluation resolution (px)", low=MIN_IMAGE_SIZE),
         "crop_pct": Key(0.875, "evaluation: resize to image_size / crop_pct, then center-crop", low=0.0, high=1.0,
                         low_open=True),
-        "workers": Key(0, "grain worker processes (0: in the main process)", low=0, run=False),
+        "workers": Key(0, "worker processes that decode and augment (0: threads of the main process)", low=0,
+                       run=False),
+        "threads": Key(0, "decoding/augmenting threads per process (0: the cores divided among the processes)",
+                       low=0, run=False),
         "normalize": Key(True, "subtract mean and divide by std"),
         "mean": Key((0.485, 0.456, 0.406), "per-channel mean (RGB, 0..1)", length=3),
         "std": Key((0.229, 0.224, 0.225), "per-channel std (RGB, 0..1)", length=3, item_low=1e-6),

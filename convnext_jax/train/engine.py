@@ -46,10 +46,10 @@ def picture_of(setup: Setup) -> tuple[Any, jax.Array] | None:
                            num_epochs=1, transforms=eval_transforms_of(setup.config),
                            shard_options=grain.sharding.NoSharding())
     images = jax.device_put(next(iter(loader))["image"], setup.layout.sharding(jax.sharding.PartitionSpec()))
-    graphdef, rest, task = setup.graphdef, setup.rest, setup.task
+    graphdef, rest, task, inputs = setup.graphdef, setup.rest, setup.task, setup.inputs
 
     def render(params: Any, images: jax.Array) -> tuple[jax.Array, ...]:
-        return task.picture_columns(nnx.merge(graphdef, params, rest), images)
+        return task.picture_columns(nnx.merge(graphdef, params, rest), inputs.eval({"image": images})["image"])
 
     return jax.jit(render), images
 
@@ -170,7 +170,7 @@ class Engine:
         error, never a silent recompilation); returns it with the compile time."""
         s = self.setup
         step = make_train_step(s.graphdef, s.rest, s.tx, s.task, ema_decay=s.config.ema_decay,
-                               loss_scaling=s.loss_scaling, layout=s.layout)
+                               loss_scaling=s.loss_scaling, layout=s.layout, inputs=s.inputs)
         began = time.perf_counter()
         compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, key).compile()
         return compiled, time.perf_counter() - began

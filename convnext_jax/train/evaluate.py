@@ -11,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.data import create_loader, shard_batch
+from convnext_jax.data.on_device import InputStage
 from convnext_jax.data.sources import SKIPPED
 from convnext_jax.train.parallel import Layout
 from convnext_jax.train.steps import make_eval_step
@@ -30,10 +31,10 @@ class Evaluator:
     """params -> the task's validation metrics over the whole split (pad-and-mask batches)."""
 
     def __init__(self, source: Any, transforms: list, graphdef: nnx.GraphDef, rest: nnx.State, task: Task,
-                 layout: Layout, batch_size: int):
+                 layout: Layout, batch_size: int, inputs: InputStage | None = None):
         self.source, self.transforms, self.task, self.layout = source, transforms, task, layout
         self.batch_size = batch_size  # per process
-        self.step = jax.jit(make_eval_step(graphdef, rest, task, layout))
+        self.step = jax.jit(make_eval_step(graphdef, rest, task, layout, inputs))
         # Every process must run the same number of (collective) eval steps, even when the split
         # does not divide evenly over processes: shorter shards are padded with fully masked batches.
         shard_size = -(-len(source) // jax.process_count())
@@ -63,4 +64,4 @@ def evaluator_of(setup: Any) -> Evaluator:
     from convnext_jax.train.setup import eval_transforms_of
 
     return Evaluator(setup.val_source, eval_transforms_of(setup.config), setup.graphdef, setup.rest, setup.task,
-                     setup.layout, setup.micro_batch)
+                     setup.layout, setup.micro_batch, setup.inputs)

@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from convnext_jax.data import MixupCutmix, create_loader, eval_transforms, make_source, train_transforms
+from convnext_jax.data.on_device import InputStage
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.naming import fcmae_weight_decay_mask, layer_ids
@@ -46,14 +47,20 @@ def normalisation(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def train_transforms_of(config: ml_collections.ConfigDict) -> list:
+    """The per-example host transforms of training (to uint8 pixels)."""
     aug = config.data.augment
     return train_transforms(config.data.image_size, scale=tuple(aug.scale), hflip=aug.hflip,
                             auto_augment=aug.auto_augment or None, color_jitter=aug.color_jitter,
-                            re_prob=aug.re_prob, **normalisation(config))
+                            mean=tuple(config.data.mean))
 
 
 def eval_transforms_of(config: ml_collections.ConfigDict) -> list:
-    return eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, **normalisation(config))
+    return eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct)
+
+
+def input_stage_of(config: ml_collections.ConfigDict) -> InputStage:
+    """What the step does to the uint8 images on the device: normalise; random erasing in training."""
+    return InputStage(**normalisation(config), re_prob=config.data.augment.re_prob)
 
 
 def batch_ops_of(config: ml_collections.ConfigDict, num_classes: int) -> list:
@@ -157,6 +164,7 @@ class Setup:
     graphdef: nnx.GraphDef
     rest: nnx.State
     task: Task
+    inputs: InputStage
     tx: optax.GradientTransformation
     schedule: optax.Schedule
     loss_scaling: LossScaling | None
@@ -205,9 +213,11 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
     state = layout.place_state(TrainState.create(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling))
     train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,
                                  seed=config.seed, worker_count=config.data.workers,
+                                 threads=config.data.threads or None,
                                  transforms=train_transforms_of(config),
                                  batch_transforms=batch_ops_of(config, num_classes))
     return Setup(config=config, train_source=train_source, val_source=val_source, num_classes=num_classes,
-                 model_cfg=model.cfg, graphdef=graphdef, rest=rest, task=task_of(config, num_classes), tx=tx,
+                 model_cfg=model.cfg, graphdef=graphdef, rest=rest, task=task_of(config, num_classes),
+                 inputs=input_stage_of(config), tx=tx,
                  schedule=schedule, loss_scaling=loss_scaling, layout=layout, state=state, train_loader=train_loader,
                  steps_per_epoch=steps_per_epoch, micro_batch=micro, pretrained=pretrained, ops=model.ops.describe())

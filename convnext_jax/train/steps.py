@@ -15,16 +15,18 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from convnext_jax.data.on_device import InputStage
 from convnext_jax.train.parallel import Layout, data_parallel
 from convnext_jax.train.state import LossScaling, TrainState
 from convnext_jax.train.tasks.base import Task
 
 Metrics = dict[str, jax.Array]
+INPUT_KEY = 1 << 30  # folded into a micro-batch's key for the input stage (the model gets the key itself)
 
 
 def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation, task: Task, *,
-                    ema_decay: float = 0.0, loss_scaling: LossScaling | None = None, layout: Layout | None = None
-                    ) -> Callable[[TrainState, dict[str, jax.Array], jax.Array], tuple[TrainState, Metrics]]:
+                    ema_decay: float = 0.0, loss_scaling: LossScaling | None = None, layout: Layout | None = None,
+                    inputs: InputStage | None = None) -> Callable[[TrainState, dict[str, jax.Array], jax.Array], tuple[TrainState, Metrics]]:
     """(state, batch, key) -> (new state, metrics), one optimizer step.
 
     `batch` leaves are [accum, micro_batch, ...] (sharded along the micro-batch axis; accum=1
@@ -33,9 +35,10 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
     stops, or with loss scaling the scale is halved and training goes on), plus `loss_scale`
     with loss scaling. With `ema_decay` > 0 the state's EMA is updated once per optimizer step
     (timm's ModelEmaV2). Dropout keys differ per device and per micro-batch, as each DDP rank
-    has its own RNG.
+    has its own RNG. `inputs` prepares uint8 images on the device first (normalise, random erasing).
     """
     layout = layout or data_parallel()
+    inputs = inputs or InputStage()
     axis, replicas = layout.data_axis, layout.replicas
     # One device: a plain function without shard_map, so no all-reduce at all (XLA still runs a
     # one-device all-reduce as a full copy of the gradients).
@@ -49,9 +52,11 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
         local_params = varying(params)  # so grads are not all-reduced here
 
         def micro_gradients(index: jax.Array, micro_batch: dict[str, jax.Array]):
+            micro_key = jax.random.fold_in(device_key, index)
+            micro_batch = inputs.train(micro_batch, jax.random.fold_in(micro_key, INPUT_KEY))
+
             def loss_fn(p: Any):
-                loss, metrics = task.loss(nnx.merge(graphdef, p, rest), micro_batch,
-                                          jax.random.fold_in(device_key, index))
+                loss, metrics = task.loss(nnx.merge(graphdef, p, rest), micro_batch, micro_key)
                 return loss * scale, (loss, metrics)
 
             grads, (loss, metrics) = jax.grad(loss_fn, has_aux=True)(local_params)
@@ -103,8 +108,8 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
                          out_specs=(state_specs, replicated))
 
 
-def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State, task: Task, layout: Layout | None = None
-                   ) -> Callable[[Any, dict[str, jax.Array]], Metrics]:
+def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State, task: Task, layout: Layout | None = None,
+                   inputs: InputStage | None = None) -> Callable[[Any, dict[str, jax.Array]], Metrics]:
     """(params, batch) -> the task's sums over the valid (mask=1) examples of the global batch.
 
     On a multi-device layout each device evaluates its shard of the batch under `shard_map` and
@@ -112,8 +117,10 @@ def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State, task: Task, layout: 
     local shards instead of being gathered).
     """
 
+    inputs = inputs or InputStage()
+
     def eval_step(params: Any, batch: dict[str, jax.Array]) -> Metrics:
-        return task.eval_sums(nnx.merge(graphdef, params, rest), batch)
+        return task.eval_sums(nnx.merge(graphdef, params, rest), inputs.eval(batch))
 
     if layout is None or layout.replicas == 1:
         return eval_step

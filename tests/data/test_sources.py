@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convnext_jax.data import BadImageError, DigitsSource, ImageFolderSource, SyntheticSource, load_image, make_source
+from convnext_jax.data import (BadImageError, DigitsSource, ImageFolderSource, SyntheticSource, create_loader,
+                               eval_transforms, load_image, make_source)
 
 
 def test_digits_is_real_deterministic_and_split():
@@ -80,14 +81,15 @@ def test_bad_images_are_skipped_with_a_log_or_raise(folder, caplog):
     src = ImageFolderSource(folder / "train")
     corrupt = [i for i, (p, _) in enumerate(src.samples) if p.endswith(("truncated.jpg", "corrupt.png"))]
     assert len(corrupt) == 2
-    records = [src[i] for i in range(len(src))]
-    assert all(r["image"].shape[-1] == 3 for r in records)
-    skipped = {p for r in records for p in r["skipped"].split("\n") if p}  # named for the training process
-    assert src.bad_images_seen >= 2 and {os.path.basename(p) for p in skipped} == {"truncated.jpg", "corrupt.png"}
+    # a bad header is skipped by the source, bad pixels by the pipeline when it decodes them
+    loader = create_loader(src, batch_size=1, transforms=eval_transforms(16), shuffle=False, num_epochs=1)
+    records = list(loader)
+    assert len(records) == len(src) and all(r["image"].shape == (1, 16, 16, 3) for r in records)
+    skipped = {p for r in records for p in str(r["skipped"][0]).split("\n") if p}  # named for the training process
+    assert {os.path.basename(p) for p in skipped} == {"truncated.jpg", "corrupt.png"}
     strict = ImageFolderSource(folder / "train", on_bad_image="error")
-    with pytest.raises(BadImageError, match="truncated.jpg|corrupt.png"):
-        for i in corrupt:
-            strict[i]
+    with pytest.raises(BadImageError, match="(truncated.jpg|corrupt.png).*on_bad_image='skip'"):
+        list(create_loader(strict, batch_size=1, transforms=eval_transforms(16), shuffle=False, num_epochs=1))
 
 
 def test_class_sets_must_agree(folder):
