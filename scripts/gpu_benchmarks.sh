@@ -43,4 +43,7 @@ done
 run infer_bf16 infer --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype bfloat16 \
   --dwconv_impl $DW_IMPLS $TORCH_FLAGS --rounds "$ROUNDS" --steps "$STEPS"
 run compile compile --depths $COMPILE_DEPTHS
+# Input pipeline on this machine's cores: ours (threads, processes, prepared) vs torchvision + timm.
+DATA_WORKERS=${DATA_WORKERS:-$(python -c "import os; print(min(len(os.sched_getaffinity(0)), 16))")}
+run data data --images "${DATA_IMAGES:-512}" --workers "$DATA_WORKERS" --torch --prepared_max_size 320
 echo "wrote $MD"

@@ -180,18 +180,30 @@ def _data(args: argparse.Namespace) -> list[dict[str, Any]]:
         elif spec.startswith("folder:"):
             root = os.path.expanduser(spec.split(":", 1)[1])
         common = dict(batch_size=args.batch_size, image_size=args.image_size, epochs=args.epochs)
+        prepared = None
+        if args.prepared_max_size:
+            if root is None:
+                raise ConfigError("--prepared_max_size needs --source imagenet-like or folder:/path")
+            prepared = data_bench.prepare_copy(spec, os.path.join(scratch, "prepared"), args.prepared_max_size,
+                                               args.workers)
         rows = []
         for parallel in range(1, args.workers + 1):
             contenders = {"ours, threads": lambda: data_bench.our_loader(spec, workers=0, threads=parallel, **common),
                           "ours, processes": lambda: data_bench.our_loader(spec, workers=parallel, threads=1, **common)}
+            if prepared:
+                contenders[f"ours, prepared {args.prepared_max_size}px, threads"] = lambda: data_bench.our_loader(
+                    f"prepared:{prepared}", workers=0, threads=parallel, **common)
             if args.torch and root is not None:
                 contenders["torchvision + timm"] = lambda: data_bench.torch_loader(root, workers=parallel, **common)
+                if prepared:
+                    contenders[f"torchvision + timm, {args.prepared_max_size}px files"] = \
+                        lambda: data_bench.torch_loader(os.path.join(prepared, "files"), workers=parallel, **common)
             for name, make in contenders.items():
                 rate = data_bench.images_per_second(make())
                 rows.append({"pipeline": name, "workers": parallel, "img_per_s": rate, "per_worker": rate / parallel})
                 print(f"  {name}, {parallel}: {rate:.0f} img/s", file=sys.stderr)
         base = {r["pipeline"]: r["img_per_s"] for r in rows if r["workers"] == 1}
-        torch_at = {r["workers"]: r["img_per_s"] for r in rows if r["pipeline"] == "torchvision + timm"}
+        torch_at = {r["workers"]: r["img_per_s"] for r in rows if r["pipeline"] == "torchvision + timm"}  # originals
         for row in rows:
             row["scaling"] = row["img_per_s"] / (row["workers"] * base[row["pipeline"]])
             if row["workers"] in torch_at:
@@ -276,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--image_size", type=int, default=224)
     data.add_argument("--epochs", type=int, default=3)
     data.add_argument("--torch", action="store_true", help="also time torchvision DataLoader + timm transform")
+    data.add_argument("--prepared_max_size", type=int, default=0,
+                      help="also prepare the images at this size and time that (ours; torch on the same files)")
     for p in (train, infer, fcmae, dw, comp, comms, data):
         p.add_argument("--json", help="also write the rows and environment to this JSON file")
     args = parser.parse_args(argv)

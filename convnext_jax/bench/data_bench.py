@@ -1,8 +1,8 @@
 """Input-pipeline throughput: our grain pipeline vs torchvision DataLoader + timm's transform, side by
 side, with timm's ConvNeXt training augmentation (RandomResizedCrop 224 bicubic, flip,
-rand-m9-mstd0.5-inc1, random erasing 0.25; ours also mixes the batch with mixup/cutmix on the host,
-timm's GPU path does that on the device). Ours leaves the host as uint8 and normalises/erases on
-the device (timm's prefetcher does the same on a GPU; its DataLoader path, timed here, does not).
+rand-m9-mstd0.5-inc1, random erasing 0.25). Ours leaves the host as uint8 and normalises, mixes
+(mixup/cutmix) and erases on the device, in the step (timm's prefetcher normalises and erases on
+the GPU too; its DataLoader path, timed here, normalises and erases in the workers).
 """
 
 from __future__ import annotations
@@ -43,13 +43,29 @@ def make_imagenet_like(root: str, count: int, classes: int = 8, seed: int = 0) -
     return root
 
 
+def prepare_copy(spec: str, destination: str, max_size: int, workers: int) -> str:
+    """A prepared dataset of `spec` at `destination`, and the same JPEG files as an image folder
+    under destination/files (for torchvision). Returns destination."""
+    from convnext_jax.data.prepare import main as prepare
+    from convnext_jax.data.prepared import PreparedSource, decode_record
+
+    prepare([spec, destination, "--max_size", str(max_size), "--workers", str(workers)])
+    source = PreparedSource(destination, "train")
+    for index in range(len(source)):
+        label, jpeg = decode_record(source._records[index])
+        folder = os.path.join(destination, "files", "train", source.class_names[label])
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{index:06d}.jpg"), "wb") as f:
+            f.write(jpeg)
+    return destination
+
+
 def our_loader(spec: str, *, batch_size: int, workers: int, threads: int, image_size: int, epochs: int) -> Any:
-    from convnext_jax.data import MixupCutmix, create_loader, make_source, train_transforms
+    from convnext_jax.data import create_loader, make_source, train_transforms
 
     source = make_source(spec, "train")
     return create_loader(source, batch_size=batch_size, shuffle=True, seed=0, num_epochs=epochs, worker_count=workers,
-                         threads=threads, transforms=train_transforms(image_size, auto_augment=AUTO_AUGMENT),
-                         batch_transforms=[MixupCutmix(source.num_classes, 0.8, 1.0)])
+                         threads=threads, transforms=train_transforms(image_size, auto_augment=AUTO_AUGMENT))
 
 
 def timm_transform(image_size: int) -> Any:
@@ -65,8 +81,10 @@ def torch_loader(root: str, *, batch_size: int, workers: int, image_size: int, e
 
     dataset = ImageFolder(os.path.join(root, "train"), transform=timm_transform(image_size))
     sampler = torch.utils.data.RandomSampler(dataset, num_samples=epochs * len(dataset))
+    # spawned workers: forking a process that runs JAX can deadlock
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                       drop_last=True, persistent_workers=workers > 0)
+                                       drop_last=True, persistent_workers=workers > 0,
+                                       multiprocessing_context="spawn" if workers > 0 else None)
 
 
 def images_per_second(loader: Any) -> float:

@@ -1,40 +1,26 @@
-"""Mixup / CutMix on host batches with label-smoothed soft targets (timm `Mixup`, mode='batch')."""
+"""Mixup / CutMix on the device, inside the step, with label-smoothed soft targets (timm's `Mixup`,
+mode='batch': one draw per batch, each image mixed with the batch reversed; under data
+parallelism each device mixes its own batch, as each DDP rank does)."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any
 
-import grain
-import numpy as np
+import jax
+import jax.numpy as jnp
+import optax
 
 
-def smooth_one_hot(labels: np.ndarray, num_classes: int, smoothing: float) -> np.ndarray:
+def smooth_one_hot(labels: jax.Array, num_classes: int, smoothing: float) -> jax.Array:
     """(1 - smoothing) on the true class + smoothing / num_classes everywhere (timm/torch convention)."""
-    off = smoothing / num_classes
-    targets = np.full((len(labels), num_classes), off, np.float32)
-    targets[np.arange(len(labels)), labels] = 1.0 - smoothing + off
-    return targets
+    return optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=jnp.float32), smoothing)
 
 
-def cutmix_box(height: int, width: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """A box of area ~(1 - lam) of the image, centred uniformly and clipped: (top, bottom, left, right)."""
-    cut = math.sqrt(1.0 - lam)
-    cut_h, cut_w = int(height * cut), int(width * cut)
-    cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
-    return (int(np.clip(cy - cut_h // 2, 0, height)), int(np.clip(cy + cut_h // 2, 0, height)),
-            int(np.clip(cx - cut_w // 2, 0, width)), int(np.clip(cx + cut_w // 2, 0, width)))
-
-
-@dataclasses.dataclass
-class MixupCutmix(grain.transforms.RandomMap):
-    """Batch-level mixup/cutmix: each batch is mixed with its reverse, labels become soft targets.
-
-    With both alphas > 0, cutmix is chosen with probability `switch_prob`; the whole op applies
-    with probability `prob` (otherwise only label smoothing). CutMix's lambda is corrected to
-    the clipped box's area, as timm's `correct_lam=True`.
-    """
+@dataclasses.dataclass(frozen=True)
+class MixupCutmix:
+    """With probability `prob` a batch is mixed: cutmix with probability `switch_prob` when both
+    alphas are > 0, else the one that is on; lambda ~ Beta(alpha, alpha). CutMix's lambda is
+    corrected to the clipped box's area (timm's correct_lam=True)."""
 
     num_classes: int
     mixup_alpha: float = 0.8
@@ -49,36 +35,38 @@ class MixupCutmix(grain.transforms.RandomMap):
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
             raise ValueError("mixup_alpha and cutmix_alpha must be >= 0")
 
-    def params(self, rng: np.random.Generator) -> tuple[float, bool]:
-        """(lambda, use cutmix) for one batch, drawn as timm's Mixup._params_per_batch."""
-        lam, use_cutmix = 1.0, False
-        if rng.random() < self.prob and (self.mixup_alpha > 0 or self.cutmix_alpha > 0):
-            if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
-                use_cutmix = rng.random() < self.switch_prob
-            else:
-                use_cutmix = self.cutmix_alpha > 0
-            alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
-            lam = float(rng.beta(alpha, alpha))
-        return lam, use_cutmix
-
-    def random_map(self, batch: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
-        if len(images) % 2:
-            raise ValueError(f"mixup/cutmix needs an even batch size, got {len(images)}")
-        targets = smooth_one_hot(labels, self.num_classes, self.label_smoothing)
-        lam, use_cutmix = self.params(rng)
-        if lam == 1.0:
-            return {**batch, "label": targets}
-        flipped = images[::-1]
-        if use_cutmix:
-            height, width = images.shape[1:3]
-            top, bottom, left, right = cutmix_box(height, width, lam, rng)
-            images = images.copy()
-            images[:, top:bottom, left:right] = flipped[:, top:bottom, left:right]
-            lam = 1.0 - (bottom - top) * (right - left) / (height * width)
+    def params(self, key: jax.Array, height: int, width: int) -> dict[str, jax.Array]:
+        """One batch's draw: lam (corrected for cutmix), cutmix (bool) and the box (top, bottom, left, right)."""
+        keys = jax.random.split(key, 6)
+        mixed = (jax.random.uniform(keys[0]) < self.prob) & (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
+        if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
+            cutmix = jax.random.uniform(keys[1]) < self.switch_prob
         else:
-            mixed = images.astype(np.float32) * lam + flipped.astype(np.float32) * (1.0 - lam)
-            if np.issubdtype(images.dtype, np.integer):  # uint8 pixels: rounded, as timm's FastCollateMixup
-                mixed = np.rint(mixed)
-            images = mixed.astype(images.dtype)
-        return {**batch, "image": images, "label": targets * lam + targets[::-1] * (1.0 - lam)}
+            cutmix = jnp.asarray(self.cutmix_alpha > 0)
+        lam_mixup = jax.random.beta(keys[2], max(self.mixup_alpha, 1e-3), max(self.mixup_alpha, 1e-3))
+        lam_cutmix = jax.random.beta(keys[3], max(self.cutmix_alpha, 1e-3), max(self.cutmix_alpha, 1e-3))
+        # timm's rand_bbox: a box of side sqrt(1 - lam) x the image, centred uniformly, clipped
+        cut = jnp.sqrt(1.0 - lam_cutmix)
+        cut_h, cut_w = (height * cut).astype(jnp.int32), (width * cut).astype(jnp.int32)
+        cy = jax.random.randint(keys[4], (), 0, height)
+        cx = jax.random.randint(keys[5], (), 0, width)
+        top, bottom = jnp.clip(cy - cut_h // 2, 0, height), jnp.clip(cy + cut_h // 2, 0, height)
+        left, right = jnp.clip(cx - cut_w // 2, 0, width), jnp.clip(cx + cut_w // 2, 0, width)
+        corrected = 1.0 - (bottom - top) * (right - left) / (height * width)
+        lam = jnp.where(mixed, jnp.where(cutmix, corrected, lam_mixup), 1.0)
+        return {"lam": lam.astype(jnp.float32), "cutmix": mixed & cutmix, "box": (top, bottom, left, right)}
+
+    def __call__(self, images: jax.Array, labels: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(N, H, W, C) float images and integer labels -> mixed images and soft targets."""
+        count, height, width = images.shape[:3]
+        if count % 2:
+            raise ValueError(f"mixup/cutmix needs an even batch per device, got {count}")
+        draw = self.params(key, height, width)
+        lam, top, bottom, left, right = draw["lam"], *draw["box"]
+        targets = smooth_one_hot(labels, self.num_classes, self.label_smoothing)
+        flipped = images[::-1]
+        rows, cols = jnp.arange(height)[:, None], jnp.arange(width)[None, :]
+        box = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right) & draw["cutmix"]
+        blended = lam * images + (1.0 - lam) * flipped
+        images = jnp.where(draw["cutmix"], jnp.where(box[None, :, :, None], flipped, images), blended)
+        return images.astype(flipped.dtype), lam * targets + (1.0 - lam) * targets[::-1]

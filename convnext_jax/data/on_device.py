@@ -1,5 +1,6 @@
 """The input stage that runs on the device, inside the jitted step (timm's GPU prefetcher): uint8
-pixels -> float, normalised; for training, random erasing (timm's RandomErasing, mode 'pixel').
+pixels -> float, normalised; for training, mixup/cutmix with soft targets, then random erasing
+(timm's RandomErasing, mode 'pixel').
 
 Host batches cross process boundaries and the host->device link as uint8 (4x less than float32);
 float batches are taken as already prepared and pass through unchanged.
@@ -13,6 +14,8 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+
+from convnext_jax.data.mixup import MixupCutmix
 
 ERASE_ATTEMPTS = 10  # timm's RandomErasing tries 10 boxes per image
 
@@ -64,11 +67,13 @@ def random_erasing(images: jax.Array, key: jax.Array, prob: float) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class InputStage:
     """What the step does to a batch's images before the model: normalise uint8 pixels, and in
-    training erase boxes with probability `re_prob` (after mixup/cutmix, as timm's prefetcher)."""
+    training mix the batch (`mixup`, integer labels -> soft targets) and erase boxes with
+    probability `re_prob` (after mixup/cutmix, as timm's prefetcher)."""
 
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     re_prob: float = 0.0
+    mixup: MixupCutmix | None = None
 
     def _images(self, batch: dict[str, Any]) -> jax.Array | None:
         images = batch.get("image")
@@ -82,7 +87,11 @@ class InputStage:
         images = self._images(batch)
         if images is None:
             return batch
+        mix_key, erase_key = jax.random.split(key)
         images = normalize(images, self.mean, self.std)
+        if self.mixup is not None:
+            images, labels = self.mixup(images, batch["label"], mix_key)
+            batch = {**batch, "label": labels}
         if self.re_prob > 0:
-            images = random_erasing(images, key, self.re_prob)
+            images = random_erasing(images, erase_key, self.re_prob)
         return {**batch, "image": images}

@@ -29,8 +29,8 @@ def train_transforms(image_size: int, *, scale: Sequence[float] = (0.08, 1.0),
                      reduce: bool = True) -> list:
     """timm's per-example training transform up to the uint8 pixels: RandomResizedCrop (JPEGs decoded
     at a reduced scale when the crop allows, `reduce`), flip, RandAugment *or* colour jitter (timm
-    skips jitter when auto_augment is set). Normalisation and random erasing follow on the device
-    (`on_device.InputStage`), mixup/cutmix on the uint8 batch (`MixupCutmix`), as timm's prefetcher."""
+    skips jitter when auto_augment is set). Normalisation, mixup/cutmix and random erasing follow
+    on the device (`on_device.InputStage`)."""
     ops: list = [RandomResizedCrop(image_size, tuple(scale), tuple(ratio), reduce=reduce)]
     if hflip > 0:
         ops.append(RandomHorizontalFlip(hflip))
@@ -121,7 +121,7 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
     examples = indices.random_map(Examples(source, list(transforms)))
     read = grain.ReadOptions(num_threads=threads or default_threads(worker_count), prefetch_buffer_size=4 * batch_size)
     loader = examples.to_iter_dataset(read).batch(batch_size, drop_remainder=drop_remainder)
-    for index, op in enumerate(batch_transforms):  # e.g. MixupCutmix, on whole batches
+    for index, op in enumerate(batch_transforms):  # grain transforms of whole batches
         loader = loader.random_map(op, seed=seed + 1 + index) if isinstance(op, grain.transforms.RandomMap) \
             else loader.map(op)
     if worker_count > 0:

@@ -4,6 +4,7 @@ built or written. `python -m convnext_jax.main --config FILE --show_config` list
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -19,7 +20,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 LR_SCALING = ("none", "linear", "sqrt")
-SOURCE_KINDS = ("embedded:digits", "synthetic", "folder:<path>", "tfds:<name>")
+SOURCE_KINDS = ("embedded:digits", "synthetic", "folder:<path>", "tfds:<name>", "prepared:<path>")
 MIN_IMAGE_SIZE = 32  # the model's total stride
 
 
@@ -203,6 +204,17 @@ def _source_problems(data: ml_collections.ConfigDict) -> list[str]:
         return []
     if kind == "tfds" and arg:
         return []
+    if kind == "prepared" and arg:
+        root = os.path.expanduser(arg)
+        manifest = os.path.join(root, "prepared.json")
+        if not os.path.isfile(manifest):
+            return [f"data.source {data.source!r}: {root} is not a prepared dataset (no prepared.json); make one "
+                    f"with `python -m convnext_jax.data.prepare folder:/path/to/images {root}`"]
+        with open(manifest) as f:
+            splits = json.load(f).get("splits", {})
+        missing = [split for split in ("train", "val") if split not in splits]
+        return [f"data.source {data.source!r}: the prepared dataset has no {' and no '.join(missing)} split"] \
+            if missing else []
     return [f"data.source must be one of {', '.join(SOURCE_KINDS)}; got {data.source!r}"
             + schema.closest(data.source, ("embedded:digits", "synthetic"))]
 

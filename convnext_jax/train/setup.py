@@ -16,7 +16,8 @@ import ml_collections
 import optax
 from flax import nnx
 
-from convnext_jax.data import MixupCutmix, create_loader, eval_transforms, make_source, train_transforms
+from convnext_jax.data import create_loader, eval_transforms, make_source, train_transforms
+from convnext_jax.data.mixup import MixupCutmix
 from convnext_jax.data.on_device import InputStage
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import ConvNeXtConfig
@@ -58,18 +59,14 @@ def eval_transforms_of(config: ml_collections.ConfigDict) -> list:
     return eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct)
 
 
-def input_stage_of(config: ml_collections.ConfigDict) -> InputStage:
-    """What the step does to the uint8 images on the device: normalise; random erasing in training."""
-    return InputStage(**normalisation(config), re_prob=config.data.augment.re_prob)
-
-
-def batch_ops_of(config: ml_collections.ConfigDict, num_classes: int) -> list:
-    """Whole-batch augmentations of the training loader (mixup/cutmix, for classification)."""
-    aug = config.data.augment
+def input_stage_of(config: ml_collections.ConfigDict, num_classes: int) -> InputStage:
+    """What the step does to the uint8 images on the device: normalise; in training mixup/cutmix
+    (classification) and random erasing."""
+    aug, mixup = config.data.augment, None
     if config.task == "classification" and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0):
-        return [MixupCutmix(num_classes, aug.mixup_alpha, aug.cutmix_alpha, aug.mixup_prob, aug.mixup_switch_prob,
-                            config.label_smoothing)]
-    return []
+        mixup = MixupCutmix(num_classes, aug.mixup_alpha, aug.cutmix_alpha, aug.mixup_prob, aug.mixup_switch_prob,
+                            config.label_smoothing)
+    return InputStage(**normalisation(config), re_prob=aug.re_prob, mixup=mixup)
 
 
 @functools.lru_cache(maxsize=4)
@@ -137,6 +134,12 @@ def micro_batch_per_process(config: ml_collections.ConfigDict, layout: Layout) -
         raise ConfigError(f"the micro-batch (batch_size {config.batch_size} / {accum} accumulation steps = {micro}) "
                           f"does not split over the {layout.replicas} devices: use a batch_size that is a multiple "
                           f"of {layout.replicas * accum}")
+    aug = config.data.augment
+    if config.task == "classification" and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0) \
+            and (micro // layout.replicas) % 2:
+        raise ConfigError(f"mixup/cutmix pairs each image with another on its device, so the micro-batch per device "
+                          f"({micro // layout.replicas}) must be even: use a batch_size that is a multiple of "
+                          f"{2 * layout.replicas * accum}")
     return micro // jax.process_count()
 
 
@@ -214,10 +217,9 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
     train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,
                                  seed=config.seed, worker_count=config.data.workers,
                                  threads=config.data.threads or None,
-                                 transforms=train_transforms_of(config),
-                                 batch_transforms=batch_ops_of(config, num_classes))
+                                 transforms=train_transforms_of(config))
     return Setup(config=config, train_source=train_source, val_source=val_source, num_classes=num_classes,
                  model_cfg=model.cfg, graphdef=graphdef, rest=rest, task=task_of(config, num_classes),
-                 inputs=input_stage_of(config), tx=tx,
+                 inputs=input_stage_of(config, num_classes), tx=tx,
                  schedule=schedule, loss_scaling=loss_scaling, layout=layout, state=state, train_loader=train_loader,
                  steps_per_epoch=steps_per_epoch, micro_batch=micro, pretrained=pretrained, ops=model.ops.describe())

@@ -53,3 +53,18 @@ def test_fcmae_bench_jax_and_the_dense_pytorch_emulation(capsys):
     out = capsys.readouterr().out
     assert "| jax float32 dw=auto |" in out and "| torch dense eager |" in out and "FCMAE pre-training step" in out
     assert "on removed positions (75% of the patches" in out  # 64 px: 4 patches, int(4 x 0.4) = 1 kept
+
+
+def test_data_bench_ours_torch_and_prepared(tmp_path, capsys):
+    out = tmp_path / "data.json"
+    assert main(["data", "--images", "8", "--workers", "1", "--image_size", "32", "--batch_size", "2", "--epochs",
+                 "2", "--torch", "--prepared_max_size", "64", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    for name in ("ours, threads", "ours, processes", "ours, prepared 64px, threads", "torchvision + timm",
+                 "torchvision + timm, 64px files"):
+        assert f"| {name} | 1 |" in table
+    for stage in ("decode + crop/resize", "RandAugment", "collate (uint8)", "MaybeToTensor", "collate (float32)"):
+        assert f"| {stage} |" in table
+    rows = json.loads(out.read_text())["rows"]
+    throughput = [r for r in rows if "img_per_s" in r]
+    assert len(throughput) == 5 and all(r["img_per_s"] > 0 and r["scaling"] == 1 for r in throughput)

@@ -22,7 +22,6 @@ from scipy import stats
 from convnext_jax.bench.data_bench import make_imagenet_like
 from convnext_jax.data import MixupCutmix, create_loader, make_source, train_transforms
 from convnext_jax.data import randaugment as ours_ra
-from convnext_jax.data.mixup import cutmix_box
 from convnext_jax.data.on_device import erase_boxes, normalize
 from convnext_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD, random_resized_crop_box
 
@@ -115,14 +114,9 @@ def test_mixup_cutmix_match_timm():
 
     draws = 4000
     mix = MixupCutmix(10, 0.8, 1.0, label_smoothing=0.0)
-    rng = np.random.default_rng(0)
-    ours = {"mixup": [], "cutmix": []}
-    for _ in range(draws):
-        lam, use_cutmix = mix.params(rng)
-        if use_cutmix:  # the box and lambda correction random_map applies
-            top, bottom, left, right = cutmix_box(32, 40, lam, rng)
-            lam = 1.0 - (bottom - top) * (right - left) / (32 * 40)
-        ours["cutmix" if use_cutmix else "mixup"].append(lam)
+    draw = jax.vmap(lambda key: mix.params(key, 32, 40))(jax.random.split(jax.random.key(0), draws))
+    lam, cutmix = np.asarray(draw["lam"]), np.asarray(draw["cutmix"])
+    ours = {"mixup": lam[~cutmix], "cutmix": lam[cutmix]}
     theirs = {"mixup": [], "cutmix": []}
     timm_mix = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.0, num_classes=10)
     np.random.seed(0)
