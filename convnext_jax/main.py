@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -79,17 +80,26 @@ def main(argv: list[str]) -> None:
         return
     import jax
 
-    if _COORDINATOR.value or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    from convnext_jax.train.cluster import start_distributed
+
+    start_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = resolve_config(_WORKDIR.value, _MODE.value)
+    from convnext_jax.train.cluster import enable_compile_cache
+
+    enable_compile_cache(config.compile_cache)
     if _MODE.value == "eval":
         from convnext_jax.train.run import evaluate_checkpoint
 
         print(json.dumps(evaluate_checkpoint(config, _WORKDIR.value), indent=2))
         return
+    from convnext_jax.train.preemption import EXIT_PREEMPTED, Preempted
     from convnext_jax.train.run import train_and_evaluate
 
-    summary = train_and_evaluate(config, _WORKDIR.value, extend=_EXTEND.value)
+    try:
+        summary = train_and_evaluate(config, _WORKDIR.value, extend=_EXTEND.value)
+    except Preempted as e:
+        print(str(e), flush=True)
+        sys.exit(EXIT_PREEMPTED)
     print(json.dumps(summary, indent=2))
 
 

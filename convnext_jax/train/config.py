@@ -45,6 +45,8 @@ SCHEMA: schema.Schema = {
                           "optim.grad_accum_steps", low=1),
     "label_smoothing": _unit(0.1, "label smoothing of the cross-entropy (mixup/cutmix targets too)", high_open=True),
     "log_every": Key(10, "optimizer steps between train-metric lines (and at every epoch end)", low=1, run=False),
+    "compile_cache": Key("", "persistent XLA compilation cache: a directory, '' (~/.cache/convnext_jax/xla or "
+                             "$CONVNEXT_JAX_COMPILE_CACHE) or 'off'", run=False),
     "target_accuracy": _unit(0.0, "> 0: summary.json reports the first epoch whose val top-1 reaches it", run=False),
     "ema_decay": _unit(0.0, "> 0: keep an EMA of the weights (per optimizer step), evaluated as val_*_ema",
                        high_open=True),
@@ -145,6 +147,9 @@ SCHEMA: schema.Schema = {
     },
     "checkpoint": {
         "every_epochs": Key(1, "save a checkpoint every N epochs (and at the end)", low=1, run=False),
+        "every_steps": Key(0, "also save every N optimizer steps (0 off)", low=0, run=False),
+        "every_minutes": Key(0.0, "also save when this many minutes passed since the last save (0 off)", low=0.0,
+                             run=False),
         "keep": Key(2, "checkpoints kept (plus the best by the task's validation metric)", low=1, run=False),
     },
 }

@@ -28,6 +28,7 @@ from convnext_jax.train.metrics import MetricsWriter
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, eval_transforms_of
 from convnext_jax.train.state import TrainState
+from convnext_jax.train.preemption import Preempted, PreemptionWatch
 from convnext_jax.train.steps import make_train_step
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -158,9 +159,12 @@ class Engine:
     """Runs a `Setup` from `start` to its last step, writing into `workdir`."""
 
     def __init__(self, setup: Setup, workdir: str, checkpointer: Checkpointer, writer: MetricsWriter,
-                 progress: Progress, epoch_callback: EpochCallback | None = None):
+                 progress: Progress, epoch_callback: EpochCallback | None = None,
+                 preemption: PreemptionWatch | None = None):
         self.setup, self.workdir, self.checkpointer = setup, workdir, checkpointer
         self.writer, self.progress, self.epoch_callback = writer, progress, epoch_callback
+        self.preemption = preemption
+        self.last_save = (None, time.monotonic())  # (step, when)
         self.evaluate = evaluator_of(setup)
         self.micro_sharding = setup.layout.sharding(setup.layout.micro_batch_spec)
         self.picture = picture_of(setup)
@@ -225,6 +229,13 @@ class Engine:
                 self.progress.report(done, values, eta_s=(s.total_steps - done) * values.get("step_time_s", 0.0))
             if epoch_end:
                 last_eval = self._end_of_epoch(state, train_iter, done, best)
+            if self._periodic_save_due(done, epoch_end):
+                self._save(done, state, train_iter)
+            if self.preemption is not None and done < s.total_steps and self.preemption.should_stop(done):
+                if self.last_save[0] != done:
+                    self._save(done, state, train_iter)
+                self.checkpointer.wait_until_finished()
+                raise Preempted(done, self.preemption.received or "signal")
             if done % config.log_every == 0 or epoch_end:
                 window.start()
         if not last_eval:  # resumed after the last step: report the restored model
@@ -262,6 +273,27 @@ class Engine:
                 self.progress.message(f"warning: skipping unreadable image {path} (each is warned about once; "
                                       "summary.json counts them as skipped_images)")
 
+    def _save(self, done: int, state: TrainState, train_iter: Any, metrics: dict[str, float] | None = None) -> None:
+        self.checkpointer.save(done, state.to_checkpoint(), train_iter, metrics=metrics)
+        self.last_save = (done, time.monotonic())
+
+    def _periodic_save_due(self, done: int, epoch_end: bool) -> bool:
+        """checkpoint.every_steps / every_minutes (between the per-epoch saves). The wall clock is
+        process 0's, broadcast at log boundaries, so that every process saves the same step."""
+        cadence = self.setup.config.checkpoint
+        if self.last_save[0] == done or done == self.setup.total_steps:
+            return False
+        if cadence.every_steps and done % cadence.every_steps == 0:
+            return True
+        if not cadence.every_minutes or (done % self.setup.config.log_every and not epoch_end):
+            return False
+        due = time.monotonic() - self.last_save[1] >= 60.0 * cadence.every_minutes
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+        return due
+
     def _end_of_epoch(self, state: TrainState, train_iter: Any, done: int, best: BestSoFar) -> dict[str, float]:
         """Evaluate, record, checkpoint on the cadence, and call the epoch callback."""
         config = self.setup.config
@@ -274,8 +306,7 @@ class Engine:
         if self.picture is not None:
             self._write_picture(state, epoch, done)
         if checkpoint_due(config, epoch, done, self.setup.total_steps):
-            self.checkpointer.save(done, state.to_checkpoint(), train_iter,
-                                   metrics={best.metric: metrics[best.metric]})
+            self._save(done, state, train_iter, metrics={best.metric: metrics[best.metric]})
         if self.epoch_callback is not None:
             self.epoch_callback(epoch, metrics)
         return metrics

@@ -15,10 +15,12 @@ from convnext_jax import schema
 from convnext_jax.errors import ConfigError
 from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
+from convnext_jax.train.cluster import enable_compile_cache
 from convnext_jax.train.curves import plot_curves
 from convnext_jax.train.engine import Engine, EpochCallback
 from convnext_jax.train.evaluate import evaluator_of
 from convnext_jax.train.metrics import MetricsWriter, read_metrics, write_json
+from convnext_jax.train.preemption import PreemptionWatch
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, build
 from convnext_jax.train.state import TrainState
@@ -112,6 +114,7 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
     the run). Nothing is written before the config is validated and the setup is built.
     """
     train_config.validate(config)
+    enable_compile_cache(config.compile_cache)
     run = RunDir(workdir)
     if run.exists:
         run.check_resumable(config, extend=extend)
@@ -147,8 +150,9 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         writer = MetricsWriter(run.path, resume_step=start, enabled=jax.process_index() == 0)
         progress = Progress(setup.total_steps, start, enabled=jax.process_index() == 0)
         try:
-            engine = Engine(setup, run.path, checkpointer, writer, progress, epoch_callback)
-            summary = engine.run(state, train_iter, start, history)
+            with PreemptionWatch() as watch:
+                engine = Engine(setup, run.path, checkpointer, writer, progress, epoch_callback, watch)
+                summary = engine.run(state, train_iter, start, history)
         finally:
             progress.close()
     finally:
@@ -214,6 +218,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     from convnext_jax.weights import load_tree, read_checkpoint_params
 
     train_config.validate(config)
+    enable_compile_cache(config.compile_cache)
     run = RunDir(workdir)
     step = step or run.latest_step()
     if step is None:

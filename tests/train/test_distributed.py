@@ -17,13 +17,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(workdir, port, *extra):
+def _slurm_job_id() -> int:
+    """A job id whose coordinator port (JAX derives it from the id, in 61440..65535) is free."""
+    for job_id in range(4096):
+        with socket.socket() as s:
+            try:
+                s.bind(("localhost", 61440 + job_id))
+                return job_id + 4096 * 7
+            except OSError:
+                continue
+    raise RuntimeError("no free port for the simulated SLURM job")
+
+
+def _launch(workdir, port, *extra, slurm=False):
+    """Two processes joined by explicit flags, or (slurm=True) by the variables `srun` sets."""
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu")
+    job_id = _slurm_job_id() if slurm else None
+
+    def process(i):
+        if slurm:
+            return [], dict(env, SLURM_JOB_ID=str(job_id), SLURM_STEP_NODELIST="localhost", SLURM_NTASKS="2",
+                            SLURM_PROCID=str(i), SLURM_LOCALID=str(i), SLURM_STEP_NUM_NODES="1")
+        return [f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"], env
+
     procs = [subprocess.Popen([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
                                "--workdir", str(workdir), "--config.num_epochs=1", "--config.log_every=5", *extra,
-                               "--config.model.dims=(16, 24, 32, 48)",
-                               f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
-                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               "--config.model.dims=(16, 24, 32, 48)", *process(i)[0]],
+                              env=process(i)[1], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
     outputs = [p.communicate(timeout=400)[0] for p in procs]
     for p, out in zip(procs, outputs):
@@ -50,9 +70,11 @@ def test_two_processes_train_evaluate_and_resume(tmp_path):
         [f for f in data if f.startswith("process_")] == ["process_0-of-2.json", "process_1-of-2.json"]
     again = [_summary(out) for out in _launch(tmp_path, _free_port())]  # finished: reported, not retrained
     assert again[0]["final_val_top1"] == first["final_val_top1"] == again[1]["final_val_top1"]
-    outputs = _launch(tmp_path, _free_port(), "--config.num_epochs=2", "--extend")  # restores state + both iterators
+    # restores state + both iterators; under a (simulated) SLURM step the processes find each other without flags
+    outputs = _launch(tmp_path, None, "--config.num_epochs=2", "--extend", slurm=True)
     assert "resumed from step 22/44" in outputs[0]
     resumed = [_summary(out) for out in outputs]
+    assert resumed[0]["processes"] == resumed[1]["processes"] == 2
     assert resumed[0]["steps"] == 44 and resumed[0]["final_val_top1"] == resumed[1]["final_val_top1"]
     assert resumed[0]["best_val_top1"] >= first["best_val_top1"]  # the best over both runs' epochs
     steps = [r["step"] for r in read_metrics(str(tmp_path)) if "train_loss" in r]

@@ -118,6 +118,51 @@ def test_resume_after_sigkill_is_exact(tmp_path):
             np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name}: {key}")
 
 
+def _wait_for_step(workdir, proc, step):
+    deadline = time.time() + 300
+    while True:
+        metrics = workdir / "metrics.jsonl"
+        if metrics.exists() and any(r.get("step", 0) >= step for r in read_metrics(str(workdir))):
+            return
+        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() else ""
+        time.sleep(0.1)
+
+
+def test_preemption_signals_save_mid_epoch_and_resume_exactly(tmp_path):
+    """SIGTERM and SIGUSR1 (SLURM's warning) during an epoch: the run saves the step it reached,
+    exits with 75 within 60 s, and the same command resumes bit-identically."""
+    reference = _run_main(tmp_path / "reference")
+    runs = {"term": (_run_main(tmp_path / "term"), signal.SIGTERM),
+            "usr1": (_run_main(tmp_path / "usr1"), signal.SIGUSR1)}
+    for name, (proc, _) in runs.items():
+        _wait_for_step(tmp_path / name, proc, 5)
+    sent = time.time()
+    for proc, sig in runs.values():
+        proc.send_signal(sig)
+    for name, (proc, sig) in runs.items():
+        output = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 75 and time.time() - sent < 60, output[-3000:]
+        step = int(output.split("saved a checkpoint at step ")[1].split(";")[0])
+        assert 5 <= step < 44 and f"preempted ({sig.name})" in output
+        assert str(step) in os.listdir(tmp_path / name / "checkpoints")
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    want = dict(_flatten(_final_params(tmp_path / "reference")))
+    for name in runs:
+        resumed = _run_main(tmp_path / name)
+        output = resumed.communicate(timeout=300)[0]
+        assert resumed.returncode == 0 and "resumed from step" in output, output[-3000:]
+        got = dict(_flatten(_final_params(tmp_path / name)))
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name}: {key}")
+
+
+def test_checkpoints_by_steps(tmp_path):
+    summary = train_and_evaluate(_config(num_epochs=2, **{"checkpoint.every_steps": 10, "checkpoint.keep": 10}),
+                                 str(tmp_path))
+    assert summary["finished"]
+    assert sorted(map(int, os.listdir(tmp_path / "checkpoints"))) == [10, 20, 22, 30, 40, 44]
+
+
 def _flatten(tree, prefix=()):
     if isinstance(tree, dict):
         for key, value in tree.items():

@@ -1,0 +1,71 @@
+"""Preemption: SIGTERM (a cluster or spot VM reclaiming the machine) or SIGUSR1 (SLURM's warning
+signal, `#SBATCH --signal=USR1@120`) -> every process stops after the same step, the run saves a
+checkpoint there (data iterator included) and exits with EXIT_PREEMPTED; running the same command
+again resumes from it exactly.
+
+One process: a Python signal handler sets a flag checked after every step. Several processes:
+JAX's preemption sync manager (started by `jax.distributed.initialize`) catches SIGTERM and
+`reached_preemption_sync_point` makes all processes agree on the step; SIGUSR1 is turned into
+SIGTERM so that it takes the same path.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import jax
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run the same command again
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class Preempted(Exception):
+    """The run stopped on a preemption signal after saving a checkpoint at `step`."""
+
+    def __init__(self, step: int, signal_name: str):
+        super().__init__(f"preempted ({signal_name}): saved a checkpoint at step {step}; run the same command "
+                         f"again to resume (exit code {EXIT_PREEMPTED})")
+        self.step, self.signal_name = step, signal_name
+
+
+class PreemptionWatch:
+    """Install with `with PreemptionWatch() as watch:`; `watch.should_stop(step)` after each step."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+        self._multi = jax.process_count() > 1
+
+    def __enter__(self) -> "PreemptionWatch":
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers can only be installed from the main thread (e.g. sweep workers)
+        for sig in SIGNALS:
+            if self._multi and sig == signal.SIGTERM:
+                continue  # JAX's preemption notifier owns SIGTERM
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signal.Signals(signum).name
+        if self._multi:  # hand over to JAX's notifier, which all processes agree through
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def should_stop(self, step: int) -> bool:
+        """True on every process at the same step once any process was signalled."""
+        if self._multi:
+            from jax.experimental import multihost_utils
+
+            if multihost_utils.reached_preemption_sync_point(step):
+                self.received = self.received or "SIGTERM"
+                return True
+            return False
+        return self.received is not None
