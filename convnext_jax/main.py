@@ -6,13 +6,14 @@
                           trained with (config.json in DIR; --config.key=value overrides on top)
   --show_config           every config key with its value, default and meaning, then exit
 
-Without --config, a workdir that holds a run uses that run's config.json.
+Without --config, a workdir that holds a run uses that run's config.json. Under srun (SLURM) or
+mpirun the processes join one job by themselves. SIGTERM or SIGUSR1 saves a checkpoint and exits
+with 75 (run the same command again to resume).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from absl import app, flags
@@ -78,8 +79,6 @@ def main(argv: list[str]) -> None:
         config = loaded_config(_CONFIG) if _WORKDIR.value is None else resolve_config(_WORKDIR.value, _MODE.value)
         print(describe(config))
         return
-    import jax
-
     from convnext_jax.train.cluster import start_distributed
 
     start_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
