@@ -13,7 +13,7 @@ SIZE=${SIZE:-224}
 BATCH=${BATCH:-128}
 ROUNDS=${ROUNDS:-4}
 STEPS=${STEPS:-10}
-DW_IMPLS=${DW_IMPLS:-lax shift}   # 'ffi' is CPU-only
+DW_IMPLS=${DW_IMPLS:-lax lax_vjp shift}   # 'ffi' is CPU-only; lax_vjp: jax#13800's backward avoided
 TORCH_FLAGS=${TORCH_FLAGS:---torch --torch_compile}
 COMPILE_DEPTHS=${COMPILE_DEPTHS:-3 12 48}
 mkdir -p "$OUT"

@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     dw.add_argument("--batch_size", type=int, default=32)
     dw.add_argument("--sizes", type=int, nargs="+", default=[16, 8, 4, 2], help="spatial size per shape")
     dw.add_argument("--channels", type=int, nargs="+", default=[40, 80, 160, 320])
-    dw.add_argument("--impls", nargs="+", default=["lax", "shift", "ffi"],
+    dw.add_argument("--impls", nargs="+", default=["lax", "lax_vjp", "shift", "ffi"],
                     choices=list(impl_choices("dwconv")[1:]))
     dw.add_argument("--steps", type=int, default=20)
     dw.add_argument("--no_torch", action="store_true")

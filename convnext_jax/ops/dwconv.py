@@ -1,8 +1,9 @@
-"""Depthwise 2-D convolution, NHWC, stride 1, 'same' padding, in three formulations.
+"""Depthwise 2-D convolution, NHWC, stride 1, 'same' padding, in four formulations.
 
 The depthwise 7x7 conv is ConvNeXt's performance risk in XLA: the grouped convolution
-(`feature_group_count=C`) is slow on CPU, especially its backward pass. 'lax' is that
-grouped conv (cuDNN on GPU), 'shift' a sum of shifted copies in plain XLA ops, 'ffi' a C++
+(`feature_group_count=C`) is slow on CPU, and its backward pass also on GPU. 'lax' is that
+grouped conv (cuDNN on GPU), 'lax_vjp' the same forward with a backward of a grouped-conv
+forward and batched matmuls, 'shift' a sum of shifted copies in plain XLA ops, 'ffi' a C++
 XLA:CPU kernel. All compute the same function (`tests/ops/test_dwconv.py` checks them
 against `lax.conv_general_dilated`; `docs/BENCHMARKS.md` records their speed). The
 `dwconv_*` functions are the ops table's entries: (x, kernel, bias) -> y.
@@ -97,6 +98,33 @@ def _shift_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[ja
 depthwise_conv_shift.defvjp(_shift_fwd, _shift_bwd)
 
 
+@jax.custom_vjp
+def depthwise_conv_lax_vjp(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The grouped conv forward, with a backward made only of ops that are fast on GPUs.
+
+    On CUDA a grouped convolution's forward is as fast as PyTorch's but XLA's backward of it is
+    as slow as a dense convolution (jax#13800). Here the input gradient is another grouped-conv
+    *forward* (the flipped kernel) and the kernel gradient k batched matmuls (`_kernel_grad`),
+    accumulated in fp32.
+    """
+    _check_kernel(x, kernel)
+    return depthwise_conv_lax(x, kernel)
+
+
+def _lax_vjp_fwd(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return depthwise_conv_lax_vjp(x, kernel), (x, kernel)
+
+
+def _lax_vjp_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = residuals
+    dx = depthwise_conv_lax(g, kernel[::-1, ::-1].astype(g.dtype))
+    dkernel = _kernel_grad(x, g, kernel.shape[0]).astype(kernel.dtype)
+    return dx.astype(x.dtype), dkernel
+
+
+depthwise_conv_lax_vjp.defvjp(_lax_vjp_fwd, _lax_vjp_bwd)
+
+
 def _ffi_forward(x: jax.Array, taps: jax.Array, bias: jax.Array) -> jax.Array:
     return ffi_call(targets.DWCONV_FORWARD, x.shape, x, taps, bias)
 
@@ -144,6 +172,12 @@ def depthwise_conv_ffi(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def dwconv_lax(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
     """XLA's grouped conv (+ bias)."""
     y = depthwise_conv_lax(x, kernel)
+    return y if bias is None else y + bias
+
+
+def dwconv_lax_vjp(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """The grouped conv with the GPU-safe backward (+ bias)."""
+    y = depthwise_conv_lax_vjp(x, kernel)
     return y if bias is None else y + bias
 
 

@@ -23,6 +23,7 @@ NATIVE = "ffi"  # the C++ XLA:CPU kernels (convnext_jax/kernels)
 # op -> {implementation name: (module, function)}
 IMPLEMENTATIONS: dict[str, dict[str, tuple[str, str]]] = {
     "dwconv": {"lax": ("convnext_jax.ops.dwconv", "dwconv_lax"),
+               "lax_vjp": ("convnext_jax.ops.dwconv", "dwconv_lax_vjp"),
                "shift": ("convnext_jax.ops.dwconv", "dwconv_shift"),
                NATIVE: ("convnext_jax.ops.dwconv", "dwconv_ffi")},
     "layer_norm": {"xla": ("convnext_jax.ops.layer_norm", "layer_norm"),

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from convnext_jax.ops import implementation
-from convnext_jax.ops.dwconv import depthwise_conv_ffi, depthwise_conv_lax, depthwise_conv_shift
+from convnext_jax.ops.dwconv import (depthwise_conv_ffi, depthwise_conv_lax, depthwise_conv_lax_vjp,
+                                     depthwise_conv_shift)
 
 # Shapes cover: channels below, at and not a multiple of the kernel's 8-lane vectors, images
 # smaller than the kernel, widths that are not a multiple of the 4-pixel tile, 1x1 and wide kernels.
@@ -30,7 +31,8 @@ def _grads(fn, x, k, cot):
 # The shift formulation unrolls k*k taps, so kernels above 7 are tested for ffi only.
 @pytest.mark.parametrize("fn,shape,kernel_size",
                          [(depthwise_conv_ffi, *case) for case in CASES] +
-                         [(depthwise_conv_shift, *case) for case in CASES if case[1] <= 7])
+                         [(depthwise_conv_shift, *case) for case in CASES if case[1] <= 7] +
+                         [(depthwise_conv_lax_vjp, *case) for case in CASES if case[1] <= 7])
 def test_matches_lax_forward_and_gradients(fn, shape, kernel_size):
     x, k, cot = _random(shape, kernel_size)
     np.testing.assert_allclose(jax.jit(fn)(x, k), depthwise_conv_lax(x, k), atol=1e-5)
@@ -38,7 +40,8 @@ def test_matches_lax_forward_and_gradients(fn, shape, kernel_size):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("fn", [depthwise_conv_shift, depthwise_conv_ffi], ids=["shift", "ffi"])
+@pytest.mark.parametrize("fn", [depthwise_conv_shift, depthwise_conv_ffi, depthwise_conv_lax_vjp],
+                         ids=["shift", "ffi", "lax_vjp"])
 def test_even_or_mismatched_kernels_are_rejected(fn):
     x = jnp.zeros((1, 8, 8, 4))
     with pytest.raises(ValueError, match="must be odd"):

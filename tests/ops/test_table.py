@@ -23,7 +23,7 @@ def test_auto_picks_the_native_kernels_on_cpu():
 
 
 def test_unknown_names_and_native_kernels_off_cpu_are_config_errors():
-    with pytest.raises(ConfigError, match="dwconv_impl must be one of auto, lax, shift, ffi; got 'fft'"):
+    with pytest.raises(ConfigError, match="dwconv_impl must be one of auto, lax, lax_vjp, shift, ffi; got 'fft'"):
         resolve_impl("dwconv", "fft")
     with pytest.raises(ConfigError, match="gelu_impl"):
         resolve_impl("gelu", "fast")
