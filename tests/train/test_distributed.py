@@ -79,3 +79,29 @@ def test_two_processes_train_evaluate_and_resume(tmp_path):
     assert resumed[0]["best_val_top1"] >= first["best_val_top1"]  # the best over both runs' epochs
     steps = [r["step"] for r in read_metrics(str(tmp_path)) if "train_loss" in r]
     assert steps == [5, 10, 15, 20, 22, 25, 30, 35, 40, 44]
+
+
+def test_a_signal_to_one_process_stops_both_at_the_same_saved_step(tmp_path):
+    """SIGUSR1 to process 1 only: JAX's preemption sync makes both stop after the same step, save
+    it once and exit with 75."""
+    import signal
+    import time
+
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu")
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
+                               "--workdir", str(tmp_path), "--config.num_epochs=3", "--config.log_every=5",
+                               "--config.model.dims=(16, 24, 32, 48)", f"--coordinator_address=localhost:{port}",
+                               "--num_processes=2", f"--process_id={i}"],
+                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    deadline = time.time() + 300
+    while not (tmp_path / "metrics.jsonl").exists() or not read_metrics(str(tmp_path)):
+        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.1)
+    procs[1].send_signal(signal.SIGUSR1)
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [75, 75], outputs[0][-2000:] + outputs[1][-2000:]
+    steps = {int(out.split("saved a checkpoint at step ")[1].split(";")[0]) for out in outputs}
+    assert len(steps) == 1 and 5 <= steps.pop() < 66
+    assert len(os.listdir(tmp_path / "checkpoints")) == 1
