@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -48,30 +50,92 @@ def lr_schedule(peak_lr: float, total_steps: int, *, schedule: str = "cosine", w
     return optax.join_schedules([warmup, main], [warmup_steps])
 
 
-def build_optimizer(optim: Any, params: Any, schedule: optax.Schedule,
+def schedule_parts(total_steps: int, *, schedule: str = "cosine",
+                   warmup_steps: int = 0) -> tuple[optax.Schedule, optax.Schedule]:
+    """(a, b) with lr_schedule(peak, ..., min_lr=m)(t) == peak * a(t) + m * b(t): the schedule's
+    shape, free of the two numbers a sweep changes, so that they can be runtime values."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    warmup_steps = min(warmup_steps, total_steps)
+    zero = optax.constant_schedule(0.0)
+    if schedule == "onecycle":
+        return optax.cosine_onecycle_schedule(total_steps, 1.0, pct_start=max(warmup_steps, 1) / total_steps), zero
+    if schedule == "constant":
+        main_a, main_b = optax.constant_schedule(1.0), zero
+    else:
+        main_a = optax.cosine_decay_schedule(1.0, max(total_steps - warmup_steps, 1), alpha=0.0)
+        main_b = lambda count: 1.0 - main_a(count)  # noqa: E731
+    if warmup_steps == 0:
+        return main_a, main_b
+    warmup = optax.linear_schedule(0.0, 1.0, warmup_steps)
+    return (optax.join_schedules([warmup, main_a], [warmup_steps]),
+            optax.join_schedules([zero, main_b], [warmup_steps]))
+
+
+class ScheduledLRState(NamedTuple):
+    count: Any
+    peak_lr: Any
+    min_lr: Any
+
+
+def scale_by_scheduled_lr(parts: tuple[optax.Schedule, optax.Schedule], peak_lr: float,
+                          min_lr: float) -> optax.GradientTransformation:
+    """Multiply updates by peak_lr * a(step) + min_lr * b(step) (`schedule_parts`); the two LRs are
+    arrays in the state, not constants of the compiled step."""
+    a, b = parts
+
+    def init(params: Any) -> ScheduledLRState:
+        del params
+        return ScheduledLRState(jnp.zeros([], jnp.int32), jnp.asarray(peak_lr, jnp.float32),
+                                jnp.asarray(min_lr, jnp.float32))
+
+    def update(updates: Any, state: ScheduledLRState, params: Any = None) -> tuple[Any, ScheduledLRState]:
+        del params
+        lr = state.peak_lr * a(state.count) + state.min_lr * b(state.count)
+        updates = jax.tree.map(lambda u: (u * lr).astype(u.dtype), updates)
+        return updates, state._replace(count=optax.safe_int32_increment(state.count))
+
+    return optax.GradientTransformation(init, update)
+
+
+def build_optimizer(optim: Any, params: Any, lr: optax.Schedule | tuple[optax.Schedule, optax.Schedule],
                     layer_ids: Mapping[tuple[Any, ...], np.ndarray] | None = None,
-                    decay_mask: Any = None) -> optax.GradientTransformation:
+                    decay_mask: Any = None, peak_lr: float = 1.0, min_lr: float = 0.0) -> optax.GradientTransformation:
     """Global-norm clipping (every precision mode) -> AdamW/Adam/SGD with the weight-decay mask
     (`decay_mask`, default `weight_decay_mask(params)`: kernels only) -> layer-wise LR decay when
-    `optim.layer_decay` is in (0, 1), with the model's `layer_ids` (`models.naming.layer_ids`).
+    `optim.layer_decay` is in (0, 1), with the model's `layer_ids` (`models.naming.layer_ids`)
+    -> the learning rate.
+
+    `lr` is a schedule, or the `schedule_parts` (a, b) of one: the LR is then peak_lr * a + min_lr
+    * b, with both numbers in the optimizer state. Every update is linear in the LR, so this is
+    the same optimizer; with the numbers (LRs, weight decay, betas, eps, clip) in the state
+    (`optax.inject_hyperparams`) rather than in the compiled step, sweep trials that differ only
+    in them share one compilation (and the persistent compilation cache).
 
     Gradient accumulation is the train step's job (it averages micro-batch gradients before
     calling this optimizer once per optimizer step).
     """
     if optim.name not in OPTIMIZERS:
         raise ValueError(f"optim.name must be one of {OPTIMIZERS}, got {optim.name!r}")
+    inner_lr = lr if callable(lr) else 1.0
     parts = []
     if optim.clip_grad_norm and optim.clip_grad_norm > 0:
-        parts.append(optax.clip_by_global_norm(optim.clip_grad_norm))
+        parts.append(optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=optim.clip_grad_norm))
     mask = weight_decay_mask(params) if decay_mask is None else decay_mask
     if optim.name == "adamw":
-        parts.append(optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
-                                 mask=mask))
+        parts.append(optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
+            learning_rate=inner_lr, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
+            mask=mask))
     elif optim.name == "adam":  # L2-free Adam, as torch.optim.Adam(weight_decay=0)
-        parts.append(optax.adam(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps))
+        parts.append(optax.inject_hyperparams(optax.adam)(learning_rate=inner_lr, b1=optim.b1, b2=optim.b2,
+                                                          eps=optim.eps))
     else:
-        parts.append(optax.add_decayed_weights(optim.weight_decay, mask=mask))
-        parts.append(optax.sgd(schedule, momentum=optim.momentum, nesterov=True))
+        parts.append(optax.inject_hyperparams(optax.add_decayed_weights, static_args=("mask",))(
+            weight_decay=optim.weight_decay, mask=mask))
+        parts.append(optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))(
+            learning_rate=inner_lr, momentum=optim.momentum, nesterov=True))
     layer_decay = optim.get("layer_decay", 0.0)
     if layer_decay and layer_decay != 1.0:
         if not 0.0 < layer_decay < 1.0:
@@ -79,4 +143,6 @@ def build_optimizer(optim: Any, params: Any, schedule: optax.Schedule,
         if layer_ids is None:
             raise ValueError("optim.layer_decay needs the model's layer ids (models.naming.layer_ids)")
         parts.append(scale_by_layer(layer_decay_scales(params, layer_ids, layer_decay)))
+    if not callable(lr):
+        parts.append(scale_by_scheduled_lr(lr, peak_lr, min_lr))
     return optax.chain(*parts)

@@ -25,7 +25,7 @@ from convnext_jax.models.naming import fcmae_weight_decay_mask, layer_ids
 from convnext_jax.models.registry import build_fcmae, build_model
 from convnext_jax.models.variants import model_config
 from convnext_jax.train.config import fcmae_config, model_overrides
-from convnext_jax.train.optim import build_optimizer, lr_schedule, scaled_lr
+from convnext_jax.train.optim import build_optimizer, lr_schedule, scaled_lr, schedule_parts
 from convnext_jax.train.parallel import Layout, data_parallel
 from convnext_jax.train.state import LossScaling, TrainState
 from convnext_jax.train.tasks import Classification, MaskedImageModeling, Task
@@ -111,13 +111,21 @@ def steps_per_epoch_of(config: ml_collections.ConfigDict, train_size: int) -> in
     return steps
 
 
-def schedule_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    """The per-optimizer-step LR: the peak LR (scaled with the batch) with warmup and decay."""
+def peak_lr_of(config: ml_collections.ConfigDict) -> float:
+    """The peak LR: optim.lr scaled with the batch (optim.lr_scaling)."""
     optim = config.optim
-    peak = scaled_lr(optim.lr, config.batch_size, rule=optim.lr_scaling, base_batch=optim.lr_base_batch)
+    return scaled_lr(optim.lr, config.batch_size, rule=optim.lr_scaling, base_batch=optim.lr_base_batch)
+
+
+def schedule_of(config: ml_collections.ConfigDict, steps_per_epoch: int, *, parts: bool = False) -> Any:
+    """The per-optimizer-step LR: the peak LR (scaled with the batch) with warmup and decay; with
+    `parts`, its shape as `optim.schedule_parts` (the optimizer holds the two LRs as numbers)."""
+    optim = config.optim
     warmup = optim.warmup_steps or optim.warmup_epochs * steps_per_epoch
-    return lr_schedule(peak, config.num_epochs * steps_per_epoch, schedule=optim.schedule, warmup_steps=warmup,
-                       min_lr=optim.min_lr)
+    total = config.num_epochs * steps_per_epoch
+    if parts:
+        return schedule_parts(total, schedule=optim.schedule, warmup_steps=warmup)
+    return lr_schedule(peak_lr_of(config), total, schedule=optim.schedule, warmup_steps=warmup, min_lr=optim.min_lr)
 
 
 def loss_scaling_of(config: ml_collections.ConfigDict) -> LossScaling | None:
@@ -209,9 +217,10 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
         pretrained = load(model, os.path.expanduser(config.model.init_from), reset_head=config.model.reset_head)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     schedule = schedule_of(config, steps_per_epoch)
-    tx = build_optimizer(config.optim, params, schedule,
+    tx = build_optimizer(config.optim, params, schedule_of(config, steps_per_epoch, parts=True),
                          layer_ids=layer_ids(model.cfg) if config.optim.layer_decay else None,
-                         decay_mask=decay_mask_of(config, model, params))
+                         decay_mask=decay_mask_of(config, model, params), peak_lr=peak_lr_of(config),
+                         min_lr=config.optim.min_lr if config.optim.schedule == "cosine" else 0.0)
     loss_scaling = loss_scaling_of(config)
     state = layout.place_state(TrainState.create(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling))
     train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,

@@ -166,3 +166,39 @@ def test_gradients_match_pytorch(name):
         want = param.grad.numpy()
         rel = np.linalg.norm(ours[key] - want) / max(np.linalg.norm(want), 1e-12)
         assert rel < 1e-4, f"{key}: relative gradient error {rel:.2e}"
+
+
+@pytest.mark.parametrize("schedule,warmup", [("cosine", 0), ("cosine", 3), ("onecycle", 2), ("constant", 4)])
+def test_schedule_parts_recompose_the_schedule(schedule, warmup):
+    from convnext_jax.train.optim import schedule_parts
+
+    a, b = schedule_parts(20, schedule=schedule, warmup_steps=warmup)
+    full = lr_schedule(3e-3, 20, schedule=schedule, warmup_steps=warmup, min_lr=1e-5)
+    min_lr = 1e-5 if schedule == "cosine" else 0.0
+    for step in range(22):
+        np.testing.assert_allclose(3e-3 * a(step) + min_lr * b(step), full(step), rtol=1e-5, atol=1e-9)
+
+
+def test_the_numbers_a_sweep_changes_are_not_compiled_in():
+    """Two configs that differ in LR, min LR, weight decay and betas lower to the same step (one
+    compilation for all such sweep trials), and the LR reaches the update."""
+    import jax
+
+    from configs.common import tiny_study_base
+    from convnext_jax.sweep.space import apply_params
+    from convnext_jax.train.setup import build
+    from convnext_jax.train.steps import make_train_step
+
+    texts, updates = [], []
+    for lr, extra in ((3e-3, {}), (1e-3, {"optim.min_lr": 1e-4, "optim.weight_decay": 0.3, "optim.b2": 0.99})):
+        s = build(apply_params(tiny_study_base(), {"optim.lr": lr, "num_epochs": 1, "optim.warmup_epochs": 0,
+                                                   **extra}))
+        step = make_train_step(s.graphdef, s.rest, s.tx, s.task, layout=s.layout, inputs=s.inputs)
+        batch = {"image": np.zeros((1, 64, 32, 32, 3), np.uint8), "label": np.zeros((1, 64), np.int32)}
+        lowered = jax.jit(step).lower(s.state, batch, jax.random.key(0))
+        texts.append(lowered.as_text())
+        new_state, _ = lowered.compile()(s.state, batch, jax.random.key(0))
+        first = jax.tree.leaves(s.state.params)[0]
+        updates.append(np.abs(np.asarray(jax.tree.leaves(new_state.params)[0]) - np.asarray(first)).max())
+    assert texts[0] == texts[1]
+    assert updates[0] > 2 * updates[1] > 0  # Adam's first step moves each weight by ~lr
