@@ -75,33 +75,63 @@ def train_torch(config, threads: int, shared_init: bool = True) -> dict[str, flo
     loader = iter(create_loader(train_src, batch_size=config.batch_size, shuffle=True, seed=config.seed,
                                 transforms=setup.train_transforms_of(config)))
     val_transforms = setup.eval_transforms_of(config)
+    erasing = None
+    if config.data.augment.re_prob > 0:
+        from timm.data.random_erasing import RandomErasing
+
+        erasing = RandomErasing(config.data.augment.re_prob, mode="pixel", device="cpu")
+    aug, mixup = config.data.augment, None
+    if aug.mixup_alpha > 0 or aug.cutmix_alpha > 0:  # timm's batch mixup, as our step does on the device
+        from timm.data import Mixup
+
+        mixup = Mixup(mixup_alpha=aug.mixup_alpha, cutmix_alpha=aug.cutmix_alpha, prob=aug.mixup_prob,
+                      switch_prob=aug.mixup_switch_prob, label_smoothing=config.label_smoothing,
+                      num_classes=num_classes)
     best, last = 0.0, {}
     for step in range(total):
         batch = next(loader)
         for group in optimizer.param_groups:
             group["lr"] = float(schedule(step))
         model.train()
-        images = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))
-        loss = torch.nn.functional.cross_entropy(model(images), torch.from_numpy(batch["label"]).long(),
-                                                 label_smoothing=config.label_smoothing)
+        images = torch_images(batch, config, train=True)
+        labels = torch.from_numpy(batch["label"]).long()
+        if mixup is not None:
+            images, targets = mixup(images, labels)
+            loss = torch.nn.functional.cross_entropy(model(erasing(images) if erasing else images), targets)
+        else:
+            loss = torch.nn.functional.cross_entropy(model(erasing(images) if erasing else images), labels,
+                                                     label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if optim.clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip_grad_norm)
         optimizer.step()
         if (step + 1) % steps_per_epoch == 0:
-            last = evaluate_torch(model, val_src, val_transforms, config.batch_size)
+            last = evaluate_torch(model, val_src, val_transforms, config.batch_size, config)
             best = max(best, last["val_top1"])
     return {"best_val_top1": best, "final_val_top1": last["val_top1"], "final_val_loss": last["val_loss"]}
 
 
+def torch_images(batch: dict, config, train: bool, erasing=None) -> torch.Tensor:
+    """The loader's uint8 NHWC batch as the float NCHW input timm's GPU prefetcher makes: scaled,
+    normalised, and in training randomly erased (the same stage our step runs on the device)."""
+    images = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2))).float() / 255.0
+    if config.data.normalize:
+        mean = torch.tensor(config.data.mean).view(1, 3, 1, 1)
+        std = torch.tensor(config.data.std).view(1, 3, 1, 1)
+        images = (images - mean) / std
+    if train and erasing is not None:
+        images = erasing(images)
+    return images
+
+
 @torch.no_grad()
-def evaluate_torch(model, val_src, transforms, batch_size: int) -> dict[str, float]:
+def evaluate_torch(model, val_src, transforms, batch_size: int, config) -> dict[str, float]:
     model.eval()
     loss = correct = count = 0.0
     for batch in create_loader(val_src, batch_size=batch_size, shuffle=False, num_epochs=1, drop_remainder=False,
                                transforms=transforms):
-        logits = model(torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2))))
+        logits = model(torch_images(batch, config, train=False))
         labels = torch.from_numpy(batch["label"]).long()
         loss += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
         correct += float((logits.argmax(-1) == labels).sum())
