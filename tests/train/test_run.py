@@ -86,10 +86,18 @@ app.run(main)
 """
 
 
-def test_resume_after_sigkill_is_exact(tmp_path):
+@pytest.fixture(scope="module")
+def reference_params(tmp_path_factory):
+    """The final parameters of an uninterrupted 2-epoch run (what every interrupted run must end with)."""
+    workdir = tmp_path_factory.mktemp("reference")
+    reference = _run_main(workdir)
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    return dict(_flatten(_final_params(workdir)))
+
+
+def test_resume_after_sigkill_is_exact(tmp_path, reference_params):
     """SIGKILL between saves, and SIGKILL in the middle of a save: both resume from the last
     complete checkpoint and end bit-identical to an uninterrupted run."""
-    reference = _run_main(tmp_path / "reference")
     killed = _run_main(tmp_path / "killed")
     (tmp_path / "kill_during_save.py").write_text(_KILL_DURING_SAVE)
     in_save = subprocess.Popen([sys.executable, str(tmp_path / "kill_during_save.py"), "--config",
@@ -105,8 +113,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert in_save.wait(timeout=300) == -signal.SIGKILL, in_save.stdout.read()
     leftovers = sorted(os.listdir(tmp_path / "in_save" / "checkpoints"))
     assert leftovers[0] == "22" and len(leftovers) == 2 and leftovers[1].startswith("44.orbax-checkpoint-tmp")
-    assert reference.wait(timeout=300) == 0, reference.stdout.read()
-    want = dict(_flatten(_final_params(tmp_path / "reference")))
+    want = reference_params
     for name in ("killed", "in_save"):
         resumed = _run_main(tmp_path / name)
         output = resumed.communicate(timeout=300)[0]
@@ -128,10 +135,9 @@ def _wait_for_step(workdir, proc, step):
         time.sleep(0.1)
 
 
-def test_preemption_signals_save_mid_epoch_and_resume_exactly(tmp_path):
+def test_preemption_signals_save_mid_epoch_and_resume_exactly(tmp_path, reference_params):
     """SIGTERM and SIGUSR1 (SLURM's warning) during an epoch: the run saves the step it reached,
     exits with 75 within 60 s, and the same command resumes bit-identically."""
-    reference = _run_main(tmp_path / "reference")
     runs = {"term": (_run_main(tmp_path / "term"), signal.SIGTERM),
             "usr1": (_run_main(tmp_path / "usr1"), signal.SIGUSR1)}
     for name, (proc, _) in runs.items():
@@ -145,8 +151,7 @@ def test_preemption_signals_save_mid_epoch_and_resume_exactly(tmp_path):
         step = int(output.split("saved a checkpoint at step ")[1].split(";")[0])
         assert 5 <= step < 44 and f"preempted ({sig.name})" in output
         assert str(step) in os.listdir(tmp_path / name / "checkpoints")
-    assert reference.wait(timeout=300) == 0, reference.stdout.read()
-    want = dict(_flatten(_final_params(tmp_path / "reference")))
+    want = reference_params
     for name in runs:
         resumed = _run_main(tmp_path / name)
         output = resumed.communicate(timeout=300)[0]
