@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -244,6 +245,10 @@ def _finished(study: optuna.Study, spec: SweepSpec) -> bool:
     return spec.sampler == "grid" or _points_started(trials) >= spec.num_trials
 
 
+def _others_running(study: optuna.Study) -> bool:
+    return any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
+
+
 class _Heartbeat:
     """Record the trial's heartbeat every `interval` seconds while it runs (a worker that stops
     beating is dead: after the grace period its trial is failed and re-queued)."""
@@ -330,6 +335,17 @@ def run_worker(workdir: str, worker_index: int = 0) -> int:
         while True:
             with _claim_lock(workdir, record["storage"]):
                 optuna.storages.fail_stale_trials(study)  # a dead worker's trial is failed and re-queued
+                finished = _finished(study, spec)
+            while finished and _others_running(study):
+                # a trial still running may belong to a worker that died: stay until every running
+                # trial ends, so that a dead worker's trial is re-queued (and run here), not lost
+                time.sleep(min(spec.heartbeat_s, 5))
+                with _claim_lock(workdir, record["storage"]):
+                    optuna.storages.fail_stale_trials(study)
+                    finished = _finished(study, spec)
+            if finished:
+                return count
+            with _claim_lock(workdir, record["storage"]):
                 if _finished(study, spec):
                     return count
                 trial = study.ask()

@@ -100,6 +100,22 @@ def scale_by_scheduled_lr(parts: tuple[optax.Schedule, optax.Schedule], peak_lr:
     return optax.GradientTransformation(init, update)
 
 
+def refresh_hyperparameters(restored: Any, fresh: Any) -> Any:
+    """`restored` optimizer state with the hyperparameter values of `fresh` (built from the config):
+    the numbers live in the state only so that they are not compiled in; the config decides them,
+    also for a resumed run."""
+    kinds = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState, ScheduledLRState)
+
+    def pick(old: Any, new: Any) -> Any:
+        if isinstance(old, ScheduledLRState):
+            return old._replace(peak_lr=new.peak_lr, min_lr=new.min_lr)
+        if isinstance(old, kinds):
+            return old._replace(hyperparams=new.hyperparams)
+        return old
+
+    return jax.tree.map(pick, restored, fresh, is_leaf=lambda x: isinstance(x, kinds))
+
+
 def build_optimizer(optim: Any, params: Any, lr: optax.Schedule | tuple[optax.Schedule, optax.Schedule],
                     layer_ids: Mapping[tuple[Any, ...], np.ndarray] | None = None,
                     decay_mask: Any = None, peak_lr: float = 1.0, min_lr: float = 0.0) -> optax.GradientTransformation:

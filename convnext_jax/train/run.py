@@ -20,6 +20,7 @@ from convnext_jax.train.curves import plot_curves
 from convnext_jax.train.engine import Engine, EpochCallback
 from convnext_jax.train.evaluate import evaluator_of
 from convnext_jax.train.metrics import MetricsWriter, read_metrics, write_json
+from convnext_jax.train.optim import refresh_hyperparameters
 from convnext_jax.train.preemption import PreemptionWatch
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, build
@@ -179,7 +180,9 @@ def _restore(checkpointer: Checkpointer, step: int, state: TrainState, train_ite
         raise ConfigError(f"cannot resume from {workdir}/checkpoints/{step}: it was written by a different model, "
                           f"optimizer or precision configuration ({str(e).splitlines()[0][:300]}). Use a new "
                           "--workdir, or the original config.") from e
-    return TrainState.from_checkpoint(restored)
+    restored = TrainState.from_checkpoint(restored)
+    # the optimizer's numbers (LRs, weight decay, ...) come from the config, not the checkpoint
+    return restored.replace(opt_state=refresh_hyperparameters(restored.opt_state, state.opt_state))
 
 
 # ---------------------------------------------------------------------------------------------
