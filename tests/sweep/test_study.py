@@ -40,7 +40,9 @@ def postgres(tmp_path_factory):
     try:
         yield server.get_uri()
     finally:
-        server.cleanup()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server.cleanup()
 
 
 def _worker(workdir, index):
