@@ -5,7 +5,7 @@
 # paste into docs/BENCHMARKS.md. Sizes come from the environment, so the same script runs a
 # smoke test on CPU:
 #   MODEL=convnext_atto SIZE=32 BATCH=8 ROUNDS=1 STEPS=1 TORCH_FLAGS=--torch COMPILE_DEPTHS=3 \
-#   DW_IMPLS="lax ffi" bash scripts/gpu_benchmarks.sh /tmp/gpu_smoke
+#   DW_IMPLS="lax ffi" DATA_IMAGES=64 bash scripts/gpu_benchmarks.sh /tmp/gpu_smoke
 set -euo pipefail
 OUT=${1:-runs/gpu_benchmarks}
 MODEL=${MODEL:-convnext_tiny}

@@ -172,6 +172,10 @@ def _data(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     from convnext_jax.bench import data_bench
 
+    if args.source == "imagenet-like" and args.images * args.epochs < 2 * args.batch_size * args.workers:
+        raise ConfigError(f"--images x --epochs ({args.images} x {args.epochs}) must give each of the --workers "
+                          f"{args.workers} worker processes at least 2 batches of --batch_size {args.batch_size}: "
+                          f"use --images {-(-2 * args.batch_size * args.workers // args.epochs)} or more")
     with tempfile.TemporaryDirectory() as scratch:
         spec, root = args.source, None
         if spec == "imagenet-like":

@@ -89,8 +89,12 @@ def torch_loader(root: str, *, batch_size: int, workers: int, image_size: int, e
 
 def images_per_second(loader: Any) -> float:
     """Images per second after the first batch (start-up of worker processes not counted)."""
+    from convnext_jax.errors import ConfigError
+
     iterator = iter(loader)
-    next(iterator)
+    if next(iterator, None) is None:
+        raise ConfigError("the data source gives no full batch: use fewer workers, a smaller --batch_size or more "
+                          "--epochs")
     start, images = time.perf_counter(), 0
     for batch in iterator:
         images += len(batch["label"] if isinstance(batch, dict) else batch[1])

@@ -68,3 +68,9 @@ def test_data_bench_ours_torch_and_prepared(tmp_path, capsys):
     rows = json.loads(out.read_text())["rows"]
     throughput = [r for r in rows if "img_per_s" in r]
     assert len(throughput) == 5 and all(r["img_per_s"] > 0 and r["scaling"] == 1 for r in throughput)
+
+
+def test_data_bench_too_few_images_is_one_short_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["data", "--images", "16", "--workers", "2", "--epochs", "1"])
+    assert exited.value.code == 2 and "at least 2 batches" in capsys.readouterr().err
