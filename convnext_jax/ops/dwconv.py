@@ -11,6 +11,8 @@ against `lax.conv_general_dilated`; `docs/BENCHMARKS.md` records their speed). T
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -73,56 +75,42 @@ def _kernel_grad(x: jax.Array, g: jax.Array, k: int) -> jax.Array:
     return jnp.stack(rows)[:, :, None, :]
 
 
-@jax.custom_vjp
-def depthwise_conv_shift(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Depthwise conv as a sum of k*k shifted, per-channel scaled copies of the padded input.
+def _with_transposed_backward(forward: Callable[[jax.Array, jax.Array], jax.Array], doc: str):
+    """A depthwise conv (x, kernel) -> y computed by `forward`, with a custom VJP: the input
+    gradient is `forward` of the output gradient with the flipped kernel, the kernel gradient
+    `_kernel_grad` (batched matmuls, fp32)."""
 
-    Custom VJP: the input gradient is the same shifted sum with the flipped kernel, the
-    kernel gradient `_kernel_grad`. Autodiff of the forward compiles ~10x slower and runs slower.
-    """
-    _check_kernel(x, kernel)
-    return _shifted_sum(x, kernel)
+    @jax.custom_vjp
+    def conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+        _check_kernel(x, kernel)
+        return forward(x, kernel)
 
+    def conv_fwd(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        return conv(x, kernel), (x, kernel)
 
-def _shift_fwd(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return _shifted_sum(x, kernel), (x, kernel)
+    def conv_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x, kernel = residuals
+        dx = forward(g, kernel[::-1, ::-1])
+        dkernel = _kernel_grad(x, g, kernel.shape[0]).astype(kernel.dtype)
+        return dx.astype(x.dtype), dkernel
 
-
-def _shift_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    x, kernel = residuals
-    dx = _shifted_sum(g, kernel[::-1, ::-1])
-    dkernel = _kernel_grad(x, g, kernel.shape[0]).astype(kernel.dtype)
-    return dx.astype(x.dtype), dkernel
-
-
-depthwise_conv_shift.defvjp(_shift_fwd, _shift_bwd)
-
-
-@jax.custom_vjp
-def depthwise_conv_lax_vjp(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """The grouped conv forward, with a backward made only of ops that are fast on GPUs.
-
-    On CUDA a grouped convolution's forward is as fast as PyTorch's but XLA's backward of it is
-    as slow as a dense convolution (jax#13800). Here the input gradient is another grouped-conv
-    *forward* (the flipped kernel) and the kernel gradient k batched matmuls (`_kernel_grad`),
-    accumulated in fp32.
-    """
-    _check_kernel(x, kernel)
-    return depthwise_conv_lax(x, kernel)
+    conv.defvjp(conv_fwd, conv_bwd)
+    conv.__doc__ = doc
+    return conv
 
 
-def _lax_vjp_fwd(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return depthwise_conv_lax_vjp(x, kernel), (x, kernel)
+depthwise_conv_shift = _with_transposed_backward(
+    _shifted_sum,
+    "Depthwise conv as a sum of k*k shifted, per-channel scaled copies of the padded input.\n\n"
+    "Custom VJP: the input gradient is the same shifted sum with the flipped kernel, the kernel gradient\n"
+    "`_kernel_grad`. Autodiff of the forward compiles ~10x slower and runs slower.")
 
-
-def _lax_vjp_bwd(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    x, kernel = residuals
-    dx = depthwise_conv_lax(g, kernel[::-1, ::-1].astype(g.dtype))
-    dkernel = _kernel_grad(x, g, kernel.shape[0]).astype(kernel.dtype)
-    return dx.astype(x.dtype), dkernel
-
-
-depthwise_conv_lax_vjp.defvjp(_lax_vjp_fwd, _lax_vjp_bwd)
+depthwise_conv_lax_vjp = _with_transposed_backward(
+    lambda x, kernel: depthwise_conv_lax(x, kernel.astype(x.dtype)),
+    "The grouped conv forward, with a backward made only of ops that are fast on GPUs.\n\n"
+    "On CUDA a grouped convolution's forward is as fast as PyTorch's but XLA's backward of it is as slow\n"
+    "as a dense convolution (jax#13800). Here the input gradient is another grouped-conv *forward* (the\n"
+    "flipped kernel) and the kernel gradient k batched matmuls (`_kernel_grad`), accumulated in fp32.")
 
 
 def _ffi_forward(x: jax.Array, taps: jax.Array, bias: jax.Array) -> jax.Array:
