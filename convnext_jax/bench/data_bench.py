@@ -113,6 +113,7 @@ def stage_timings(spec: str, root: str | None, *, image_size: int, count: int, b
     import jax
 
     from convnext_jax.data import make_source, train_transforms
+    from convnext_jax.data.pipeline import apply_op
 
     source = make_source(spec, "train")
     ops = train_transforms(image_size, auto_augment=AUTO_AUGMENT)
@@ -123,8 +124,7 @@ def stage_timings(spec: str, root: str | None, *, image_size: int, count: int, b
         record = _time(lambda: source[index % len(source)], ours, "read (header)")
         for op in ops:
             name = {"RandomResizedCrop": "decode + crop/resize"}.get(type(op).__name__, type(op).__name__)
-            record = _time(lambda: op.random_map(record, rng) if hasattr(op, "random_map") else op.map(record),
-                           ours, name)
+            record = _time(lambda: apply_op(op, record, rng), ours, name)
         arrays.append(record["image"])
     batches = [arrays[i:i + batch_size] for i in range(0, len(arrays) - batch_size + 1, batch_size)]
     for batch in batches:

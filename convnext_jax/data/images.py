@@ -11,7 +11,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 
 
 class BadImageError(ValueError):
-    """An image file that cannot be decoded (corrupt, truncated, not an image)."""
+    """An image file that cannot be decoded (corrupt, truncated, not an image); `path` names it."""
+
+    def __init__(self, message: str, path: str = ""):
+        super().__init__(message)
+        self.path = path
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -43,7 +47,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             image.load()
             return np.asarray(to_rgb(image), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise BadImageError(f"cannot decode image {os.fspath(path)}: {e}") from e
+        raise BadImageError(f"cannot decode image {os.fspath(path)}: {e}", os.fspath(path)) from e
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
@@ -56,7 +60,7 @@ def open_image(data: bytes, name: str) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise BadImageError(f"cannot decode image {name}: {e}") from e
+        raise BadImageError(f"cannot decode image {name}: {e}", name) from e
     image.info["source_name"] = name
     return image
 
@@ -85,4 +89,5 @@ def decode(image: Image.Image | np.ndarray, reduction: int = 1) -> Image.Image:
         image.load()
         return to_rgb(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise BadImageError(f"cannot decode image {image.info.get('source_name', '?')}: {e}") from e
+        name = image.info.get("source_name", "?")
+        raise BadImageError(f"cannot decode image {name}: {e}", name) from e

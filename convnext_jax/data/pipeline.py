@@ -58,13 +58,20 @@ def default_threads(worker_count: int) -> int:
     return max(1, min(MAX_THREADS, cores // max(1, worker_count)))
 
 
+def apply_op(op: Any, record: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """One grain transform on one record (random ones draw from `rng`)."""
+    return op.random_map(record, rng) if isinstance(op, grain.transforms.RandomMap) else op.map(record)
+
+
 @dataclasses.dataclass
 class Examples(grain.transforms.RandomMap):
     """Reads record `index` from the source and runs the per-example transforms on it.
 
-    An image that fails to decode (header or pixels) is replaced by the next readable one when
-    the source skips bad images; the replaced files are named in the record's `skipped` field
-    so the training process can warn once per file and count them.
+    An image that cannot be read (a bad header when the source opens it, bad pixels when a
+    transform decodes it) is replaced by the next readable one when the source skips bad images
+    (`on_bad_image="skip"`): every record of such a source names the replaced files in its
+    `skipped` field (usually empty), so the training process can warn once per file and count
+    them. Otherwise the BadImageError stops the pipeline.
     """
 
     source: Any
@@ -74,24 +81,19 @@ class Examples(grain.transforms.RandomMap):
         skip = getattr(self.source, "on_bad_image", "error") == "skip"
         skipped: list[str] = []
         for offset in range(100):
-            record = original = self.source[(int(index) + offset) % len(self.source)]
             try:
+                record = self.source[(int(index) + offset) % len(self.source)]
                 for op in self.transforms:
-                    record = op.random_map(record, rng) if isinstance(op, grain.transforms.RandomMap) else op.map(record)
+                    record = apply_op(op, record, rng)
             except BadImageError as e:
                 if not skip:
-                    raise BadImageError(f"{e}. Remove or fix the file, or set on_bad_image='skip'.") from e
-                skipped += [p for p in original.get(SKIPPED, "").split("\n") if p] + [_name(original, e)]
+                    raise BadImageError(f"{e}. Remove or fix the file, or set on_bad_image='skip'.", e.path) from e
+                skipped.append(e.path or str(e))
                 continue
-            if SKIPPED in original or skipped:
-                record[SKIPPED] = "\n".join(filter(None, [*skipped, original.get(SKIPPED, "")]))
+            if skip:
+                record[SKIPPED] = "\n".join(skipped)
             return record
         raise BadImageError(f"100 consecutive unreadable images from index {index}: {skipped[-1]}")
-
-
-def _name(record: dict[str, Any], error: Exception) -> str:
-    image = record.get("image")
-    return getattr(image, "info", {}).get("source_name") or str(error)
 
 
 def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bool, seed: int = 0,

@@ -25,9 +25,7 @@ _worker: dict[str, Any] = {}
 def _open(spec: str, split: str, max_size: int, quality: int) -> None:
     from convnext_jax.data import make_source
 
-    _worker.update(source=make_source(spec, split, image_size=max_size, on_bad_image="error")
-                   if spec.startswith("folder:") else make_source(spec, split, image_size=max_size),
-                   max_size=max_size, quality=quality)
+    _worker.update(source=make_source(spec, split, image_size=max_size), max_size=max_size, quality=quality)
 
 
 def _encode(index: int) -> bytes | None:

@@ -79,10 +79,10 @@ class ImageFolderSource:
     """`root/<class>/<image>` directories (torchvision ImageFolder layout), read with PIL.
 
     Classes are the sorted subfolder names, or `class_names` (e.g. the train split's, so that
-    val labels agree). Empty class folders and non-image files are reported; an undecodable
-    image is replaced by the next readable one (here when its header is bad, by the pipeline's
-    `Examples` when its pixels are), named in the record's "skipped" field (`on_bad_image="skip"`; training warns once per file and counts them in summary.json),
-    or raises BadImageError naming the file (`"error"`).
+    val labels agree). Empty class folders and non-image files are reported. An undecodable image
+    (bad header or bad pixels) is replaced by the pipeline (`Examples`) with the next readable one
+    and named in the record's "skipped" field (`on_bad_image="skip"`; training warns once per file
+    and counts them in summary.json), or stops it with BadImageError naming the file (`"error"`).
     """
 
     def __init__(self, root: str | os.PathLike, *, class_names: list[str] | None = None,
@@ -141,22 +141,16 @@ class ImageFolderSource:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """{"image", "label", "skipped"}: the image is opened lazily (its header is read; the pixels
-        are decoded by the first transform, at a reduced scale when the crop allows). "skipped"
-        names the unreadable files passed over to reach this image (one per line, usually empty),
-        so that the training process — whichever worker read them — can warn once per file."""
-        skipped = []
-        for offset in range(min(len(self.samples), 100)):
-            path, label = self.samples[(index + offset) % len(self.samples)]
-            try:
-                with open(path, "rb") as f:
-                    return {"image": open_image(f.read(), path), "label": label, SKIPPED: "\n".join(skipped)}
-            except (BadImageError, OSError) as e:
-                if self.on_bad_image == "error":
-                    raise BadImageError(f"{e}. Remove or fix the file, or set on_bad_image='skip'.") from e
-                skipped.append(path)
-                log.debug("skipping unreadable image: %s", e)
-        raise BadImageError(f"100 consecutive unreadable images in {self.root} from index {index}")
+        """{"image", "label"}: the image is opened lazily (its header is read; the pixels are decoded
+        by the first transform, at a reduced scale when the crop allows). BadImageError names a file
+        that cannot be read; the pipeline (`Examples`) skips it or stops, as `on_bad_image` says."""
+        path, label = self.samples[index]
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise BadImageError(f"cannot read image {path}: {e}", path) from e
+        return {"image": open_image(data, path), "label": label}
 
 
 class TfdsSource:

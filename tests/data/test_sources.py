@@ -81,15 +81,16 @@ def test_bad_images_are_skipped_with_a_log_or_raise(folder, caplog):
     src = ImageFolderSource(folder / "train")
     corrupt = [i for i, (p, _) in enumerate(src.samples) if p.endswith(("truncated.jpg", "corrupt.png"))]
     assert len(corrupt) == 2
-    # a bad header is skipped by the source, bad pixels by the pipeline when it decodes them
+    # bad headers (found when the source opens the file) and bad pixels (found when decoded): both skipped
     loader = create_loader(src, batch_size=1, transforms=eval_transforms(16), shuffle=False, num_epochs=1)
     records = list(loader)
     assert len(records) == len(src) and all(r["image"].shape == (1, 16, 16, 3) for r in records)
     skipped = {p for r in records for p in str(r["skipped"][0]).split("\n") if p}  # named for the training process
     assert {os.path.basename(p) for p in skipped} == {"truncated.jpg", "corrupt.png"}
     strict = ImageFolderSource(folder / "train", on_bad_image="error")
-    with pytest.raises(BadImageError, match="(truncated.jpg|corrupt.png).*on_bad_image='skip'"):
+    with pytest.raises(BadImageError, match="(truncated.jpg|corrupt.png).*on_bad_image='skip'") as error:
         list(create_loader(strict, batch_size=1, transforms=eval_transforms(16), shuffle=False, num_epochs=1))
+    assert str(error.value).count("on_bad_image") == 1  # the hint once, whichever layer found the file
 
 
 def test_class_sets_must_agree(folder):
