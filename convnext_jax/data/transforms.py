@@ -54,7 +54,7 @@ def _resize(image: Image.Image | np.ndarray, size: tuple[int, int],
     if reduce and not isinstance(image, np.ndarray):
         box_w, box_h = box[2] - box[0], box[3] - box[1]
         factor = reduction_for(image, (int(math.ceil(width * full_w / box_w)), int(math.ceil(height * full_h / box_h))))
-    pixels = decode(image, factor) if not isinstance(image, np.ndarray) else Image.fromarray(image)
+    pixels = decode(image, factor)
     if factor > 1:
         box = (box[0] / factor, box[1] / factor, min(box[2] / factor, pixels.size[0]),
                min(box[3] / factor, pixels.size[1]))

@@ -32,7 +32,6 @@ from convnext_jax.errors import UserError
 from convnext_jax.schema import json_tuples
 from convnext_jax.sweep.space import SearchSpaceError, apply_params, grid_points
 from convnext_jax.sweep.spec import SweepSpec, split_config
-from convnext_jax.train.cluster import enable_compile_cache
 from convnext_jax.train.metrics import read_metrics
 
 log = logging.getLogger(__name__)
@@ -208,7 +207,6 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} ({self.spec.reported_metric} "
                                          f"{metrics[self.spec.reported_metric]:.4f})")
 
-        enable_compile_cache(config.compile_cache)  # trials of the same shapes load the compiled step
         try:
             summary = train_and_evaluate(config, run_dir, epoch_callback=report)
         except NonFiniteLossError as e:  # a diverged run is a result (e.g. too high an LR), not a failure

@@ -220,7 +220,7 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
     tx = build_optimizer(config.optim, params, schedule_of(config, steps_per_epoch, parts=True),
                          layer_ids=layer_ids(model.cfg) if config.optim.layer_decay else None,
                          decay_mask=decay_mask_of(config, model, params), peak_lr=peak_lr_of(config),
-                         min_lr=config.optim.min_lr if config.optim.schedule == "cosine" else 0.0)
+                         min_lr=config.optim.min_lr)
     loss_scaling = loss_scaling_of(config)
     state = layout.place_state(TrainState.create(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling))
     train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,
