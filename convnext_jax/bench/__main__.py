@@ -167,11 +167,17 @@ def _comms(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def worker_counts(args: argparse.Namespace) -> list[int]:
+    """The worker counts of the scaling table: --worker_counts, or 1..--workers."""
+    return sorted(set(args.worker_counts)) if args.worker_counts else list(range(1, args.workers + 1))
+
+
 def _data(args: argparse.Namespace) -> list[dict[str, Any]]:
     import tempfile
 
     from convnext_jax.bench import data_bench
 
+    args.workers = max(worker_counts(args))
     if args.source == "imagenet-like" and args.images * args.epochs < 2 * args.batch_size * args.workers:
         raise ConfigError(f"--images x --epochs ({args.images} x {args.epochs}) must give each of the --workers "
                           f"{args.workers} worker processes at least 2 batches of --batch_size {args.batch_size}: "
@@ -191,7 +197,7 @@ def _data(args: argparse.Namespace) -> list[dict[str, Any]]:
             prepared = data_bench.prepare_copy(spec, os.path.join(scratch, "prepared"), args.prepared_max_size,
                                                args.workers)
         rows = []
-        for parallel in range(1, args.workers + 1):
+        for parallel in worker_counts(args):
             contenders = {"ours, threads": lambda: data_bench.our_loader(spec, workers=0, threads=parallel, **common),
                           "ours, processes": lambda: data_bench.our_loader(spec, workers=parallel, threads=1, **common)}
             if prepared:
@@ -232,6 +238,8 @@ def _check(args: argparse.Namespace) -> None:
         if value is not None and value < low:
             why = " (the model's total stride)" if name == "image_size" else ""
             problems.append(f"--{name} must be >= {low}{why}; got {value}")
+    if min(getattr(args, "worker_counts", None) or [1]) < 1:
+        problems.append(f"--worker_counts must all be >= 1; got {args.worker_counts}")
     if getattr(args, "model", None):
         from convnext_jax.models.variants import model_config
 
@@ -288,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="imagenet-like (real-photo JPEGs made in a temp dir), folder:/path or prepared:/path")
     data.add_argument("--images", type=int, default=256, help="how many imagenet-like images to make")
     data.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="scaling table up to this")
+    data.add_argument("--worker_counts", type=int, nargs="+",
+                      help="the scaling table's worker counts (default 1..--workers), e.g. 1 2 4 8 16")
     data.add_argument("--batch_size", type=int, default=32)
     data.add_argument("--image_size", type=int, default=224)
     data.add_argument("--epochs", type=int, default=3)
