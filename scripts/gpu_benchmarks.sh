@@ -61,6 +61,9 @@ run dwconv dwconv --batch_size "$BATCH" --sizes $((SIZE / 4)) $((SIZE / 8)) $((S
 # Train step, bf16 compute (fp32 params), against timm with AMP + channels_last, eager and compiled.
 run train_bf16 train --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype bfloat16 \
   --dwconv_impl $DW_IMPLS $TORCH_FLAGS --rounds "$ROUNDS" --steps "$STEPS"
+# Rematerialisation policies side by side in one process (step time vs peak memory); scan vs unrolled.
+run remat train --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype bfloat16 \
+  --scan $REMAT_SCAN --remat $REMATS --rounds "$ROUNDS" --steps "$STEPS"
 # The main job end to end: the ConvNeXt ImageNet recipe (RandAugment, erasing, mixup/cutmix, EMA)
 # on imagenet-like JPEGs, with its own data-wait report (summary.json).
 train_job() {
@@ -100,10 +103,5 @@ run infer_bf16 infer --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH"
   --dwconv_impl $DW_IMPLS $TORCH_INFER_FLAGS --rounds "$ROUNDS" --steps "$STEPS"
 run train_fp32 train --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype float32 \
   --torch --rounds "$ROUNDS" --steps "$STEPS"
-# Rematerialisation policies vs step time and peak memory; scan vs unrolled.
-for remat in $REMATS; do
-  run "remat_$remat" train --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype bfloat16 \
-    --scan $REMAT_SCAN --remat "$remat" --rounds "$ROUNDS" --steps "$STEPS"
-done
 run compile compile --depths $COMPILE_DEPTHS
 echo "wrote $MD"

@@ -45,9 +45,11 @@ def _train(args: argparse.Namespace) -> list[dict[str, Any]]:
     prepared: dict[str, Prepared] = {}
     for impl in args.dwconv_impl:
         for scan in args.scan:
-            name = f"jax {args.dtype} dw={impl}{' scan' if scan else ''}"
-            prepared[name] = prepare_jax_train_step(args.model, dtype=args.dtype, dwconv_impl=impl, scan_blocks=scan,
-                                                    remat=args.remat, drop_path_rate=args.drop_path_rate, **common)
+            for remat in args.remat:
+                name = f"jax {args.dtype} dw={impl}{' scan' if scan else ''}{f' remat={remat}' if remat != 'none' else ''}"
+                prepared[name] = prepare_jax_train_step(args.model, dtype=args.dtype, dwconv_impl=impl,
+                                                        scan_blocks=scan, remat=remat,
+                                                        drop_path_rate=args.drop_path_rate, **common)
     if _torch_variants(args):
         from convnext_jax.bench.torch_step import prepare_torch_train_step, torch_name
 
@@ -272,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--warmup", type=int, default=2)
     train.add_argument("--scan", nargs="+", type=lambda s: s.lower() in ("1", "true", "yes"), default=[False],
                        help="one or more of true/false")
-    train.add_argument("--remat", default="none", choices=["none", "full", "dots"])
+    train.add_argument("--remat", nargs="+", default=["none"], choices=["none", "full", "dots"],
+                       help="rematerialisation policies (several: timed side by side)")
     train.add_argument("--drop_path_rate", type=float, default=0.0)
     dw = sub.add_parser("dwconv", help="7x7 depthwise conv forward/backward, JAX formulations vs PyTorch")
     dw.add_argument("--batch_size", type=int, default=32)

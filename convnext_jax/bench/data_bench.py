@@ -127,6 +127,7 @@ def stage_timings(spec: str, root: str | None, *, image_size: int, count: int, b
             record = _time(lambda: apply_op(op, record, rng), ours, name)
         arrays.append(record["image"])
     batches = [arrays[i:i + batch_size] for i in range(0, len(arrays) - batch_size + 1, batch_size)]
+    jax.block_until_ready(jax.device_put(np.stack(batches[0])))  # the backend's start-up is not a transfer cost
     for batch in batches:
         stacked = _time(lambda: np.stack(batch), ours, "collate (uint8)")
         _time(lambda: jax.block_until_ready(jax.device_put(stacked)), ours, "host->device (uint8)")
