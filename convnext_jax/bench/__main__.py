@@ -169,6 +169,27 @@ def _comms(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _memory(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per-device state and XLA peak of the train step for each fsdp size (compiled, not run)."""
+    from convnext_jax.bench.memory import fsdp_memory
+    from convnext_jax.train.parallel import mesh_shape
+
+    for fsdp in args.fsdp:
+        mesh_shape(-1, fsdp, jax.device_count())  # a short error before any compilation
+    rows = [fsdp_memory(args.model, fsdp=fsdp, batch_per_device=args.batch_size, image_size=args.image_size,
+                        num_classes=args.num_classes, ema=not args.no_ema, dtype=args.dtype, remat=args.remat,
+                        scan_blocks=args.scan) for fsdp in args.fsdp]
+    budget = args.budget_gib
+    for row in rows:
+        row[f"fits_{budget:g}gib"] = row["xla_peak_gib"] <= budget
+    print(f"\n{args.model}, {args.image_size}px, {args.dtype}, remat {args.remat}, AdamW"
+          f"{'' if args.no_ema else ' + EMA'}, {jax.device_count()} {jax.default_backend()} devices: per-device "
+          f"memory of the train step from XLA's memory analysis (compiled from abstract inputs, not run)\n")
+    print(markdown_table(rows, ["mesh", "batch_per_device", "params_m", "state_gib_per_device", "xla_args_gib",
+                                "xla_temp_gib", "xla_peak_gib", f"fits_{budget:g}gib"]))
+    return rows
+
+
 def worker_counts(args: argparse.Namespace) -> list[int]:
     """The worker counts of the scaling table: --worker_counts, or 1..--workers."""
     return sorted(set(args.worker_counts)) if args.worker_counts else list(range(1, args.workers + 1))
@@ -294,6 +315,18 @@ def main(argv: list[str] | None = None) -> int:
     comms.add_argument("--batch_size", type=int, default=64)
     comms.add_argument("--accum", type=int, nargs="+", default=[1, 4])
     fcmae.set_defaults(model="convnextv2_atto", image_size=128)
+    memory = sub.add_parser("memory", help="per-device memory of the train step under FSDP (XLA memory analysis; "
+                                           "set JAX_NUM_CPU_DEVICES=8 to plan for 8 GPUs on a CPU)")
+    memory.add_argument("--model", default="convnextv2_huge")
+    memory.add_argument("--image_size", type=int, default=224)
+    memory.add_argument("--batch_size", type=int, default=32, help="per device")
+    memory.add_argument("--num_classes", type=int, default=1000)
+    memory.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    memory.add_argument("--remat", default="full", choices=["none", "full", "dots"])
+    memory.add_argument("--scan", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
+    memory.add_argument("--fsdp", type=int, nargs="+", default=[1, 8], help="fsdp sizes (the rest is data)")
+    memory.add_argument("--budget_gib", type=float, default=24.0, help="memory of the GPU to plan for")
+    memory.add_argument("--no_ema", action="store_true")
     data = sub.add_parser("data", help="input pipeline: ours vs torchvision DataLoader + timm transform")
     data.add_argument("--source", default="imagenet-like",
                       help="imagenet-like (real-photo JPEGs made in a temp dir), folder:/path or prepared:/path")
@@ -307,12 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--torch", action="store_true", help="also time torchvision DataLoader + timm transform")
     data.add_argument("--prepared_max_size", type=int, default=0,
                       help="also prepare the images at this size and time that (ours; torch on the same files)")
-    for p in (train, infer, fcmae, dw, comp, comms, data):
+    for p in (train, infer, fcmae, dw, comp, comms, memory, data):
         p.add_argument("--json", help="also write the rows and environment to this JSON file")
     args = parser.parse_args(argv)
     _check(args)
     rows = {"train": _train, "infer": _infer, "fcmae": _fcmae, "dwconv": _dwconv, "compile": _compile,
-            "comms": _comms, "data": _data}[args.command](args)
+            "comms": _comms, "memory": _memory, "data": _data}[args.command](args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": " ".join(sys.argv), "environment": _environment(), "rows": rows}, f, indent=2)

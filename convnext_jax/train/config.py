@@ -145,6 +145,13 @@ SCHEMA: schema.Schema = {
         "b2": Key(0.95, "with pretrain_epochs: the pre-training Adam beta2", low=0.0, high=1.0, high_open=True),
         "warmup_epochs": Key(40, "with pretrain_epochs: the pre-training warmup epochs", low=0),
     },
+    "mesh": {
+        "data": Key(-1, "devices the batch is split over by data parallelism (-1: the devices left after fsdp)",
+                    low=-1, run=False),
+        "fsdp": Key(1, "devices params, gradients, optimizer state and EMA are sharded over (ZeRO-3; the batch is "
+                       "split over data x fsdp; 1: off, -1: the devices left after data)", low=-1, run=False),
+        "fsdp_min_size": Key(2**14, "with fsdp: arrays with fewer elements stay replicated", low=0, run=False),
+    },
     "checkpoint": {
         "every_epochs": Key(1, "save a checkpoint every N epochs (and at the end)", low=1, run=False),
         "every_steps": Key(0, "also save every N optimizer steps (0 off)", low=0, run=False),
@@ -234,6 +241,10 @@ def _problems(config: ml_collections.ConfigDict, check_paths: bool) -> list[str]
     if problems:
         return problems  # the cross-key rules below assume the types are right
     model, data, optim, aug = config.model, config.data, config.optim, config.data.augment
+    mesh = config.mesh
+    if 0 in (mesh.data, mesh.fsdp) or mesh.data == mesh.fsdp == -1:
+        problems.append(f"mesh.data={mesh.data}, mesh.fsdp={mesh.fsdp}: each is a number of devices or -1 (the "
+                        f"rest), and at most one is -1 (e.g. mesh.fsdp=8, or mesh.data=4 mesh.fsdp=2)")
     if config.batch_size % optim.grad_accum_steps:
         problems.append(f"batch_size {config.batch_size} is not divisible by optim.grad_accum_steps "
                         f"{optim.grad_accum_steps}")

@@ -26,6 +26,7 @@ from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.evaluate import evaluator_of
 from convnext_jax.train.metrics import MetricsWriter
 from convnext_jax.train.progress import Progress
+from convnext_jax.train.parallel import state_bytes_per_device
 from convnext_jax.train.setup import Setup, eval_transforms_of
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.preemption import Preempted, PreemptionWatch
@@ -244,7 +245,8 @@ class Engine:
         self.checkpointer.wait_until_finished()
         return {"steps": s.total_steps, "epochs": config.num_epochs, "num_classes": s.num_classes,
                 "global_batch": config.batch_size, "grad_accum_steps": s.accum, "devices": jax.device_count(),
-                "processes": jax.process_count(), "params": count_params(state.params),
+                "processes": jax.process_count(), "mesh": dict(s.layout.mesh.shape),
+                "state_bytes_per_device": state_bytes_per_device(state), "params": count_params(state.params),
                 "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
                 "img_per_s": float(np.median(throughputs)) if throughputs else None, "compile_s": compile_s,
                 "data_wait_fraction": window.data_wait_fraction, "skipped_images": len(skipped_files),

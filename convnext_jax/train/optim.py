@@ -100,6 +100,20 @@ def scale_by_scheduled_lr(parts: tuple[optax.Schedule, optax.Schedule], peak_lr:
     return optax.GradientTransformation(init, update)
 
 
+def clip_by_global_norm(max_norm: Any) -> optax.GradientTransformationExtraArgs:
+    """optax.clip_by_global_norm that takes the norm from the `grad_norm` extra argument when the
+    caller passes it: the train step does, so under FSDP (each device holding a shard of the
+    gradient) the clip uses the norm of the whole gradient, not of the local shard."""
+
+    def update(updates: Any, state: Any, params: Any = None, *, grad_norm: Any = None, **extra: Any):
+        del params, extra
+        norm = optax.tree.norm(updates) if grad_norm is None else grad_norm
+        keep = jnp.squeeze(norm < max_norm)
+        return jax.tree.map(lambda t: jax.lax.select(keep, t, (t / norm.astype(t.dtype)) * max_norm), updates), state
+
+    return optax.GradientTransformationExtraArgs(optax.init_empty_state, update)
+
+
 def refresh_hyperparameters(restored: Any, fresh: Any) -> Any:
     """`restored` optimizer state with the hyperparameter values of `fresh` (built from the config):
     the numbers live in the state only so that they are not compiled in; the config decides them,
@@ -130,6 +144,8 @@ def build_optimizer(optim: Any, params: Any, lr: optax.Schedule | tuple[optax.Sc
     (`optax.inject_hyperparams`) rather than in the compiled step, sweep trials that differ only
     in them share one compilation (and the persistent compilation cache).
 
+    Updates take an optional `grad_norm` extra argument: the global gradient norm for clipping
+    (the train step passes it; with FSDP the local shards alone would give the wrong norm).
     Gradient accumulation is the train step's job (it averages micro-batch gradients before
     calling this optimizer once per optimizer step).
     """
@@ -138,7 +154,7 @@ def build_optimizer(optim: Any, params: Any, lr: optax.Schedule | tuple[optax.Sc
     inner_lr = lr if callable(lr) else 1.0
     parts = []
     if optim.clip_grad_norm and optim.clip_grad_norm > 0:
-        parts.append(optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=optim.clip_grad_norm))
+        parts.append(optax.inject_hyperparams(clip_by_global_norm)(max_norm=optim.clip_grad_norm))
     mask = weight_decay_mask(params) if decay_mask is None else decay_mask
     if optim.name == "adamw":
         parts.append(optax.inject_hyperparams(optax.adamw, static_args=("mask",))(

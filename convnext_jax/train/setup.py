@@ -26,7 +26,7 @@ from convnext_jax.models.registry import build_fcmae, build_model
 from convnext_jax.models.variants import model_config
 from convnext_jax.train.config import fcmae_config, model_overrides
 from convnext_jax.train.optim import build_optimizer, lr_schedule, scaled_lr, schedule_parts
-from convnext_jax.train.parallel import Layout, data_parallel
+from convnext_jax.train.parallel import Layout, layout_of
 from convnext_jax.train.state import LossScaling, TrainState
 from convnext_jax.train.tasks import Classification, MaskedImageModeling, Task
 
@@ -204,7 +204,7 @@ class Setup:
 def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, layout: Layout | None = None) -> Setup:
     """Build every part of the run `config` describes. `load_pretrained=False` skips
     model.init_from (a resumed run restores its own checkpoint instead)."""
-    layout = layout or data_parallel()
+    layout = layout or layout_of(config)
     micro = micro_batch_per_process(config, layout)
     train_source, val_source = data_sources(config)
     num_classes = config.model.num_classes or train_source.num_classes

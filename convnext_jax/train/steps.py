@@ -1,9 +1,13 @@
 """Pure, jit-able train and eval steps for any task, with the model graph closed over.
 
-The train step is one optimizer step. It runs under `shard_map` over the layout's data axis:
-each device scans over its share of the `grad_accum_steps` micro-batches, accumulating its
-*local* gradient, and the devices average once (one gradient all-reduce per optimizer step,
-none per micro-step). The optimizer update then runs on identical, replicated values.
+The train step is one optimizer step. It runs under `shard_map` over the layout's mesh (data x
+fsdp): each device scans over its share of the `grad_accum_steps` micro-batches, accumulating its
+*local* gradient, and the devices average once (one gradient reduction per optimizer step, none
+per micro-step). Without FSDP that is one all-reduce and the optimizer update runs on identical,
+replicated values. With FSDP (ZeRO-3) the step starts by all-gathering the sharded params over
+the fsdp axis, reduces the gradients with a reduce-scatter over fsdp (and an all-reduce over
+data), and updates each device's shard of params, optimizer state and EMA; the gradient norm
+(metrics, clipping, the finite check) is the global one, summed over the shards.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
     """
     layout = layout or data_parallel()
     inputs = inputs or InputStage()
-    axis, replicas = layout.data_axis, layout.replicas
+    axis, replicas = layout.batch_axes, layout.replicas
+    fsdp = FsdpParams(layout) if layout.fsdp > 1 else None
     # One device: a plain function without shard_map, so no all-reduce at all (XLA still runs a
     # one-device all-reduce as a full copy of the gradients).
 
@@ -49,7 +54,7 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
     def local_gradients(params: Any, batch: dict[str, jax.Array], key: jax.Array, scale: jax.Array):
         """This device's mean gradient, loss and task metrics over its micro-batches (no communication)."""
         device_key = jax.random.fold_in(key, jax.lax.axis_index(axis) if replicas > 1 else 0)
-        local_params = varying(params)  # so grads are not all-reduced here
+        local_params = fsdp.gather(params) if fsdp else varying(params)  # so grads are not all-reduced here
 
         def micro_gradients(index: jax.Array, micro_batch: dict[str, jax.Array]):
             micro_key = jax.random.fold_in(device_key, index)
@@ -79,13 +84,19 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
     def step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[TrainState, Metrics]:
         scale = state.loss_scale["scale"] if loss_scaling else jnp.ones((), jnp.float32)
         grads, loss, metrics = local_gradients(state.params, batch, key, scale)
-        if replicas > 1:
-            grads, loss, metrics = jax.lax.pmean((grads, loss, metrics), axis)  # the one all-reduce
-        grad_norm = optax.tree.norm(grads)
+        if fsdp:
+            grads = fsdp.reduce_scatter(grads)
+            loss, metrics = jax.lax.pmean((loss, metrics), axis)
+            grad_norm = fsdp.global_norm(grads)
+        else:
+            if replicas > 1:
+                grads, loss, metrics = jax.lax.pmean((grads, loss, metrics), axis)  # the one all-reduce
+            grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
         def apply_update(kept: TrainState) -> TrainState:
-            updates, opt_state = tx.update(grads, kept.opt_state, kept.params)
+            updates, opt_state = optax.with_extra_args_support(tx).update(grads, kept.opt_state, kept.params,
+                                                                         grad_norm=grad_norm)
             params = optax.apply_updates(kept.params, updates)
             ema = None if kept.ema is None else jax.tree.map(
                 lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, kept.ema, params)
@@ -103,9 +114,58 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
 
     if replicas == 1:
         return step
-    state_specs, replicated = layout.state_specs(), jax.sharding.PartitionSpec()
-    return jax.shard_map(step, mesh=layout.mesh, in_specs=(state_specs, layout.micro_batch_spec, replicated),
-                         out_specs=(state_specs, replicated))
+    replicated = jax.sharding.PartitionSpec()
+
+    def sharded_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[TrainState, Metrics]:
+        if fsdp:
+            fsdp.bind(state.params)
+        state_specs = layout.state_specs(state)  # FSDP: per leaf, from the shapes
+        return jax.shard_map(step, mesh=layout.mesh, in_specs=(state_specs, layout.micro_batch_spec, replicated),
+                             out_specs=(state_specs, replicated))(state, batch, key)
+
+    return sharded_step
+
+
+class FsdpParams:
+    """The collectives of an FSDP step for one params tree: gather the shards for use, reduce-scatter
+    the gradients, and the global norm of sharded gradients. `bind` (outside shard_map) records
+    which dimension of each param is split (`Layout.state_dims` of the full shapes)."""
+
+    def __init__(self, layout: Layout):
+        self.layout, self.dims = layout, None
+
+    def bind(self, params: Any) -> None:
+        self.dims = self.layout.state_dims(params)
+
+    def gather(self, params: Any) -> Any:
+        """Full params on every device, varying over the whole mesh (so gradients stay local)."""
+        data, fsdp = self.layout.data_axis, self.layout.fsdp_axis
+
+        def full(shard: jax.Array, dim: int) -> jax.Array:
+            if dim < 0:
+                return jax.lax.pcast(shard, (data, fsdp), to="varying")
+            return jax.lax.pcast(jax.lax.all_gather(shard, fsdp, axis=dim, tiled=True), data, to="varying")
+
+        return jax.tree.map(full, params, self.dims)
+
+    def reduce_scatter(self, grads: Any) -> Any:
+        """The mean over every device of each local full gradient, as this device's shard."""
+        data, fsdp, n = self.layout.data_axis, self.layout.fsdp_axis, self.layout.replicas
+
+        def reduce(grad: jax.Array, dim: int) -> jax.Array:
+            if dim < 0:
+                return jax.lax.psum(grad, (data, fsdp)) / n
+            return jax.lax.psum(jax.lax.psum_scatter(grad, fsdp, scatter_dimension=dim, tiled=True), data) / n
+
+        return jax.tree.map(reduce, grads, self.dims)
+
+    def global_norm(self, grads: Any) -> jax.Array:
+        """The L2 norm of the whole (unsharded) gradient: sharded leaves' squares summed over fsdp."""
+        pairs = list(zip(jax.tree.leaves(grads), jax.tree.leaves(self.dims)))
+        squares = lambda leaves: sum((jnp.sum(jnp.square(g.astype(jnp.float32))) for g in leaves),  # noqa: E731
+                                     jnp.zeros((), jnp.float32))
+        sharded = jax.lax.psum(squares(g for g, dim in pairs if dim >= 0), self.layout.fsdp_axis)
+        return jnp.sqrt(sharded + squares(g for g, dim in pairs if dim < 0))
 
 
 def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State, task: Task, layout: Layout | None = None,
@@ -126,7 +186,7 @@ def make_eval_step(graphdef: nnx.GraphDef, rest: nnx.State, task: Task, layout: 
         return eval_step
 
     def local_eval_step(params: Any, batch: dict[str, jax.Array]) -> Metrics:
-        return jax.lax.psum(eval_step(params, batch), layout.data_axis)
+        return jax.lax.psum(eval_step(params, batch), layout.batch_axes)
 
     return jax.shard_map(local_eval_step, mesh=layout.mesh, in_specs=(jax.sharding.PartitionSpec(), layout.batch_spec),
                          out_specs=jax.sharding.PartitionSpec())
