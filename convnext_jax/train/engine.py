@@ -25,8 +25,8 @@ from convnext_jax.models.params import count_params
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.evaluate import evaluator_of
 from convnext_jax.train.metrics import MetricsWriter
-from convnext_jax.train.progress import Progress
 from convnext_jax.train.parallel import state_bytes_per_device
+from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, eval_transforms_of
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.preemption import Preempted, PreemptionWatch

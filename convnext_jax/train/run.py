@@ -21,6 +21,7 @@ from convnext_jax.train.engine import Engine, EpochCallback
 from convnext_jax.train.evaluate import evaluator_of
 from convnext_jax.train.metrics import MetricsWriter, read_metrics, write_json
 from convnext_jax.train.optim import refresh_hyperparameters
+from convnext_jax.train.parallel import state_bytes_per_device
 from convnext_jax.train.preemption import PreemptionWatch
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, build
@@ -46,7 +47,10 @@ def describe_start(setup: Setup, start: int) -> str:
     arch = getattr(setup.model_cfg, "encoder", setup.model_cfg)
     what = "FCMAE pre-training of " if config.task == "fcmae" else ""
     lines.append(f"model: {what}{config.model.name or 'from ' + config.model.init_from} {arch.depths} x {arch.dims}, "
-                 f"{config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)")
+                 f"{config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)"
+                 + (f", mesh {setup.layout.replicas // setup.layout.fsdp} data x {setup.layout.fsdp} fsdp "
+                    f"({state_bytes_per_device(setup.state) / 2**20:.1f} MiB of state per device)"
+                    if setup.layout.fsdp > 1 else ""))
     if setup.pretrained:
         lines.append(setup.pretrained)
     if start:
