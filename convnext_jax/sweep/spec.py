@@ -19,7 +19,8 @@ from convnext_jax.sweep.space import Dimension, SearchSpaceError, parse_space, v
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 # objective -> (direction, per-epoch value reported for pruning)
-OBJECTIVES = {"best_val_top1": ("maximize", "val_top1"), "final_val_loss": ("minimize", "val_loss"),
+OBJECTIVES = {"best_val_top1": ("maximize", "val_top1"), "best_val_top1_ema": ("maximize", "val_top1_ema"),
+              "best_val_top1_best": ("maximize", "val_top1_best"), "final_val_loss": ("minimize", "val_loss"),
               "epochs_to_target": ("minimize", "val_top1")}
 
 
@@ -28,7 +29,9 @@ SCHEMA: schema.Schema = {
     "sampler": Key("grid", "grid (every point, queued) | random | tpe", choices=SAMPLERS),
     "num_trials": Key(0, "points to sample (random/tpe); the grid runs every point", low=0),
     "seeds": Key(1, "repeats of every point with seeds seed, seed+1, ...", low=1),
-    "objective": Key("best_val_top1", "what a trial returns (epochs_to_target: num_epochs + 1 when not reached)",
+    "objective": Key("best_val_top1", "what a trial returns (best_val_top1_ema: of the EMA weights; "
+                                      "best_val_top1_best: the better of the two each epoch; epochs_to_target: "
+                                      "num_epochs + 1 when not reached)",
                      choices=tuple(OBJECTIVES)),
     "pruner": Key("none", "stop hopeless trials early, fed by per-epoch validation", choices=PRUNERS),
     "pruner_startup_trials": Key(3, "median: complete trials before pruning starts", low=0),
@@ -114,6 +117,9 @@ def split_config(config: ml_collections.ConfigDict, *, check_paths: bool = False
     validate(train, check_paths=check_paths)
     if fields["sampler"] != "grid" and fields["num_trials"] < 1:
         raise SearchSpaceError(f"sweep.num_trials must be >= 1 for the {fields['sampler']} sampler")
+    if fields["objective"] in ("best_val_top1_ema", "best_val_top1_best") and not train.ema_decay:
+        raise SearchSpaceError(f"objective {fields['objective']} compares the EMA weights: set ema_decay > 0 in the "
+                               "config")
     if fields["objective"] == "epochs_to_target" and not train.target_accuracy:
         raise SearchSpaceError("objective epochs_to_target needs target_accuracy > 0 in the config")
     spec = SweepSpec(dims=dims, **{k: v for k, v in fields.items() if k != "space"})

@@ -50,6 +50,9 @@ SCHEMA: schema.Schema = {
     "target_accuracy": _unit(0.0, "> 0: summary.json reports the first epoch whose val top-1 reaches it", run=False),
     "ema_decay": _unit(0.0, "> 0: keep an EMA of the weights (per optimizer step), evaluated as val_*_ema",
                        high_open=True),
+    "select_on": Key("", "the validation metric that picks the best checkpoint: val_top1, val_top1_ema (the EMA "
+                         "weights), best (the better of the two at each evaluation; val_top1_best); '': the task's "
+                         "(val_top1, FCMAE val_loss)", choices=("", "val_top1", "val_top1_ema", "best"), run=False),
     "model": {
         "name": Key("convnextv2_atto", "a registered ConvNeXt variant (timm's names); '' with init_from: the "
                                        "architecture stored there", choices=_model_names),
@@ -241,6 +244,11 @@ def _problems(config: ml_collections.ConfigDict, check_paths: bool) -> list[str]
     if problems:
         return problems  # the cross-key rules below assume the types are right
     model, data, optim, aug = config.model, config.data, config.optim, config.data.augment
+    if config.select_on in ("val_top1_ema", "best") and not config.ema_decay:
+        problems.append(f"select_on={config.select_on!r} compares the EMA weights: set ema_decay > 0 (e.g. 0.9999)")
+    if config.select_on and config.task != "classification":
+        problems.append(f"select_on={config.select_on!r} picks by val top-1: it applies to task classification (the "
+                        f"{config.task} task selects on its own metric; leave select_on '')")
     mesh = config.mesh
     if 0 in (mesh.data, mesh.fsdp) or mesh.data == mesh.fsdp == -1:
         problems.append(f"mesh.data={mesh.data}, mesh.fsdp={mesh.fsdp}: each is a number of devices or -1 (the "

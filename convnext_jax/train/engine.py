@@ -133,15 +133,22 @@ class LogWindow:
 
 
 class BestSoFar:
-    """The best value of the task's validation metric over every epoch of a run (resumed runs
-    included), and the first epoch whose val top-1 reached `target_accuracy`."""
+    """The best value of the selected validation metric over every epoch of a run (resumed runs
+    included), the best of each val top-1 (plain, EMA, the better of the two), and the first
+    epoch whose val top-1 reached `target_accuracy`."""
+
+    REPORTED = ("val_top1", "val_top1_ema", "val_top1_best")  # higher is better
 
     def __init__(self, metric: str, mode: str, target_accuracy: float):
         self.metric, self.better, self.target = metric, (max if mode == "max" else min), target_accuracy
         self.best: float | None = None
+        self.bests: dict[str, float] = {}
         self.epochs_to_target: int | None = None
 
     def add(self, epoch: int | None, metrics: dict[str, Any]) -> None:
+        for name in self.REPORTED:
+            if name in metrics:
+                self.bests[name] = max(self.bests.get(name, metrics[name]), metrics[name])
         if self.metric not in metrics:
             return
         value = metrics[self.metric]
@@ -149,6 +156,17 @@ class BestSoFar:
         reached = self.target and metrics.get("val_top1", 0.0) >= self.target
         if self.epochs_to_target is None and reached and epoch is not None:
             self.epochs_to_target = epoch
+
+    def summary(self) -> dict[str, Any]:
+        """best_<metric> for each reported top-1 and the selected metric, and which one selects."""
+        return {**{f"best_{name}": value for name, value in self.bests.items()}, f"best_{self.metric}": self.best,
+                "selected_on": self.metric}
+
+
+def selection_of(config: Any, task: Any) -> tuple[str, str]:
+    """(metric, 'max'|'min') that picks the best checkpoint: `config.select_on`, or the task's."""
+    return {"": (task.best_metric, task.best_mode), "val_top1": ("val_top1", "max"),
+            "val_top1_ema": ("val_top1_ema", "max"), "best": ("val_top1_best", "max")}[config.get("select_on", "")]
 
 
 def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool:
@@ -184,6 +202,8 @@ class Engine:
         metrics = self.evaluate(state.params)
         if state.ema is not None:
             metrics.update({f"{k}_ema": v for k, v in self.evaluate(state.ema).items() if k != "val_count"})
+            if "val_top1" in metrics:  # select_on=best: the better weights at each evaluation
+                metrics["val_top1_best"] = max(metrics["val_top1"], metrics["val_top1_ema"])
         return metrics
 
     def run(self, state: TrainState, train_iter: Any, start: int,
@@ -193,7 +213,7 @@ class Engine:
         s, config = self.setup, self.setup.config
         base_key = jax.random.key(config.seed)
         window = LogWindow(s, self.workdir)
-        best = BestSoFar(s.task.best_metric, s.task.best_mode, config.target_accuracy)
+        best = BestSoFar(*selection_of(config, s.task), config.target_accuracy)
         for record in history:
             best.add(record.get("epoch"), record)
         train_step, compile_s, last_eval, throughputs = None, None, {}, []
@@ -250,7 +270,7 @@ class Engine:
                 "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
                 "img_per_s": float(np.median(throughputs)) if throughputs else None, "compile_s": compile_s,
                 "data_wait_fraction": window.data_wait_fraction, "skipped_images": len(skipped_files),
-                f"best_{best.metric}": best.best, "epochs_to_target": best.epochs_to_target,
+                **best.summary(), "epochs_to_target": best.epochs_to_target,
                 **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
                 **{f"final_{k}": v for k, v in last_eval.items()}}
 

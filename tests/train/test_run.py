@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from configs import embedded_digits  # noqa: E402
 
+from convnext_jax.errors import ConfigError  # noqa: E402
 from convnext_jax.sweep.space import apply_params  # noqa: E402
 from convnext_jax.train import evaluate_checkpoint, train_and_evaluate  # noqa: E402
 from convnext_jax.train.metrics import read_metrics  # noqa: E402
@@ -245,6 +246,25 @@ def test_ema_is_tracked_and_evaluated(tmp_path):
     ema, params = dict(_flatten(state["ema"])), dict(_flatten(state["params"]))
     assert ema.keys() == params.keys()
     assert any(not np.allclose(ema[k], params[k]) for k in ema)
+
+
+def test_select_on_picks_the_best_checkpoint_by_the_better_weights(tmp_path):
+    """select_on=best: each epoch's val_top1_best is the better of val_top1 and val_top1_ema; the
+    kept best checkpoint is the epoch with the highest of it; summary.json reports all three."""
+    config = _config(num_epochs=3, ema_decay=0.6, select_on="best", **{"checkpoint.keep": 1})
+    summary = train_and_evaluate(config, str(tmp_path))
+    evals = [r for r in read_metrics(str(tmp_path)) if "val_top1" in r]
+    assert len(evals) == 3
+    for r in evals:
+        assert r["val_top1_best"] == max(r["val_top1"], r["val_top1_ema"])
+    assert summary["selected_on"] == "val_top1_best"
+    for name in ("val_top1", "val_top1_ema", "val_top1_best"):
+        assert summary[f"best_{name}"] == max(r[name] for r in evals)
+    best_steps = {r["step"] for r in evals if r["val_top1_best"] == summary["best_val_top1_best"]}
+    steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+    assert best_steps & set(steps) and steps[-1] == evals[-1]["step"]  # keep 1 + the best
+    with pytest.raises(ConfigError, match="set ema_decay > 0"):
+        train_and_evaluate(_config(select_on="val_top1_ema"), str(tmp_path / "no_ema"))
 
 
 def test_gradient_accumulation_and_float16_end_to_end(tmp_path):
