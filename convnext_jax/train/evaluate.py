@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from typing import Any
 
 import grain
@@ -39,6 +41,7 @@ class Evaluator:
         # does not divide evenly over processes: shorter shards are padded with fully masked batches.
         shard_size = -(-len(source) // jax.process_count())
         self.num_batches = -(-shard_size // batch_size)
+        self.images_per_second: float | None = None  # of the last call, after its first batch
 
     def __call__(self, params: Any) -> dict[str, float]:
         loader = create_loader(self.source, batch_size=self.batch_size, shuffle=False, num_epochs=1,
@@ -47,7 +50,11 @@ class Evaluator:
         sharding = self.layout.sharding(self.layout.batch_spec)
         totals, template = None, None
         batches = iter(loader)
-        for _ in range(self.num_batches):
+        self.images_per_second, started, timed = None, None, 0
+        for index in range(self.num_batches):
+            if index == 1:  # the first batch (and the compilation) is not timed
+                jax.block_until_ready(totals)
+                started = time.perf_counter()
             batch = next(batches, None)
             if batch is None:  # this process's shard is exhausted: an all-padding batch
                 batch = {k: v[:0] for k, v in template.items()}
@@ -55,7 +62,11 @@ class Evaluator:
             template = batch
             sums = self.step(params, shard_batch(pad_batch(batch, self.batch_size), sharding))
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-        return self.task.eval_metrics(jax.device_get(totals))
+            timed += len(next(iter(batch.values()))) if index else 0
+        totals = jax.device_get(totals)
+        if started is not None and timed:
+            self.images_per_second = timed * jax.process_count() / (time.perf_counter() - started)
+        return self.task.eval_metrics(totals)
 
 
 def evaluator_of(setup: Any) -> Evaluator:
