@@ -142,8 +142,9 @@ def _source(evaluation: Evaluation, split: str) -> Any:
         raise ConfigError(f"data {evaluation.data!r} ({split} split): {e}") from None
 
 
-def validate(args: Any) -> dict[str, Any]:
-    """Evaluate the weights `args.weights` as the flags say; returns the result row."""
+def validate(args: Any, class_names: list[str] | None = None) -> dict[str, Any]:
+    """Evaluate the weights `args.weights` as the flags say; returns the result row. `class_names`:
+    the label order of an image folder the weights were trained on (a workdir brings its own)."""
     from convnext_jax.data import eval_transforms
     from convnext_jax.data.on_device import InputStage
     from convnext_jax.train.evaluate import Evaluator
@@ -165,6 +166,7 @@ def validate(args: Any) -> dict[str, Any]:
             setattr(evaluation, field, tuple(value) if isinstance(value, list) else value)
     if evaluation.data != own_data:
         evaluation.class_names = None  # another dataset: its own classes
+    evaluation.class_names = class_names or evaluation.class_names
     model, weights = _load_model(args.weights, kind, args)
     source = _source(evaluation, args.split)
     classes = getattr(source, "num_classes", None)
