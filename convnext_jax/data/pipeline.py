@@ -96,11 +96,52 @@ class Examples(grain.transforms.RandomMap):
         raise BadImageError(f"100 consecutive unreadable images from index {index}: {skipped[-1]}")
 
 
+class RepeatedAugmentation(grain.MapDataset):
+    """timm's RepeatAugSampler over an epoch-major index stream: each epoch takes the first
+    epoch_size / repeats images of its permutation, each `repeats` times in a row (each copy gets
+    its own augmentation: random draws follow the stream position), and the epoch keeps its
+    length. Inside every global batch the copies are dealt to different slots — (process,
+    accumulation micro-step, device) — as timm deals them to different GPUs: consecutive stream
+    elements go to consecutive slots, after the round-robin dealing to processes."""
+
+    def __init__(self, parent: grain.MapDataset, *, epoch_size: int, repeats: int, global_batch: int,
+                 slots: int, processes: int):
+        super().__init__(parent)
+        if global_batch % slots:
+            raise ValueError(f"the global batch {global_batch} does not split into {slots} slots")
+        self.epoch_size, self.repeats, self.global_batch = epoch_size, repeats, global_batch
+        self.slots, self.processes = slots, processes
+        self.per_process_slots = slots // processes
+        self.rows = global_batch // slots  # per slot
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def stream_position(self, position: int) -> int:
+        """The position in the repeated stream [a, a, .., b, b, ..] that lands at `position` of the
+        epoch (as dealt to processes, then split into contiguous slot chunks per process)."""
+        batch, q = divmod(position, self.global_batch)
+        if (batch + 1) * self.global_batch > self.epoch_size:
+            return position  # the last, partial batch (dropped in training): no reordering
+        process, local = q % self.processes, q // self.processes
+        chunk, row = divmod(local, self.rows)
+        return batch * self.global_batch + row * self.slots + process * self.per_process_slots + chunk
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self.slice(index)
+        epoch, position = divmod(index, self.epoch_size)
+        return self._parent[epoch * self.epoch_size + self.stream_position(position) // self.repeats]
+
+    def __str__(self) -> str:
+        return f"RepeatedAugmentation(repeats={self.repeats}, slots={self.slots})"
+
+
 def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bool, seed: int = 0,
                   batch_transforms: Sequence[Any] = (), num_epochs: int | None = None, drop_remainder: bool = True,
                   worker_count: int = 0, worker_buffer_size: int = 2,
                   shard_options: grain.sharding.ShardOptions | None = None,
-                  threads: int | None = None) -> grain.IterDataset:
+                  threads: int | None = None, repeats: int = 1, slots_per_process: int = 1) -> grain.IterDataset:
     """A deterministic grain pipeline: the order and the augmentation draws depend only on (seed,
     epoch, shard, worker_count) (each worker process batches every worker_count-th example;
     resume with the same worker_count).
@@ -110,6 +151,9 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
     process runs the per-example `transforms` on `threads` threads (default: its share of the
     cores); `worker_count` > 0 moves that work into worker processes. `iter(loader)` has
     `get_state`/`set_state` (and grain's orbax handlers) to restore the exact position.
+
+    `repeats` > 1: repeated augmentation (`RepeatedAugmentation`), the copies of an image spread
+    over the `slots_per_process` slots of every process (accumulation micro-steps x devices).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -122,6 +166,11 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
     if shuffle:
         indices = indices.shuffle()
     indices = indices.repeat(num_epochs)
+    if repeats > 1:
+        indices = RepeatedAugmentation(indices, epoch_size=len(source), repeats=repeats,
+                                       global_batch=batch_size * shard_options.shard_count,
+                                       slots=slots_per_process * shard_options.shard_count,
+                                       processes=shard_options.shard_count)
     if shard_options.shard_count > 1:
         indices = indices[shard_options.shard_index::shard_options.shard_count]
     examples = indices.random_map(Examples(source, list(transforms)))

@@ -43,6 +43,11 @@ SCHEMA: schema.Schema = {
     "num_epochs": Key(8, "epochs to train", low=1),
     "batch_size": Key(64, "global batch per optimizer step = per-device micro-batch x devices x "
                           "optim.grad_accum_steps", low=1),
+    "loss": Key("ce", "classification loss: ce (softmax cross-entropy) | bce (binary cross-entropy per class on the "
+                      "smoothed / mixup targets, timm's --bce-loss)", choices=("ce", "bce")),
+    "bce_target_thresh": _unit(0.0, "loss bce: > 0 binarises the targets at this threshold (timm's "
+                                    "--bce-target-thresh; 0 off)", high_open=True),
+    "bce_sum": Key(False, "loss bce: sum over classes, then mean over examples (timm's --bce-sum)"),
     "label_smoothing": _unit(0.1, "label smoothing of the cross-entropy (mixup/cutmix targets too)", high_open=True),
     "log_every": Key(10, "optimizer steps between train-metric lines (and at every epoch end)", low=1, run=False),
     "compile_cache": Key("", "persistent XLA compilation cache: a directory, '' (~/.cache/convnext_jax/xla or "
@@ -86,6 +91,9 @@ SCHEMA: schema.Schema = {
         "image_size": Key(224, "training and evaluation resolution (px)", low=MIN_IMAGE_SIZE),
         "crop_pct": Key(0.875, "evaluation: resize to image_size / crop_pct, then center-crop", low=0.0, high=1.0,
                         low_open=True),
+        "aug_repeats": Key(1, "repeated augmentation (timm's --aug-repeats, RepeatAugSampler): each epoch shows "
+                              "1/N of the images N times, the copies augmented differently on different devices; "
+                              "1 off", low=1),
         "workers": Key(0, "worker processes that decode and augment (0: threads of the main process)", low=0,
                        run=False),
         "threads": Key(0, "decoding/augmenting threads per process (0: the cores divided among the processes, "
@@ -246,6 +254,8 @@ def _problems(config: ml_collections.ConfigDict, check_paths: bool) -> list[str]
     model, data, optim, aug = config.model, config.data, config.optim, config.data.augment
     if config.select_on in ("val_top1_ema", "best") and not config.ema_decay:
         problems.append(f"select_on={config.select_on!r} compares the EMA weights: set ema_decay > 0 (e.g. 0.9999)")
+    if config.loss == "bce" and config.task != "classification":
+        problems.append(f"loss='bce' is a classification loss; task {config.task} has its own (leave loss 'ce')")
     if config.select_on and config.task != "classification":
         problems.append(f"select_on={config.select_on!r} picks by val top-1: it applies to task classification (the "
                         f"{config.task} task selects on its own metric; leave select_on '')")

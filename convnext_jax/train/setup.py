@@ -154,7 +154,8 @@ def micro_batch_per_process(config: ml_collections.ConfigDict, layout: Layout) -
 def task_of(config: ml_collections.ConfigDict, num_classes: int) -> Task:
     if config.task == "fcmae":
         return MaskedImageModeling(**normalisation(config))
-    return Classification(num_classes=num_classes, label_smoothing=config.label_smoothing)
+    return Classification(num_classes=num_classes, label_smoothing=config.label_smoothing, loss_kind=config.loss,
+                          bce_target_threshold=config.bce_target_thresh, bce_sum=config.bce_sum)
 
 
 def decay_mask_of(config: ml_collections.ConfigDict, model: Any, params: Any) -> Any:
@@ -226,7 +227,9 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
     train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,
                                  seed=config.seed, worker_count=config.data.workers,
                                  threads=config.data.threads or None,
-                                 transforms=train_transforms_of(config))
+                                 transforms=train_transforms_of(config), repeats=config.data.aug_repeats,
+                                 slots_per_process=config.optim.grad_accum_steps * layout.replicas
+                                 // jax.process_count())
     return Setup(config=config, train_source=train_source, val_source=val_source, num_classes=num_classes,
                  model_cfg=model.cfg, graphdef=graphdef, rest=rest, task=task_of(config, num_classes),
                  inputs=input_stage_of(config, num_classes), tx=tx,

@@ -91,3 +91,50 @@ def test_train_transform_composition():
     assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "RandAugment", "ToArray"]
     names = [type(op).__name__ for op in train_transforms(32, color_jitter=0.4, hflip=0.0)]
     assert names == ["RandomResizedCrop", "ColorJitter", "ToArray"]
+
+
+class _Indexed:
+    """Digits images labelled by their index (so the copies of one image can be found)."""
+
+    def __init__(self, count=48):
+        self.digits, self.count = DigitsSource("train", 32), count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        return {**self.digits[index], "label": index}
+
+
+@pytest.mark.parametrize("processes, slots", [(1, 4), (2, 2)])
+def test_repeated_augmentation_spreads_differently_augmented_copies_over_slots(processes, slots):
+    """aug_repeats=3 (timm's RepeatAugSampler): every global batch holds each of its images 3 times,
+    never twice in one slot (device / micro-step), each copy augmented differently; an epoch keeps
+    its length and shows a third of the images; the iterator resumes exactly."""
+    source, batch = _Indexed(48), 12
+    kw = dict(batch_size=batch // processes, transforms=train_transforms(32), shuffle=True, seed=0, num_epochs=2,
+              repeats=3, slots_per_process=slots)
+    loaders = [create_loader(source, shard_options=grain.sharding.ShardOptions(p, processes), **kw)
+               for p in range(processes)]
+    iterators = [iter(loader) for loader in loaders]
+    rows = batch // (processes * slots)
+    seen = []
+    for _ in range(len(source) // batch):  # one epoch
+        parts = [next(it) for it in iterators]
+        labels = np.concatenate([part["label"] for part in parts])
+        seen += list(labels)
+        assert sorted(np.unique(labels, return_counts=True)[1]) == [3] * (batch // 3)
+        for part in parts:
+            for chunk in range(slots):
+                in_slot = part["label"][chunk * rows:(chunk + 1) * rows]
+                assert len(set(in_slot)) == len(in_slot)
+        images = np.concatenate([part["image"] for part in parts])
+        first = labels[0]
+        copies = images[labels == first]
+        assert not np.array_equal(copies[0], copies[1]) or not np.array_equal(copies[1], copies[2])
+    assert len(seen) == len(source) and len(set(seen)) == len(source) // 3
+    state = iterators[0].get_state()
+    expected = [next(iterators[0])["label"] for _ in range(2)]
+    resumed = iter(loaders[0])
+    resumed.set_state(state)
+    assert all(np.array_equal(next(resumed)["label"], want) for want in expected)

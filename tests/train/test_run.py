@@ -267,6 +267,16 @@ def test_select_on_picks_the_best_checkpoint_by_the_better_weights(tmp_path):
         train_and_evaluate(_config(select_on="val_top1_ema"), str(tmp_path / "no_ema"))
 
 
+def test_bce_loss_and_repeated_augmentation_end_to_end(tmp_path):
+    """loss=bce (per-class sigmoid losses start near log 2, not log 10 as softmax CE) with
+    aug_repeats=3 trains: the loss falls and the epoch keeps its number of steps."""
+    config = _config(num_epochs=2, loss="bce", bce_target_thresh=0.2, **{"data.aug_repeats": 3})
+    summary = train_and_evaluate(config, str(tmp_path))
+    losses = [r["train_loss"] for r in read_metrics(str(tmp_path)) if "train_loss" in r]
+    assert losses[0] < 0.8 and losses[-1] < 0.75 * losses[0]
+    assert summary["steps"] == 2 * (1437 // 64)
+
+
 def test_gradient_accumulation_and_float16_end_to_end(tmp_path):
     summary = train_and_evaluate(_config(num_epochs=1, ema_decay=0.5, **{"optim.grad_accum_steps": 2,
                                                                          "model.dtype": "float16"}), str(tmp_path))

@@ -1,5 +1,6 @@
 """Image classification: softmax cross-entropy with label smoothing (or the soft targets of
-mixup/cutmix); evaluation reports loss, top-1 and top-5."""
+mixup/cutmix), or timm's binary cross-entropy (`--bce-loss`); evaluation reports the softmax
+cross-entropy loss, top-1 and top-5."""
 
 from __future__ import annotations
 
@@ -18,10 +19,27 @@ def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float) ->
     return optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
 
 
+def binary_cross_entropy(logits: jax.Array, targets: jax.Array, *, target_threshold: float = 0.0,
+                         sum_classes: bool = False) -> jax.Array:
+    """timm's BinaryCrossEntropy on (smoothed / mixed) soft targets: with `target_threshold` > 0 the
+    targets become 1 where above it and 0 elsewhere; the mean over examples and classes, or with
+    `sum_classes` the sum over classes averaged over examples."""
+    if target_threshold > 0:
+        targets = (targets > target_threshold).astype(targets.dtype)
+    losses = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), targets)
+    return losses.sum(-1).mean() if sum_classes else losses.mean()
+
+
+LOSSES = ("ce", "bce")
+
+
 @dataclasses.dataclass(frozen=True)
 class Classification:
     num_classes: int
     label_smoothing: float = 0.0
+    loss_kind: str = "ce"  # ce: softmax cross-entropy; bce: binary cross-entropy per class (timm --bce-loss)
+    bce_target_threshold: float = 0.0
+    bce_sum: bool = False
     name: str = "classification"
     best_metric: str = "val_top1"
     best_mode: str = "max"
@@ -29,7 +47,11 @@ class Classification:
     def loss(self, model: Any, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         targets = soft_targets(batch["label"], self.num_classes, self.label_smoothing)
         logits = model(batch["image"], train=True, rng=rng)
-        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        if self.loss_kind == "bce":
+            loss = binary_cross_entropy(logits, targets, target_threshold=self.bce_target_threshold,
+                                        sum_classes=self.bce_sum)
+        else:
+            loss = optax.softmax_cross_entropy(logits, targets).mean()
         accuracy = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
         return loss, {"accuracy": accuracy}
 

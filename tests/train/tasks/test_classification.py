@@ -41,3 +41,27 @@ def test_eval_sums_count_only_unmasked_examples():
     metrics = task.eval_metrics(sums)
     assert metrics["val_top1"] == pytest.approx(2 / 3) and metrics["val_count"] == 3
     assert task.best_metric == "val_top1" and task.best_mode == "max"
+
+
+@pytest.mark.parametrize("smoothing, threshold, sum_classes", [(0.1, 0.0, False), (0.1, 0.2, False),
+                                                               (0.0, 0.0, True), (0.2, 0.05, True)])
+def test_bce_loss_equals_timms(smoothing, threshold, sum_classes):
+    """timm's BinaryCrossEntropy (--bce-loss, --bce-target-thresh, --bce-sum) on integer labels and
+    on mixup's soft targets."""
+    import torch
+    from timm.loss import BinaryCrossEntropy
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((6, 10)).astype(np.float32) * 3
+    labels = rng.integers(0, 10, 6)
+    task = Classification(num_classes=10, label_smoothing=smoothing, loss_kind="bce",
+                          bce_target_threshold=threshold, bce_sum=sum_classes)
+    reference = BinaryCrossEntropy(smoothing=smoothing, target_threshold=threshold or None, sum_classes=sum_classes)
+    loss, _ = task.loss(Logits(logits), {"image": None, "label": jnp.asarray(labels)}, jax.random.key(0))
+    want = reference(torch.from_numpy(logits), torch.from_numpy(labels))
+    assert float(loss) == pytest.approx(float(want), rel=1e-5)
+    soft = rng.dirichlet(np.ones(10), 6).astype(np.float32)  # mixup targets pass through (smoothed upstream)
+    loss, _ = task.loss(Logits(logits), {"image": None, "label": jnp.asarray(soft)}, jax.random.key(0))
+    want = BinaryCrossEntropy(target_threshold=threshold or None, sum_classes=sum_classes)(
+        torch.from_numpy(logits), torch.from_numpy(soft))
+    assert float(loss) == pytest.approx(float(want), rel=1e-5)
