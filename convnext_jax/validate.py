@@ -149,7 +149,9 @@ def validate(args: Any, class_names: list[str] | None = None) -> dict[str, Any]:
     from convnext_jax.data.on_device import InputStage
     from convnext_jax.train.evaluate import Evaluator
     from convnext_jax.train.parallel import data_parallel
+    from convnext_jax.train.confusion import write_confusion
     from convnext_jax.train.tasks import Classification
+    from convnext_jax.train.tasks.classification import CONFUSION_MAX_CLASSES
 
     kind = load.source_kind(args.weights)
     if kind == "workdir" and os.path.isfile(os.path.join(args.weights, "config.json")):
@@ -185,6 +187,13 @@ def validate(args: Any, class_names: list[str] | None = None) -> dict[str, Any]:
                           InputStage(mean=evaluation.mean, std=evaluation.std))
     params = layout.place_state(params)
     metrics = evaluator(params)
+    if getattr(args, "pictures", "") and jax.process_index() == 0:
+        if evaluator.confusion is None:
+            raise ConfigError(f"--pictures: {model.cfg.num_classes} classes is more than the confusion matrix's "
+                              f"{CONFUSION_MAX_CLASSES}")
+        names = evaluation.class_names or getattr(source, "class_names", None)
+        write_confusion(evaluator.confusion, args.pictures, names,
+                        title=f"{weights}: top-1 {metrics['val_top1']:.4f} on {evaluation.data} {args.split}")
     name = args.model or evaluation.model_name or pytorch.variant_name(model.cfg) or "convnext"
     top1, top5 = 100.0 * metrics["val_top1"], 100.0 * metrics["val_top5"]
     return {"model": name, "top1": round(top1, 3), "top1_err": round(100.0 - top1, 3), "top5": round(top5, 3),
@@ -245,6 +254,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--batch_size", type=int, default=256, help="global, over every device")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--results_csv", default="", help="append the result row to this CSV")
+    p.add_argument("--pictures", default="", help="write confusion.png and per_class.csv into this directory "
+                                                  "(up to 100 classes)")
     return p
 
 

@@ -187,6 +187,7 @@ class Engine:
         self.evaluate = evaluator_of(setup)
         self.micro_sharding = setup.layout.sharding(setup.layout.micro_batch_spec)
         self.picture = picture_of(setup)
+        self.confusion: np.ndarray | None = None
 
     def _compile(self, state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[Any, float]:
         """Compile the train step once for these shapes (a later batch of another shape is an
@@ -200,6 +201,7 @@ class Engine:
 
     def _evaluate(self, state: TrainState) -> dict[str, float]:
         metrics = self.evaluate(state.params)
+        self.confusion = self.evaluate.confusion  # of the params (not the EMA), kept for the end of the run
         if state.ema is not None:
             metrics.update({f"{k}_ema": v for k, v in self.evaluate(state.ema).items() if k != "val_count"})
             if "val_top1" in metrics:  # select_on=best: the better weights at each evaluation
@@ -262,6 +264,7 @@ class Engine:
         if not last_eval:  # resumed after the last step: report the restored model
             last_eval = self._evaluate(state)
             best.add(None, last_eval)
+        self._write_confusion(last_eval)
         self.checkpointer.wait_until_finished()
         return {"steps": s.total_steps, "epochs": config.num_epochs, "num_classes": s.num_classes,
                 "global_batch": config.batch_size, "grad_accum_steps": s.accum, "devices": jax.device_count(),
@@ -284,6 +287,17 @@ class Engine:
             os.makedirs(os.path.join(self.workdir, PICTURES_DIR), exist_ok=True)
             Image.fromarray(grid).save(os.path.join(self.workdir, PICTURES_DIR, f"epoch_{epoch:04d}.png"))
             self.writer.image(done, "reconstruction", grid)
+
+    def _write_confusion(self, last_eval: dict[str, Any]) -> None:
+        """WORKDIR/confusion.png and per_class.csv of the final evaluation (up to 100 classes)."""
+        if self.confusion is None or jax.process_index() != 0:
+            return
+        from convnext_jax.train.confusion import write_confusion
+
+        s = self.setup
+        write_confusion(self.confusion, self.workdir, getattr(s.train_source, "class_names", None),
+                        title=f"{s.config.model.name or 'model'}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
+                              f"after {s.config.num_epochs} epochs")
 
     def _note_skipped(self, skipped: Any, seen: set[str]) -> None:
         """Warn once per unreadable training image (named by the source, in any worker process)."""

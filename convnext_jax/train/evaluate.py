@@ -42,6 +42,7 @@ class Evaluator:
         shard_size = -(-len(source) // jax.process_count())
         self.num_batches = -(-shard_size // batch_size)
         self.images_per_second: float | None = None  # of the last call, after its first batch
+        self.confusion: np.ndarray | None = None  # of the last call: [true, predicted] counts (<= 100 classes)
 
     def __call__(self, params: Any) -> dict[str, float]:
         loader = create_loader(self.source, batch_size=self.batch_size, shuffle=False, num_epochs=1,
@@ -64,6 +65,8 @@ class Evaluator:
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
             timed += len(next(iter(batch.values()))) if index else 0
         totals = jax.device_get(totals)
+        confusion = totals.pop("confusion", None)
+        self.confusion = None if confusion is None else np.rint(np.asarray(confusion)).astype(np.int64)
         if started is not None and timed:
             self.images_per_second = timed * jax.process_count() / (time.perf_counter() - started)
         return self.task.eval_metrics(totals)

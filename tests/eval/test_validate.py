@@ -34,7 +34,7 @@ def _validate(capsys, *argv):
 def test_workdir_latest_and_ema_match_the_runs_own_evaluation(run, tmp_path, capsys):
     csv_path = tmp_path / "results.csv"
     last = [r for r in read_metrics(str(run)) if "val_top1" in r][-1]
-    out = _validate(capsys, run, "--results_csv", csv_path, "--batch_size", 64)
+    out = _validate(capsys, run, "--results_csv", csv_path, "--batch_size", 64, "--pictures", tmp_path / "pics")
     _validate(capsys, run, "--ema", "--results_csv", csv_path)
     assert "| model | top1 |" in out and "convnextv2_atto" in out
     with open(csv_path, newline="") as f:
@@ -50,6 +50,10 @@ def test_workdir_latest_and_ema_match_the_runs_own_evaluation(run, tmp_path, cap
     assert plain["img_size"] == "32" and plain["crop_pct"] == "1.0" and plain["interpolation"] == "bicubic"
     assert int(plain["count"]) == 360 and float(plain["img_per_s"]) > 0 and float(plain["param_count"]) > 0
     assert ema["weights"].endswith("EMA") and not plain["weights"].endswith("EMA")
+    with open(tmp_path / "pics" / "per_class.csv", newline="") as f:
+        per_class = list(csv.DictReader(f))
+    assert len(per_class) == 10 and sum(int(r["correct"]) for r in per_class) == round(last["val_top1"] * 360)
+    assert (tmp_path / "pics" / "confusion.png").stat().st_size > 1000
 
 
 def test_best_picks_the_checkpoint_and_weights_of_the_runs_selection(run, tmp_path, capsys):

@@ -1,5 +1,6 @@
 """End-to-end training on the embedded dataset: learning, outputs, config errors, exact resume after SIGKILL."""
 
+import csv
 import json
 import os
 import signal
@@ -47,6 +48,12 @@ def test_training_learns_and_writes_outputs(tmp_path):
     assert evaluated["val_top1"] == pytest.approx(summary["final_val_top1"])
     assert evaluated["val_loss"] == pytest.approx(summary["final_val_loss"], rel=1e-5)
     assert (tmp_path / "eval_44.json").exists()
+    with open(tmp_path / "per_class.csv", newline="") as f:  # the final evaluation, class by class
+        rows = list(csv.DictReader(f))
+    assert [r["class"] for r in rows] == [str(i) for i in range(10)]
+    assert sum(int(r["images"]) for r in rows) == 360
+    assert sum(int(r["correct"]) for r in rows) == round(summary["final_val_top1"] * 360)
+    assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_batch_not_divisible_by_accumulation(tmp_path):

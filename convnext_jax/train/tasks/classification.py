@@ -31,6 +31,7 @@ def binary_cross_entropy(logits: jax.Array, targets: jax.Array, *, target_thresh
 
 
 LOSSES = ("ce", "bce")
+CONFUSION_MAX_CLASSES = 100  # per-class accuracy and the confusion matrix up to this many classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +63,16 @@ class Classification:
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
         k = min(5, logits.shape[-1])
         top5 = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
-        return {"loss": jnp.sum(loss * mask), "top1": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+        predictions = jnp.argmax(logits, -1)
+        sums = {"loss": jnp.sum(loss * mask), "top1": jnp.sum((predictions == labels) * mask),
                 "top5": jnp.sum(top5 * mask), "count": jnp.sum(mask)}
+        if self.num_classes <= CONFUSION_MAX_CLASSES:  # [true, predicted] counts
+            truth = jax.nn.one_hot(labels, self.num_classes) * mask[:, None]
+            sums["confusion"] = truth.T @ jax.nn.one_hot(predictions, self.num_classes)
+        return sums
 
-    def eval_metrics(self, sums: dict[str, float]) -> dict[str, float]:
+    def eval_metrics(self, sums: dict[str, Any]) -> dict[str, float]:
+        """The scalar metrics of the summed batches (`confusion`, when there, is not one of them)."""
         count = max(float(sums["count"]), 1.0)
         return {"val_loss": float(sums["loss"]) / count, "val_top1": float(sums["top1"]) / count,
                 "val_top5": float(sums["top5"]) / count, "val_count": int(sums["count"])}
