@@ -134,8 +134,11 @@ def _load_model(path: str, kind: str, args: Any) -> tuple[Any, str]:
 
 def _source(evaluation: Evaluation, split: str) -> Any:
     from convnext_jax.data import make_source
+    from convnext_jax.data.robustness import extra_set_of, extra_set_source
 
     try:
+        if extra_set_of(evaluation.data):  # ImageNet-A/-R/-V2/-Sketch/ReaL: their split and scoring
+            return extra_set_source(evaluation.data, evaluation.data_dir or None)
         return make_source(evaluation.data, split, data_dir=evaluation.data_dir or None,
                            image_size=evaluation.image_size, class_names=evaluation.class_names)
     except (FileNotFoundError, ValueError) as e:
@@ -149,6 +152,7 @@ def validate(args: Any, class_names: list[str] | None = None) -> dict[str, Any]:
     from convnext_jax.data.on_device import InputStage
     from convnext_jax.train.evaluate import Evaluator
     from convnext_jax.train.parallel import data_parallel
+    from convnext_jax.data.robustness import class_subset, extra_set_of
     from convnext_jax.train.confusion import write_confusion
     from convnext_jax.train.tasks import Classification
     from convnext_jax.train.tasks.classification import CONFUSION_MAX_CLASSES
@@ -181,8 +185,10 @@ def validate(args: Any, class_names: list[str] | None = None) -> dict[str, Any]:
         raise ConfigError(f"--batch_size {args.batch_size} does not split over the {layout.replicas} devices: use a "
                           f"multiple of {layout.replicas}")
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    extra = extra_set_of(evaluation.data)
+    task = Classification(model.cfg.num_classes, eval_classes=class_subset(extra[1].tfds_name) if extra else ())
     evaluator = Evaluator(source, eval_transforms(evaluation.image_size, crop_pct=evaluation.crop_pct), graphdef,
-                          rest, Classification(model.cfg.num_classes), layout,
+                          rest, task, layout,
                           args.batch_size // jax.process_count(),
                           InputStage(mean=evaluation.mean, std=evaluation.std))
     params = layout.place_state(params)
@@ -202,7 +208,8 @@ def validate(args: Any, class_names: list[str] | None = None) -> dict[str, Any]:
             "gmacs": round(forward_macs(model.cfg, evaluation.image_size) / 1e9, 3),
             "img_size": evaluation.image_size, "crop_pct": evaluation.crop_pct, "interpolation": "bicubic",
             "img_per_s": round(evaluator.images_per_second or 0.0, 1), "batch_size": args.batch_size,
-            "dtype": args.dtype, "data": f"{evaluation.data} {args.split}", "count": metrics["val_count"],
+            "dtype": args.dtype, "data": f"{evaluation.data} {extra[1].split if extra else args.split}",
+            "count": metrics["val_count"],
             "weights": weights}
 
 

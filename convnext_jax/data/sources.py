@@ -189,12 +189,20 @@ class TfdsSource:
     def __len__(self) -> int:
         return len(self._source)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self._source[index]
+    def record(self, index: int) -> dict[str, Any]:
+        """The TFDS record as stored (every feature)."""
+        return self._source[index]
+
+    def image_of(self, record: dict[str, Any]) -> np.ndarray:
+        """The record's image as uint8 RGB (grayscale repeated)."""
         image = np.asarray(record[self.image_key], dtype=np.uint8)
         if image.ndim == 2 or image.shape[-1] == 1:
             image = np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=-1)
-        return {"image": image, "label": int(record[self.label_key])}
+        return image
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self._source[index]
+        return {"image": self.image_of(record), "label": int(record[self.label_key])}
 
 
 def make_source(spec: str, split: str, *, data_dir: str | None = None, image_size: int = 224,

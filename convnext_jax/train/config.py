@@ -11,6 +11,7 @@ from typing import Any
 import ml_collections
 
 from convnext_jax import schema
+from convnext_jax.data.robustness import EXTRA_SETS, extra_set_of
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import REMAT_POLICIES
 from convnext_jax.ops.table import OPTION, impl_choices
@@ -156,6 +157,12 @@ SCHEMA: schema.Schema = {
         "b2": Key(0.95, "with pretrain_epochs: the pre-training Adam beta2", low=0.0, high=1.0, high_open=True),
         "warmup_epochs": Key(40, "with pretrain_epochs: the pre-training warmup epochs", low=0),
     },
+    "eval": {
+        "extra_sets": Key((), "evaluated at the end of training (TFDS, prepared under data.data_dir): any of "
+                              "imagenet_v2, imagenet_sketch, imagenet_a, imagenet_r (200 classes: logits "
+                              "restricted to them), imagenet2012_real (multi-label ReaL); needs 1000 classes",
+                          run=False),
+    },
     "mesh": {
         "data": Key(-1, "devices the batch is split over by data parallelism (-1: the devices left after fsdp)",
                     low=-1, run=False),
@@ -254,6 +261,12 @@ def _problems(config: ml_collections.ConfigDict, check_paths: bool) -> list[str]
     model, data, optim, aug = config.model, config.data, config.optim, config.data.augment
     if config.select_on in ("val_top1_ema", "best") and not config.ema_decay:
         problems.append(f"select_on={config.select_on!r} compares the EMA weights: set ema_decay > 0 (e.g. 0.9999)")
+    unknown = [name for name in config.eval.extra_sets if not isinstance(name, str) or extra_set_of(name) is None]
+    if unknown:
+        problems.append(f"eval.extra_sets: unknown set(s) {', '.join(map(repr, unknown))}; choose from "
+                        f"{', '.join(EXTRA_SETS)}")
+    elif config.eval.extra_sets and config.task != "classification":
+        problems.append("eval.extra_sets are classification benchmarks: leave them empty for task " + config.task)
     if config.loss == "bce" and config.task != "classification":
         problems.append(f"loss='bce' is a classification loss; task {config.task} has its own (leave loss 'ce')")
     if config.select_on and config.task != "classification":

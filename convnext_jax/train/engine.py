@@ -23,7 +23,7 @@ from convnext_jax.errors import UserError
 from convnext_jax.models.naming import forward_macs
 from convnext_jax.models.params import count_params
 from convnext_jax.train.checkpoint import Checkpointer
-from convnext_jax.train.evaluate import evaluator_of
+from convnext_jax.train.evaluate import Evaluator, evaluator_of
 from convnext_jax.train.metrics import MetricsWriter
 from convnext_jax.train.parallel import state_bytes_per_device
 from convnext_jax.train.progress import Progress
@@ -265,6 +265,10 @@ class Engine:
             last_eval = self._evaluate(state)
             best.add(None, last_eval)
         self._write_confusion(last_eval)
+        extra = self._evaluate_extra_sets(state)
+        if extra:
+            self.writer.write(s.total_steps, **extra)
+            last_eval = {**last_eval, **extra}
         self.checkpointer.wait_until_finished()
         return {"steps": s.total_steps, "epochs": config.num_epochs, "num_classes": s.num_classes,
                 "global_batch": config.batch_size, "grad_accum_steps": s.accum, "devices": jax.device_count(),
@@ -287,6 +291,27 @@ class Engine:
             os.makedirs(os.path.join(self.workdir, PICTURES_DIR), exist_ok=True)
             Image.fromarray(grid).save(os.path.join(self.workdir, PICTURES_DIR, f"epoch_{epoch:04d}.png"))
             self.writer.image(done, "reconstruction", grid)
+
+    def _evaluate_extra_sets(self, state: TrainState) -> dict[str, float]:
+        """eval.extra_sets on the final weights (and EMA): {SET_top1, SET_top5, SET_loss, SET_count, ..._ema}."""
+        from convnext_jax.data.robustness import class_subset, extra_set_of
+        from convnext_jax.train.tasks import Classification
+
+        s, out = self.setup, {}
+        for name, source in s.extra_sources.items():
+            label = name.replace("/", "_").replace(":", "_")
+            task = Classification(s.num_classes, eval_classes=class_subset(extra_set_of(name)[1].tfds_name))
+            evaluator = Evaluator(source, eval_transforms_of(s.config), s.graphdef, s.rest, task, s.layout,
+                                  s.micro_batch, s.inputs)
+            weights = [("", state.params)] + ([("_ema", state.ema)] if state.ema is not None else [])
+            for suffix, params in weights:
+                for key, value in evaluator(params).items():
+                    if suffix and key == "val_count":
+                        continue
+                    out[f"{label}_{key.removeprefix('val_')}{suffix}"] = value
+            self.progress.message(f"{name}: top-1 {out[f'{label}_top1']:.4f} top-5 {out[f'{label}_top5']:.4f}"
+                                  + (f" (EMA top-1 {out[f'{label}_top1_ema']:.4f})" if state.ema is not None else ""))
+        return out
 
     def _write_confusion(self, last_eval: dict[str, Any]) -> None:
         """WORKDIR/confusion.png and per_class.csv of the final evaluation (up to 100 classes)."""

@@ -31,6 +31,24 @@ from convnext_jax.train.state import LossScaling, TrainState
 from convnext_jax.train.tasks import Classification, MaskedImageModeling, Task
 
 
+def extra_sources_of(config: ml_collections.ConfigDict, num_classes: int) -> dict[str, Any]:
+    """The sources of `eval.extra_sets`, opened now (a set that is not prepared fails at the start of
+    a run, not after it)."""
+    from convnext_jax.data.robustness import IMAGENET_CLASSES, extra_set_source
+
+    names = list(config.eval.extra_sets)
+    if names and num_classes != IMAGENET_CLASSES:
+        raise ConfigError(f"eval.extra_sets ({', '.join(names)}) are ImageNet-1k benchmarks, but the model has "
+                          f"{num_classes} classes: leave them out for this dataset")
+    sources = {}
+    for name in names:
+        try:
+            sources[name] = extra_set_source(name, config.data.data_dir or None)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"eval.extra_sets {name!r}: {e}") from None
+    return sources
+
+
 def data_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
     """The train and val sources; val uses the train split's class names (image folders)."""
     train = make_source(config.data.source, "train", data_dir=config.data.data_dir or None,
@@ -187,6 +205,7 @@ class Setup:
     micro_batch: int  # per process
     pretrained: str  # what init_from loaded ('' when nothing)
     ops: str  # the op implementations the model runs with
+    extra_sources: dict[str, Any] = dataclasses.field(default_factory=dict)  # eval.extra_sets, opened at the start
 
     @property
     def total_steps(self) -> int:
@@ -209,6 +228,7 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
     micro = micro_batch_per_process(config, layout)
     train_source, val_source = data_sources(config)
     num_classes = config.model.num_classes or train_source.num_classes
+    extra_sources = extra_sources_of(config, num_classes)
     steps_per_epoch = steps_per_epoch_of(config, len(train_source))
     model = model_of(config, num_classes)
     pretrained = ""
@@ -234,4 +254,5 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
                  model_cfg=model.cfg, graphdef=graphdef, rest=rest, task=task_of(config, num_classes),
                  inputs=input_stage_of(config, num_classes), tx=tx,
                  schedule=schedule, loss_scaling=loss_scaling, layout=layout, state=state, train_loader=train_loader,
-                 steps_per_epoch=steps_per_epoch, micro_batch=micro, pretrained=pretrained, ops=model.ops.describe())
+                 steps_per_epoch=steps_per_epoch, micro_batch=micro, pretrained=pretrained, ops=model.ops.describe(),
+                 extra_sources=extra_sources)

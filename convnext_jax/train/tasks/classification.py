@@ -41,6 +41,7 @@ class Classification:
     loss_kind: str = "ce"  # ce: softmax cross-entropy; bce: binary cross-entropy per class (timm --bce-loss)
     bce_target_threshold: float = 0.0
     bce_sum: bool = False
+    eval_classes: tuple[int, ...] = ()  # evaluation: only these logits compete (ImageNet-A/-R's 200 classes)
     name: str = "classification"
     best_metric: str = "val_top1"
     best_mode: str = "max"
@@ -57,15 +58,29 @@ class Classification:
         return loss, {"accuracy": accuracy}
 
     def eval_sums(self, model: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        logits = model(batch["image"])
+        """Sums over the batch's valid examples. With `eval_classes` the other logits are left out;
+        a `label_set` (multi-hot, ImageNet ReaL) makes a prediction right when it is in the set, and
+        examples with an empty set do not count."""
+        logits = model(batch["image"]).astype(jnp.float32)
+        if self.eval_classes:
+            allowed = jnp.zeros(logits.shape[-1], bool).at[jnp.asarray(self.eval_classes)].set(True)
+            logits = jnp.where(allowed, logits, -1e9)
         labels = batch["label"]
         mask = batch["mask"].astype(jnp.float32)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
         k = min(5, logits.shape[-1])
-        top5 = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
+        top_k = jax.lax.top_k(logits, k)[1]
         predictions = jnp.argmax(logits, -1)
-        sums = {"loss": jnp.sum(loss * mask), "top1": jnp.sum((predictions == labels) * mask),
-                "top5": jnp.sum(top5 * mask), "count": jnp.sum(mask)}
+        if "label_set" in batch:
+            label_set = batch["label_set"].astype(bool)
+            mask = mask * label_set.any(-1)
+            top1 = jnp.take_along_axis(label_set, predictions[:, None], -1)[:, 0]
+            top5 = jnp.take_along_axis(label_set, top_k, -1).any(-1)
+        else:
+            top1 = predictions == labels
+            top5 = jnp.any(top_k == labels[:, None], axis=-1)
+        sums = {"loss": jnp.sum(loss * mask), "top1": jnp.sum(top1 * mask), "top5": jnp.sum(top5 * mask),
+                "count": jnp.sum(mask)}
         if self.num_classes <= CONFUSION_MAX_CLASSES:  # [true, predicted] counts
             truth = jax.nn.one_hot(labels, self.num_classes) * mask[:, None]
             sums["confusion"] = truth.T @ jax.nn.one_hot(predictions, self.num_classes)
