@@ -44,14 +44,6 @@ def average_params(trees: list[Any]) -> Any:
                                          / len(leaves)).astype(np.asarray(leaves[0]).dtype), *trees)
 
 
-def _selection_metric(workdir: str) -> str:
-    from convnext_jax.train.workdir import RunDir
-
-    config = RunDir(workdir).stored_config()
-    return {"": "val_loss" if config.task == "fcmae" else "val_top1", "val_top1": "val_top1",
-            "val_top1_ema": "val_top1_ema", "best": "val_top1_best"}[config.get("select_on", "")]
-
-
 def parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m convnext_jax.average", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True)
@@ -69,6 +61,8 @@ def parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from convnext_jax import validate
     from convnext_jax.models.registry import build_model
+    from convnext_jax.train.config import selection_metric
+    from convnext_jax.train.workdir import RunDir
     from convnext_jax.weights.directory import save_weights
 
     args = parser().parse_args(argv)
@@ -76,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--top_k must be >= 1; got {args.top_k}")
     if not os.path.isfile(os.path.join(args.workdir, "config.json")):
         raise ConfigError(f"{args.workdir} is not a training workdir (no config.json)")
-    metric = args.metric or _selection_metric(args.workdir)
+    metric = args.metric or selection_metric(RunDir(args.workdir).stored_config())[0]
     use_ema = args.ema or metric.endswith("_ema")
     out = args.out or os.path.join(args.workdir, f"averaged_top{args.top_k}")
     if os.path.exists(out) and not args.force:

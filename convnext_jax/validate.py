@@ -68,18 +68,17 @@ def _workdir_defaults(path: str) -> Evaluation:
 def best_step(path: str) -> tuple[int, str]:
     """The checkpoint step of a workdir with the best value of the run's selection metric among the
     checkpoints it kept, and that metric's name."""
+    from convnext_jax.train.config import selection_metric
     from convnext_jax.train.metrics import read_metrics
     from convnext_jax.train.workdir import RunDir
 
-    config = RunDir(path).stored_config()
-    metric = {"": "val_loss" if config.task == "fcmae" else "val_top1", "val_top1": "val_top1",
-              "val_top1_ema": "val_top1_ema", "best": "val_top1_best"}[config.get("select_on", "")]
+    metric, mode = selection_metric(RunDir(path).stored_config())
     kept = set(checkpoints.checkpoint_steps(path))
     evals = [r for r in read_metrics(path) if metric in r and r.get("step") in kept]
     if not evals:
         raise ConfigError(f"{path}: no kept checkpoint has a {metric} evaluation (steps {sorted(kept)}); use "
                           f"--checkpoint latest or a step")
-    better = min if metric == "val_loss" else max
+    better = max if mode == "max" else min
     record = better(evals, key=lambda r: r[metric])
     return int(record["step"]), metric
 

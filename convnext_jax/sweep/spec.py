@@ -37,7 +37,7 @@ SCHEMA: schema.Schema = {
     "pruner_startup_trials": Key(3, "median: complete trials before pruning starts", low=0),
     "pruner_warmup_epochs": Key(1, "median: epochs before a trial may be pruned", low=0),
     "storage": Key("", "SQLAlchemy URL of the study ('' = sqlite:///WORKDIR/study.db; postgresql://... for several "
-                       "machines)"),
+                       "machines), or journal:/shared/path/study.journal (a file on a shared filesystem, no server)"),
     "study_name": Key("study", "the study's name in the storage"),
     "sampler_seed": Key(0, "seed of the random/TPE sampler", low=0),
     "max_device_batch": Key(0, "> 0: derive optim.grad_accum_steps so batch_size / (devices x accum) <= this",

@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import ml_collections
 import optuna
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from convnext_jax.errors import UserError
@@ -65,9 +66,62 @@ def with_driver(url: str) -> str:
                        "(psycopg), or psycopg2")
 
 
-def open_storage(spec: SweepSpec, workdir: str) -> optuna.storages.RDBStorage:
-    """An RDB storage (SQLite in the workdir by default, or any SQLAlchemy URL) with heartbeats."""
-    url = with_driver(storage_url(spec, workdir))
+JOURNAL_PREFIX = "journal:"
+
+
+class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
+    """Optuna's journal-file storage (one append-only file on a shared filesystem, no database
+    server) with the heartbeats it lacks: each running trial's worker touches
+    `FILE.heartbeats/<trial id>`; a running trial whose file is older than the grace period belongs
+    to a dead worker and is failed and re-queued, as with RDBStorage. (The machines' clocks must
+    agree to within the grace period, as NTP keeps them.)"""
+
+    def __init__(self, path: str, *, heartbeat_interval: int, grace_period: int, stale_callback: Any):
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        super().__init__(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+        self._beats = path + ".heartbeats"
+        os.makedirs(self._beats, exist_ok=True)
+        self._interval, self._grace, self._callback = heartbeat_interval, grace_period, stale_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        with open(os.path.join(self._beats, str(trial_id)), "w") as f:
+            f.write(f"{time.time()}\n")
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale, now = [], time.time()
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            beat = os.path.join(self._beats, str(trial._trial_id))
+            if os.path.exists(beat) and now - os.path.getmtime(beat) > self._grace:
+                stale.append(trial._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int:
+        return self._interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Any:
+        return self._callback
+
+
+def open_storage(spec: SweepSpec, workdir: str) -> optuna.storages.BaseStorage:
+    """The study's storage with heartbeats: an RDB storage (SQLite in the workdir by default, or any
+    SQLAlchemy URL), or `journal:/shared/path/study.journal` (a file on a shared filesystem)."""
+    url = storage_url(spec, workdir)
+    if url.startswith(JOURNAL_PREFIX):
+        path = url[len(JOURNAL_PREFIX):].removeprefix("//")
+        if not os.path.isabs(path):
+            raise StorageError(f"the journal storage {url!r} needs an absolute path: journal:/shared/sweeps/"
+                               "study.journal")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries)
+            try:
+                return JournalHeartbeatStorage(path, heartbeat_interval=spec.heartbeat_s, grace_period=spec.grace_s,
+                                               stale_callback=retry)
+            except OSError as e:
+                raise StorageError(f"cannot open the journal storage {path}: {e}") from e
+    url = with_driver(url)
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -272,9 +326,10 @@ class _Heartbeat:
 
 @contextlib.contextmanager
 def _claim_lock(workdir: str, url: str):
-    """SQLite cannot lock rows, so two workers could pop the same queued trial: serialise the
-    claim with a file lock in the workdir (databases such as PostgreSQL lock rows themselves)."""
-    if not url.startswith("sqlite"):
+    """SQLite cannot lock rows, and a journal file's appends from two workers could pop the same
+    queued trial: serialise the claim with a file lock in the workdir (databases such as PostgreSQL
+    lock rows themselves)."""
+    if not url.startswith(("sqlite", JOURNAL_PREFIX)):
         yield
         return
     with open(os.path.join(workdir, ".claim.lock"), "a") as handle:

@@ -184,6 +184,15 @@ MODEL_FIELDS = ("drop_path_rate", "head_drop_rate", "head_init_scale", "dtype", 
                 "scan_blocks", *OPTION.values())
 
 
+def selection_metric(config: ml_collections.ConfigDict) -> tuple[str, str]:
+    """(metric, 'max' | 'min') that picks a run's best checkpoint: `select_on`, or the task's own
+    (classification val_top1, FCMAE val_loss)."""
+    select_on = config.get("select_on", "")
+    if select_on:
+        return {"val_top1": "val_top1", "val_top1_ema": "val_top1_ema", "best": "val_top1_best"}[select_on], "max"
+    return ("val_loss", "min") if config.task == "fcmae" else ("val_top1", "max")
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Every key at its default (unlocked; config files override and lock)."""
     return schema.build(SCHEMA)

