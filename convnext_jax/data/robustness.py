@@ -74,7 +74,7 @@ class MultiLabelTfdsSource:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self._inner.record(index)
-        image = self._inner.image_of(record)
+        image = self._inner.image_of(record, index)
         label_set = np.zeros(IMAGENET_CLASSES, np.uint8)
         label_set[np.asarray(record["real_label"], np.int64).reshape(-1)] = 1
         return {"image": image, "label": int(record["original_label"]), "label_set": label_set}

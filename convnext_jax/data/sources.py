@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from convnext_jax.data.images import IMAGE_EXTENSIONS, BadImageError, open_image
 
@@ -156,7 +157,10 @@ class ImageFolderSource:
 class TfdsSource:
     """A TFDS dataset prepared under `data_dir` (ArrayRecord), read with `tfds.data_source`.
 
-    Nothing is downloaded: a missing dataset raises FileNotFoundError explaining how to prepare it.
+    Images are read as their stored bytes (TFDS's SkipDecoding) and decoded lazily by the pipeline,
+    like image files: a RandomResizedCrop then decodes a JPEG at a reduced DCT scale when the crop
+    allows (`images.reduction_for`) instead of TFDS decoding every image at full size. Nothing is
+    downloaded: a missing dataset raises FileNotFoundError explaining how to prepare it.
     """
 
     def __init__(self, name: str, split: str, data_dir: str | None = None, image_key: str = "image",
@@ -173,7 +177,8 @@ class TfdsSource:
         if splits and split.split("[")[0] not in splits:
             raise ValueError(f"TFDS dataset {name!r} has splits {splits}, not {split!r}")
         try:
-            self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+            self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
+                                            decoders={image_key: tfds.decode.SkipDecoding()})
         except Exception as e:  # not prepared, or prepared as TFRecord (no random access)
             raise FileNotFoundError(
                 f"TFDS dataset {name!r} split {split!r} cannot be opened from {builder.data_dir!r} ({e}). "
@@ -182,6 +187,7 @@ class TfdsSource:
         self.num_classes = builder.info.features[label_key].num_classes
         self.image_key, self.label_key = image_key, label_key
         self._description = f"TfdsSource(name={name!r}, split={split!r})"
+        self._name = f"tfds:{name}/{split}"
 
     def __repr__(self) -> str:
         return self._description
@@ -193,16 +199,22 @@ class TfdsSource:
         """The TFDS record as stored (every feature)."""
         return self._source[index]
 
-    def image_of(self, record: dict[str, Any]) -> np.ndarray:
-        """The record's image as uint8 RGB (grayscale repeated)."""
-        image = np.asarray(record[self.image_key], dtype=np.uint8)
+    def image_of(self, record: dict[str, Any], index: int) -> Image.Image | np.ndarray:
+        """The record's image: its encoded bytes opened lazily (named `tfds:NAME/SPLIT[index]` in
+        errors), or an already decoded array as uint8 RGB (grayscale repeated)."""
+        value = record[self.image_key]
+        if isinstance(value, np.ndarray) and value.dtype.kind in "OS" and value.size == 1:
+            value = value.item()  # a scalar bytes array
+        if isinstance(value, (bytes, np.bytes_)):
+            return open_image(bytes(value), f"{self._name}[{index}]")
+        image = np.asarray(value, dtype=np.uint8)
         if image.ndim == 2 or image.shape[-1] == 1:
             image = np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=-1)
         return image
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self._source[index]
-        return {"image": self.image_of(record), "label": int(record[self.label_key])}
+        return {"image": self.image_of(record, index), "label": int(record[self.label_key])}
 
 
 def make_source(spec: str, split: str, *, data_dir: str | None = None, image_size: int = 224,

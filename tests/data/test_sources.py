@@ -124,12 +124,39 @@ def test_make_source_specs(folder, tmp_path):
         make_source("tfds:mnist", "train", data_dir=str(tmp_path / "tfds"))
 
 
-def test_tfds_source_with_mock_data(tmp_path):
+def test_tfds_source_reads_encoded_images_lazily(tmp_path):
+    """TFDS records hold the encoded image (SkipDecoding): it is opened lazily and decoded by the
+    pipeline (at a reduced scale when a crop allows); decoded arrays (other sources) still work."""
+    import io
+
     import tensorflow_datasets as tfds
 
-    with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+    from convnext_jax.data.images import decode
+
+    def encoded(value, fmt):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((28, 28), value, np.uint8)).save(buffer, format=fmt)
+        return buffer.getvalue()
+
+    records = [{"image": encoded(10 * i, "PNG"), "label": i % 10} for i in range(12)]
+    asked = {}
+
+    def data_source(*args, **kwargs):
+        asked.update(kwargs)
+        return records
+
+    with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, as_data_source_fn=data_source):
         src = make_source("tfds:mnist", "train", data_dir=str(tmp_path))
         assert len(src) == 12 and src.num_classes == 10
         record = src[3]
-    assert record["image"].shape == (28, 28, 3) and record["image"].dtype == np.uint8  # gray -> RGB
-    assert 0 <= record["label"] < 10
+    assert isinstance(asked["decoders"]["image"], tfds.decode.SkipDecoding)
+    assert isinstance(record["image"], Image.Image) and record["label"] == 3  # only the header was read
+    pixels = np.asarray(decode(record["image"]))
+    assert pixels.shape == (28, 28, 3) and (pixels == 30).all()  # gray -> RGB
+    records[5] = {"image": b"not an image", "label": 5}
+    with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, as_data_source_fn=data_source):
+        with pytest.raises(BadImageError, match=r"tfds:mnist/train\[5\]"):
+            make_source("tfds:mnist", "train", data_dir=str(tmp_path))[5]
+        records[:] = [{"image": np.zeros((28, 28, 1), np.uint8), "label": 1}]
+        array = make_source("tfds:mnist", "train", data_dir=str(tmp_path))[0]["image"]
+    assert array.shape == (28, 28, 3) and array.dtype == np.uint8
