@@ -74,3 +74,27 @@ def test_data_bench_too_few_images_is_one_short_error(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["data", "--images", "16", "--workers", "2", "--epochs", "1"])
     assert exited.value.code == 2 and "at least 2 batches" in capsys.readouterr().err
+
+
+def test_memory_bench_plans_fsdp_on_eight_simulated_devices(tmp_path):
+    """bench memory on 8 CPU devices: one row per mesh from XLA's memory analysis (nothing
+    allocated); FSDP over 8 holds ~1/8 of the state per device. An fsdp size that does not divide
+    the devices is a short error."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu")
+    out = tmp_path / "memory.json"
+    result = subprocess.run([sys.executable, "-m", "convnext_jax.bench", "memory", "--model", "convnext_atto",
+                             "--image_size", "32", "--batch_size", "2", "--fsdp", "1", "8", "--budget_gib", "1",
+                             "--json", str(out)], env=env, capture_output=True, text=True, timeout=600, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 8x1 | 2 |" in result.stdout and "| 1x8 | 2 |" in result.stdout and "fits_1gib" in result.stdout
+    rows = {r["mesh"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["1x8"]["state_gib_per_device"] < 0.2 * rows["8x1"]["state_gib_per_device"]
+    assert rows["1x8"]["xla_peak_gib"] < rows["8x1"]["xla_peak_gib"] and rows["8x1"]["fits_1gib"]
+    bad = subprocess.run([sys.executable, "-m", "convnext_jax.bench", "memory", "--fsdp", "3"], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=root)
+    assert bad.returncode == 2 and "mesh.fsdp=3 does not divide the 8 devices" in bad.stderr
