@@ -79,16 +79,16 @@ graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 # clip 0.05: every step is clipped, so the clip must use the norm of the whole gradient
 tx = build_optimizer(_optim(name="adamw", clip_grad_norm=0.05, weight_decay=0.05), params, lr_schedule(1e-2, 100))
 out = {}
-for data, fsdp in [(8, 1), (4, 2), (1, 8)]:
+for data, fsdp in [(8, 1), (4, 2)]:
     layout = make_layout(data, fsdp, min_shard_size=64)
     state = layout.place_state(TrainState.create(jax.tree.map(np.array, params), tx, ema=True))
     step = jax.jit(make_train_step(graphdef, rest, tx, Classification(16, 0.1), ema_decay=0.9, layout=layout),
-                   donate_argnums=(0,))
+                   donate_argnums=(0,)).lower(state, _stack(_batch(32), 2), jax.random.key(0)).compile()
+    hlo = step.as_text()
     norms = []
     for i in range(3):
         state, metrics = step(state, _stack(_batch(32, seed=i), 2), jax.random.key(i))
         norms.append(float(metrics["grad_norm"]))
-    hlo = step.lower(state, _stack(_batch(32), 2), jax.random.key(0)).compile().as_text()
     out[f"{data}x{fsdp}"] = {
         "norms": norms, "bytes": state_bytes_per_device(state),
         "params": [np.asarray(x).ravel().tolist() for x in jax.tree.leaves((state.params, state.ema))],
@@ -100,8 +100,8 @@ print(json.dumps(out))
 
 def test_fsdp_step_equals_data_parallelism_on_eight_devices():
     """3 AdamW steps with clipping, EMA, 2 micro-batches, drop path: the same params and EMA (to
-    float rounding) on 8x1, 4x2 and 1x8 meshes; the state per device shrinks; the sharded step
-    gathers params and reduce-scatters gradients."""
+    float rounding) on 8x1 and 4x2 meshes (1x8: the main-job test below); the state per device
+    shrinks; the sharded step gathers params and reduce-scatters gradients."""
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
     result = subprocess.run([sys.executable, "-c", _STEP_SCRIPT], env=env, capture_output=True, text=True,
                             timeout=600, cwd=ROOT)
@@ -109,14 +109,13 @@ def test_fsdp_step_equals_data_parallelism_on_eight_devices():
     out = json.loads(result.stdout.strip().splitlines()[-1])
     reference = out["8x1"]
     assert reference["reduce_scatters"] == 0 and min(reference["norms"]) > 0.05  # clipped every step
-    for mesh in ("4x2", "1x8"):
+    for mesh in ("4x2",):
         np.testing.assert_allclose(out[mesh]["norms"], reference["norms"], rtol=1e-5)
         for a, b in zip(out[mesh]["params"], reference["params"]):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # Adam: ~lr x rounding
         assert out[mesh]["reduce_scatters"] > 0 and out[mesh]["all_gathers"] > 0
         assert "fsdp" in out[mesh]["kernel_spec"]
-    assert out["1x8"]["bytes"] < out["4x2"]["bytes"] < 0.6 * reference["bytes"]
-    assert out["1x8"]["bytes"] < 0.25 * reference["bytes"]
+    assert out["4x2"]["bytes"] < 0.6 * reference["bytes"]
 
 
 def _main(workdir, *extra, devices=8):
