@@ -122,7 +122,7 @@ def _main(workdir, *extra, devices=8):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
                              "--workdir", str(workdir), "--config.model.dims=(16, 24, 32, 48)", "--config.log_every=5",
-                             "--config.mesh.fsdp_min_size=512", *extra],
+                             "--config.mesh.fsdp_min_size=512", "--config.batch_size=128", *extra],
                             env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((workdir / "summary.json").read_text())
