@@ -88,12 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     save_weights(model, out, overwrite=args.force)
     print(f"averaged {'EMA ' if use_ema else ''}weights of steps "
           + ", ".join(f"{step} ({metric} {value:.4f})" for step, value in ranked) + f" -> {out}", file=sys.stderr)
-    config = validate.parser().parse_args([out, "--batch_size", str(args.batch_size)])
-    defaults = validate._workdir_defaults(args.workdir)
-    config.data, config.data_dir, config.image_size, config.crop_pct = (defaults.data, defaults.data_dir,
-                                                                        defaults.image_size, defaults.crop_pct)
-    config.mean, config.std = defaults.mean, defaults.std
-    row = validate.validate(config, class_names=defaults.class_names)
+    defaults = validate.workdir_defaults(args.workdir)
+    row = validate.validate(validate.parser().parse_args([out, "--batch_size", str(args.batch_size)]), defaults)
     row["model"] = f"{defaults.model_name} avg{args.top_k}"
     row["weights"] = f"{out} (mean of steps {', '.join(str(step) for step, _ in ranked)})"
     if jax.process_index() == 0:

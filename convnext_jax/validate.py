@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -49,25 +48,22 @@ class Evaluation:
     class_names: list[str] | None = None
 
 
-def _workdir_defaults(path: str) -> Evaluation:
+def workdir_defaults(path: str) -> Evaluation:
+    """How the run in workdir `path` was evaluated: its data, size, crop, normalisation, classes."""
     from convnext_jax.train.workdir import RunDir
 
     run = RunDir(path)
     config = run.stored_config()
     data = config.data
-    names = None
-    if os.path.isfile(run.file("class_names.json")):
-        with open(run.file("class_names.json")) as f:
-            names = json.load(f)
     normalised = data.normalize
     return Evaluation(data=data.source, data_dir=data.data_dir, image_size=data.image_size, crop_pct=data.crop_pct,
                       mean=tuple(data.mean) if normalised else None, std=tuple(data.std) if normalised else None,
-                      model_name=config.model.name or "convnext", class_names=names)
+                      model_name=config.model.name or "convnext", class_names=run.class_names())
 
 
-def best_step(path: str) -> tuple[int, str]:
-    """The checkpoint step of a workdir with the best value of the run's selection metric among the
-    checkpoints it kept, and that metric's name."""
+def best_step(path: str) -> tuple[dict[str, Any], str]:
+    """The metrics record of a workdir's kept checkpoint with the best value of the run's selection
+    metric, and that metric's name."""
     from convnext_jax.train.config import selection_metric
     from convnext_jax.train.metrics import read_metrics
     from convnext_jax.train.workdir import RunDir
@@ -79,8 +75,7 @@ def best_step(path: str) -> tuple[int, str]:
         raise ConfigError(f"{path}: no kept checkpoint has a {metric} evaluation (steps {sorted(kept)}); use "
                           f"--checkpoint latest or a step")
     better = max if mode == "max" else min
-    record = better(evals, key=lambda r: r[metric])
-    return int(record["step"]), metric
+    return better(evals, key=lambda r: r[metric]), metric
 
 
 def _load_model(path: str, kind: str, args: Any) -> tuple[Any, str]:
@@ -91,13 +86,11 @@ def _load_model(path: str, kind: str, args: Any) -> tuple[Any, str]:
     step = None
     if kind == "workdir":
         if args.checkpoint == "best":
-            step, metric = best_step(path)
+            record, metric = best_step(path)
+            step = int(record["step"])
             if not use_ema and metric == "val_top1_ema":
                 use_ema = True
             elif not use_ema and metric == "val_top1_best":
-                from convnext_jax.train.metrics import read_metrics
-
-                record = next(r for r in read_metrics(path) if r.get("step") == step and "val_top1_best" in r)
                 use_ema = record["val_top1_ema"] > record["val_top1"]
         elif args.checkpoint != "latest":
             try:
@@ -105,10 +98,10 @@ def _load_model(path: str, kind: str, args: Any) -> tuple[Any, str]:
             except ValueError:
                 raise ConfigError(f"--checkpoint must be latest, best or a step number; got {args.checkpoint!r}")
         step = checkpoints.checkpoint_steps(path)[-1] if step is None else step
-    cfg = load.source_config(path, use_ema=use_ema) if kind != "workdir" else None
-    if kind == "workdir":
         params = checkpoints.read_checkpoint_params(path, step, use_ema=use_ema)
         cfg = tree.infer_fcmae_config(params) if tree.is_fcmae_tree(params) else tree.infer_config(params)
+    else:
+        cfg = load.source_config(path, use_ema=use_ema)
     if hasattr(cfg, "encoder"):
         raise ConfigError(f"{path} holds FCMAE pre-training weights (an encoder and a pixel decoder, no "
                           "classifier): fine-tune them first (configs/finetune.py), then validate the result")
@@ -144,21 +137,23 @@ def _source(evaluation: Evaluation, split: str) -> Any:
         raise ConfigError(f"data {evaluation.data!r} ({split} split): {e}") from None
 
 
-def validate(args: Any, class_names: list[str] | None = None) -> dict[str, Any]:
-    """Evaluate the weights `args.weights` as the flags say; returns the result row. `class_names`:
-    the label order of an image folder the weights were trained on (a workdir brings its own)."""
+def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
+    """Evaluate the weights `args.weights` as the flags say; returns the result row. `defaults`: how
+    to evaluate when the flags do not say (a workdir brings its own `workdir_defaults`)."""
     from convnext_jax.data import eval_transforms
     from convnext_jax.data.on_device import InputStage
+    from convnext_jax.data.robustness import eval_classes_of, extra_set_of
+    from convnext_jax.train.confusion import write_confusion
     from convnext_jax.train.evaluate import Evaluator
     from convnext_jax.train.parallel import data_parallel
-    from convnext_jax.data.robustness import class_subset, extra_set_of
-    from convnext_jax.train.confusion import write_confusion
     from convnext_jax.train.tasks import Classification
     from convnext_jax.train.tasks.classification import CONFUSION_MAX_CLASSES
 
     kind = load.source_kind(args.weights)
-    if kind == "workdir" and os.path.isfile(os.path.join(args.weights, "config.json")):
-        evaluation = _workdir_defaults(args.weights)
+    if defaults is not None:
+        evaluation = dataclasses.replace(defaults)
+    elif kind == "workdir" and os.path.isfile(os.path.join(args.weights, "config.json")):
+        evaluation = workdir_defaults(args.weights)
     else:
         if not args.data:
             raise ConfigError(f"--data is needed for {args.weights} (a workdir brings its own): e.g. --data "
@@ -171,7 +166,6 @@ def validate(args: Any, class_names: list[str] | None = None) -> dict[str, Any]:
             setattr(evaluation, field, tuple(value) if isinstance(value, list) else value)
     if evaluation.data != own_data:
         evaluation.class_names = None  # another dataset: its own classes
-    evaluation.class_names = class_names or evaluation.class_names
     model, weights = _load_model(args.weights, kind, args)
     source = _source(evaluation, args.split)
     classes = getattr(source, "num_classes", None)
@@ -185,7 +179,7 @@ def validate(args: Any, class_names: list[str] | None = None) -> dict[str, Any]:
                           f"multiple of {layout.replicas}")
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     extra = extra_set_of(evaluation.data)
-    task = Classification(model.cfg.num_classes, eval_classes=class_subset(extra[1].tfds_name) if extra else ())
+    task = Classification(model.cfg.num_classes, eval_classes=eval_classes_of(evaluation.data))
     evaluator = Evaluator(source, eval_transforms(evaluation.image_size, crop_pct=evaluation.crop_pct), graphdef,
                           rest, task, layout,
                           args.batch_size // jax.process_count(),

@@ -59,6 +59,13 @@ def class_subset(name: str) -> tuple[int, ...]:
         return tuple(int(line) for line in f if line.strip())
 
 
+def eval_classes_of(spec: str) -> tuple[int, ...]:
+    """The ImageNet-1k indices the logits of data source `spec` are restricted to at evaluation
+    (ImageNet-A/-R's 200), or () for every class."""
+    found = extra_set_of(spec)
+    return class_subset(found[1].tfds_name) if found else ()
+
+
 class MultiLabelTfdsSource:
     """ImageNet ReaL: records with the original label (`label`) and the multi-hot set of right
     answers (`label_set`, uint8 [1000]; all zero when the image has none)."""

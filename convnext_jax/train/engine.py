@@ -289,13 +289,13 @@ class Engine:
 
     def _evaluate_extra_sets(self, state: TrainState) -> dict[str, float]:
         """eval.extra_sets on the final weights (and EMA): {SET_top1, SET_top5, SET_loss, SET_count, ..._ema}."""
-        from convnext_jax.data.robustness import class_subset, extra_set_of
+        from convnext_jax.data.robustness import eval_classes_of
         from convnext_jax.train.tasks import Classification
 
         s, out = self.setup, {}
         for name, source in s.extra_sources.items():
             label = name.replace("/", "_").replace(":", "_")
-            task = Classification(s.num_classes, eval_classes=class_subset(extra_set_of(name)[1].tfds_name))
+            task = Classification(s.num_classes, eval_classes=eval_classes_of(name))
             evaluator = Evaluator(source, eval_transforms_of(s.config), s.graphdef, s.rest, task, s.layout,
                                   s.micro_batch, s.inputs)
             weights = [("", state.params)] + ([("_ema", state.ema)] if state.ema is not None else [])

@@ -78,6 +78,13 @@ class RunDir:
         with open(self.file(CLASSES_FILE), "w") as f:
             json.dump(names, f, indent=1)
 
+    def class_names(self) -> list[str] | None:
+        """The class names the run was trained with (image folders), or None."""
+        if not os.path.isfile(self.file(CLASSES_FILE)):
+            return None
+        with open(self.file(CLASSES_FILE)) as f:
+            return json.load(f)
+
     def summary(self) -> dict[str, Any] | None:
         if not os.path.isfile(self.file(SUMMARY_FILE)):
             return None
