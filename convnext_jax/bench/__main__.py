@@ -223,6 +223,9 @@ def _data(args: argparse.Namespace) -> list[dict[str, Any]]:
         for parallel in worker_counts(args):
             contenders = {"ours, threads": lambda: data_bench.our_loader(spec, workers=0, threads=parallel, **common),
                           "ours, processes": lambda: data_bench.our_loader(spec, workers=parallel, threads=1, **common)}
+            if args.pil_ops:
+                contenders["ours, threads, Pillow resize/warp"] = lambda: data_bench.our_loader(
+                    spec, workers=0, threads=parallel, image_ops="pil", **common)
             if prepared:
                 contenders[f"ours, prepared {args.prepared_max_size}px, threads"] = lambda: data_bench.our_loader(
                     f"prepared:{prepared}", workers=0, threads=parallel, **common)
@@ -338,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--image_size", type=int, default=224)
     data.add_argument("--epochs", type=int, default=3)
     data.add_argument("--torch", action="store_true", help="also time torchvision DataLoader + timm transform")
+    data.add_argument("--pil_ops", action="store_true",
+                      help="also time our pipeline with Pillow's resize/warp instead of the native ones (same pixels)")
     data.add_argument("--prepared_max_size", type=int, default=0,
                       help="also prepare the images at this size and time that (ours; torch on the same files)")
     for p in (train, infer, fcmae, dw, comp, comms, memory, data):

@@ -60,12 +60,14 @@ def prepare_copy(spec: str, destination: str, max_size: int, workers: int) -> st
     return destination
 
 
-def our_loader(spec: str, *, batch_size: int, workers: int, threads: int, image_size: int, epochs: int) -> Any:
+def our_loader(spec: str, *, batch_size: int, workers: int, threads: int, image_size: int, epochs: int,
+               image_ops: str = "auto") -> Any:
     from convnext_jax.data import create_loader, make_source, train_transforms
 
     source = make_source(spec, "train")
+    transforms = train_transforms(image_size, auto_augment=AUTO_AUGMENT, image_ops=image_ops)
     return create_loader(source, batch_size=batch_size, shuffle=True, seed=0, num_epochs=epochs, worker_count=workers,
-                         threads=threads, transforms=train_transforms(image_size, auto_augment=AUTO_AUGMENT))
+                         threads=threads, transforms=transforms)
 
 
 def timm_transform(image_size: int) -> Any:

@@ -52,23 +52,76 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
-def open_image(data: bytes, name: str) -> Image.Image:
+class EncodedImage:
+    """An image file's bytes with only its header parsed (`size` = (width, height), `format`); the
+    pixels are decoded on demand by `decode_array`, possibly at a reduced DCT scale.
+
+    JPEGs decode with libjpeg-turbo through simplejpeg straight into a NumPy array (the same pixels
+    as Pillow, which wraps the same library, without Pillow's per-image objects and copy); other
+    formats, CMYK JPEGs and files simplejpeg rejects decode with Pillow, which decides whether a
+    file is bad."""
+
+    __slots__ = ("data", "name", "size", "format", "_colorspace")
+
+    def __init__(self, data: bytes, name: str):
+        self.data, self.name, self._colorspace = data, name, None
+        if data[:2] == b"\xff\xd8":
+            try:
+                import simplejpeg
+
+                height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+                self.size, self.format, self._colorspace = (width, height), "JPEG", colorspace
+                return
+            except (ImportError, ValueError):
+                pass
+        with self._open() as image:
+            self.size, self.format = image.size, image.format
+
+    def _open(self) -> Image.Image:
+        import io
+
+        try:
+            return Image.open(io.BytesIO(self.data))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise BadImageError(f"cannot decode image {self.name}: {e}", self.name) from e
+
+    def decode_array(self, reduction: int = 1) -> np.ndarray:
+        """(H, W, 3) uint8 RGB pixels at 1/`reduction` scale (1, 2, 4, 8; JPEG only, as Pillow's draft
+        mode: ceil(size / reduction)). BadImageError names the file when it cannot be decoded."""
+        if self._colorspace in ("YCbCr", "Gray", "RGB"):
+            import simplejpeg
+
+            width, height = self.size
+            try:
+                return simplejpeg.decode_jpeg(self.data, colorspace="RGB", min_factor=reduction,
+                                              min_height=-(-height // reduction), min_width=-(-width // reduction))
+            except ValueError:
+                pass  # let Pillow decide: it decodes what libjpeg only warns about, and names real damage
+        return np.asarray(decode(self._open_named(), reduction))
+
+    def is_colour_jpeg(self) -> bool:
+        """A YCbCr/RGB JPEG (not greyscale, not CMYK): its bytes are a valid RGB training image as they are."""
+        return self._colorspace in ("YCbCr", "RGB")
+
+    def _open_named(self) -> Image.Image:
+        image = self._open()
+        image.info["source_name"] = self.name
+        return image
+
+    def __repr__(self) -> str:
+        return f"EncodedImage({self.name!r}, {self.format}, {self.size[0]}x{self.size[1]})"
+
+
+def open_image(data: bytes, name: str) -> EncodedImage:
     """A lazily decoded image: only the header is parsed here (a non-image fails now, naming `name`);
-    the pixels are decoded by `decode`, possibly at a reduced scale."""
-    import io
-
-    try:
-        image = Image.open(io.BytesIO(data))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise BadImageError(f"cannot decode image {name}: {e}", name) from e
-    image.info["source_name"] = name
-    return image
+    the pixels are decoded by `decode` / `EncodedImage.decode_array`, possibly at a reduced scale."""
+    return EncodedImage(data, name)
 
 
-def reduction_for(image: Image.Image, needed: tuple[int, int]) -> int:
+def reduction_for(image: Image.Image | EncodedImage, needed: tuple[int, int]) -> int:
     """The largest JPEG DCT scale-down (1, 2, 4 or 8) that keeps the image at least `needed`
     (width, height) pixels: decoding costs less and no resolution the resize needs is lost."""
-    if getattr(image, "format", None) != "JPEG" or not hasattr(image, "draft"):
+    if getattr(image, "format", None) != "JPEG" or not isinstance(image, (Image.Image, EncodedImage)):
         return 1
     width, height = image.size
     for factor in (8, 4, 2):
@@ -77,11 +130,13 @@ def reduction_for(image: Image.Image, needed: tuple[int, int]) -> int:
     return 1
 
 
-def decode(image: Image.Image | np.ndarray, reduction: int = 1) -> Image.Image:
-    """RGB pixels of a lazily opened image, decoded at 1/`reduction` scale (JPEG only; the caller
-    scales its coordinates by the returned image's size). BadImageError names the file on failure."""
+def decode(image: Image.Image | EncodedImage | np.ndarray, reduction: int = 1) -> Image.Image:
+    """RGB pixels of a lazily opened image as a PIL image, decoded at 1/`reduction` scale (JPEG only;
+    the caller scales its coordinates by the returned image's size). BadImageError names the file."""
     if isinstance(image, np.ndarray):
         return Image.fromarray(image)
+    if isinstance(image, EncodedImage):
+        return Image.fromarray(image.decode_array(reduction))
     try:
         if reduction > 1:
             width, height = image.size
@@ -91,3 +146,12 @@ def decode(image: Image.Image | np.ndarray, reduction: int = 1) -> Image.Image:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         name = image.info.get("source_name", "?")
         raise BadImageError(f"cannot decode image {name}: {e}", name) from e
+
+
+def decode_array(image: Image.Image | EncodedImage | np.ndarray, reduction: int = 1) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of any image the sources give, at 1/`reduction` scale (JPEG only)."""
+    if isinstance(image, np.ndarray):
+        return image
+    if isinstance(image, EncodedImage):
+        return image.decode_array(reduction)
+    return np.asarray(decode(image, reduction))

@@ -12,6 +12,7 @@ import numpy as np
 
 from convnext_jax.data.images import BadImageError
 from convnext_jax.data.randaugment import rand_augment_from_string
+from convnext_jax.data.resample import use_native
 from convnext_jax.data.sources import SKIPPED
 from convnext_jax.data.transforms import (
     IMAGENET_MEAN,
@@ -26,25 +27,27 @@ from convnext_jax.data.transforms import (
 def train_transforms(image_size: int, *, scale: Sequence[float] = (0.08, 1.0),
                      ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: float = 0.5, auto_augment: str | None = None,
                      color_jitter: float = 0.0, mean: Sequence[float] | None = IMAGENET_MEAN,
-                     reduce: bool = True) -> list:
+                     reduce: bool = True, image_ops: str = "auto") -> list:
     """timm's per-example training transform up to the uint8 pixels: RandomResizedCrop (JPEGs decoded
     at a reduced scale when the crop allows, `reduce`), flip, RandAugment *or* colour jitter (timm
     skips jitter when auto_augment is set). Normalisation, mixup/cutmix and random erasing follow
-    on the device (`on_device.InputStage`)."""
-    ops: list = [RandomResizedCrop(image_size, tuple(scale), tuple(ratio), reduce=reduce)]
+    on the device (`on_device.InputStage`). `image_ops`: resizes and warps in C++ ('native'),
+    with Pillow ('pil') or native when it builds ('auto'); the same pixels either way."""
+    native = use_native(image_ops)  # builds the native ops here, before any worker process needs them
+    ops: list = [RandomResizedCrop(image_size, tuple(scale), tuple(ratio), reduce=reduce, native=native)]
     if hflip > 0:
         ops.append(RandomHorizontalFlip(hflip))
     if auto_augment:
         fill = tuple(int(round(255 * m)) for m in (mean or IMAGENET_MEAN))
-        ops.append(rand_augment_from_string(auto_augment, fill=fill))
+        ops.append(dataclasses.replace(rand_augment_from_string(auto_augment, fill=fill), native=native))
     elif color_jitter > 0:
         ops.append(ColorJitter(color_jitter, color_jitter, color_jitter))
     return ops + [ToArray()]
 
 
-def eval_transforms(image_size: int, *, crop_pct: float = 0.875) -> list:
+def eval_transforms(image_size: int, *, crop_pct: float = 0.875, image_ops: str = "auto") -> list:
     """Resize the shorter side to image_size / crop_pct, centre crop, uint8 pixels (as timm's eval)."""
-    return [ResizeCenterCrop(image_size, crop_pct), ToArray()]
+    return [ResizeCenterCrop(image_size, crop_pct, native=use_native(image_ops)), ToArray()]
 
 
 MAX_THREADS = 16  # ~0.2 ms of GIL-held Python per ~3 ms image: past ~16 threads one process saturates its GIL

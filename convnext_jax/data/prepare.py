@@ -35,9 +35,7 @@ def _encode(index: int) -> bytes | None:
     try:
         record = source[index]
         image = record["image"]
-        original = None
-        if getattr(image, "format", None) == "JPEG":
-            original = image.fp.getvalue() if hasattr(image.fp, "getvalue") else None
+        original = image.data if getattr(image, "format", None) == "JPEG" and hasattr(image, "data") else None
         return encode_record(int(record["label"]), shrink_to_jpeg(image, _worker["max_size"], _worker["quality"],
                                                                   original))
     except BadImageError:

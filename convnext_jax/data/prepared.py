@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from convnext_jax.data.images import open_image
+from convnext_jax.data.images import EncodedImage, open_image
 
 MANIFEST = "prepared.json"
 FORMAT_VERSION = 1
@@ -33,23 +33,27 @@ def decode_record(record: bytes) -> tuple[int, bytes]:
     return _LABEL.unpack_from(record)[0], record[_LABEL.size:]
 
 
-def shrink_to_jpeg(image: Image.Image | np.ndarray, max_size: int, quality: int, original: bytes | None = None) -> bytes:
+def shrink_to_jpeg(image: Image.Image | EncodedImage | np.ndarray, max_size: int, quality: int,
+                   original: bytes | None = None) -> bytes:
     """The image as JPEG bytes with its longer side at most `max_size` (antialiased bicubic resize).
     A JPEG that is already small enough is kept byte for byte (no second generation loss)."""
-    from convnext_jax.data.transforms import as_pil
+    from convnext_jax.data.images import decode, reduction_for
 
-    pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    width, height = pil.size
+    width, height = image.size if not isinstance(image, np.ndarray) else (image.shape[1], image.shape[0])
     scale = max_size / max(width, height)
-    if scale >= 1 and original is not None and getattr(pil, "format", None) == "JPEG" and pil.mode == "RGB":
+    rgb_jpeg = isinstance(image, EncodedImage) and image.is_colour_jpeg() or \
+        isinstance(image, Image.Image) and image.format == "JPEG" and image.mode == "RGB"
+    if scale >= 1 and original is not None and rgb_jpeg:
         return original
+    reduction = 1
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        if getattr(pil, "format", None) == "JPEG":
-            pil.draft("RGB", size)  # DCT-domain downscale first (at least `size`), then an exact resize
-        pil = as_pil(pil).resize(size, Image.BICUBIC, reducing_gap=3.0)
+        reduction = reduction_for(image, size)  # DCT-domain downscale first (at least `size`), then an exact resize
+    pil = decode(image, reduction)
+    if scale < 1:
+        pil = pil.resize(size, Image.BICUBIC, reducing_gap=3.0)
     buffer = io.BytesIO()
-    as_pil(pil).save(buffer, format="JPEG", quality=quality)
+    pil.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 

@@ -13,7 +13,8 @@ import grain
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from convnext_jax.data.transforms import as_pil
+from convnext_jax.data import resample
+from convnext_jax.data.transforms import as_array, as_pil
 
 LEVEL_DENOM = 10.0
 
@@ -71,6 +72,49 @@ OPS: dict[str, Callable[[Image.Image, float, np.random.Generator, tuple], Image.
 }
 
 
+def rotation_matrix(angle: float, width: int, height: int) -> tuple[float, ...] | None:
+    """The affine matrix of Pillow's `Image.rotate(angle)` about the centre (its own arithmetic),
+    or None for the angles Pillow turns into a transpose (0, 180; 90/270 of a square)."""
+    import math
+
+    angle = angle % 360.0
+    if angle in (0, 180) or (angle in (90, 270) and width == height):
+        return None
+    angle = -math.radians(angle)
+    matrix = [round(math.cos(angle), 15), round(math.sin(angle), 15), 0.0,
+              round(-math.sin(angle), 15), round(math.cos(angle), 15), 0.0]
+    a, b, c, d, e, f = matrix
+    center_x, center_y = width / 2, height / 2
+    matrix[2], matrix[5] = a * -center_x + b * -center_y + c, d * -center_x + e * -center_y + f
+    matrix[2] += center_x
+    matrix[5] += center_y
+    return tuple(matrix)
+
+
+# Shears and translations as affine matrices (the same random draws as their OPS entries).
+MATRICES: dict[str, Callable[[tuple[int, int], float, np.random.Generator], tuple[float, ...]]] = {
+    "ShearX": lambda size, m, rng: (1, _negate(m / LEVEL_DENOM * 0.3, rng), 0, 0, 1, 0),
+    "ShearY": lambda size, m, rng: (1, 0, 0, _negate(m / LEVEL_DENOM * 0.3, rng), 1, 0),
+    "TranslateXRel": lambda size, m, rng: (1, 0, _negate(m / LEVEL_DENOM * 0.45, rng) * size[0], 0, 1, 0),
+    "TranslateYRel": lambda size, m, rng: (1, 0, 0, 0, 1, _negate(m / LEVEL_DENOM * 0.45, rng) * size[1]),
+}
+GEOMETRIC = ("Rotate", *MATRICES)
+
+
+def _warp_native(name: str, image: Any, magnitude: float, rng: np.random.Generator, fill: tuple) -> Any:
+    """A geometric op with the native bicubic warp: the same draws and the same pixels as OPS[name]."""
+    pixels = as_array(image)
+    height, width = pixels.shape[:2]
+    if name == "Rotate":
+        angle = _negate(magnitude / LEVEL_DENOM * 30.0, rng)
+        matrix = rotation_matrix(angle, width, height)
+        if matrix is None:  # Pillow transposes instead
+            return as_pil(pixels).rotate(angle, resample=Image.BICUBIC, fillcolor=fill)
+    else:
+        matrix = MATRICES[name]((width, height), magnitude, rng)
+    return resample.affine(pixels, matrix, fill)
+
+
 @dataclasses.dataclass
 class RandAugment(grain.transforms.RandomMap):
     """Per-example RandAugment on {"image": PIL image or uint8 HWC array} records (returns a PIL image)."""
@@ -81,9 +125,10 @@ class RandAugment(grain.transforms.RandomMap):
     magnitude_max: float = LEVEL_DENOM
     prob: float = 0.5
     fill: tuple[int, ...] = (124, 116, 104)  # ImageNet mean in 0..255, as timm
+    native: bool = False  # rotate/shear/translate with the native warp (resample.py): the same pixels, faster
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        image = as_pil(element["image"])
+        image = element["image"]
         names = list(OPS)
         for index in rng.integers(0, len(names), self.num_layers):
             if rng.random() > self.prob:
@@ -94,7 +139,11 @@ class RandAugment(grain.transforms.RandomMap):
             elif self.magnitude_std > 0:
                 magnitude = rng.normal(magnitude, self.magnitude_std)
             magnitude = float(np.clip(magnitude, 0.0, self.magnitude_max))
-            image = OPS[names[index]](image, magnitude, rng, self.fill)
+            name = names[index]
+            if self.native and name in GEOMETRIC:
+                image = _warp_native(name, image, magnitude, rng, self.fill)
+            else:
+                image = OPS[name](as_pil(image), magnitude, rng, self.fill)
         return {**element, "image": image}
 
 

@@ -18,7 +18,8 @@ import grain
 import numpy as np
 from PIL import Image
 
-from convnext_jax.data.images import decode, reduction_for
+from convnext_jax.data import resample
+from convnext_jax.data.images import decode, decode_array, reduction_for
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,8 +31,8 @@ def as_pil(image: Image.Image | np.ndarray) -> Image.Image:
 
 
 def as_array(image: Image.Image | np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 pixels."""
-    return image if isinstance(image, np.ndarray) else np.asarray(as_pil(image))
+    """(H, W, 3) uint8 pixels (contiguous)."""
+    return np.ascontiguousarray(image) if isinstance(image, np.ndarray) else decode_array(image)
 
 
 def image_size(image: Image.Image | np.ndarray) -> tuple[int, int]:
@@ -40,12 +41,14 @@ def image_size(image: Image.Image | np.ndarray) -> tuple[int, int]:
 
 
 def _resize(image: Image.Image | np.ndarray, size: tuple[int, int],
-            box: tuple[float, float, float, float] | None = None, *, reduce: bool = False) -> Image.Image:
+            box: tuple[float, float, float, float] | None = None, *, reduce: bool = False,
+            native: bool = False) -> Image.Image | np.ndarray:
     """Bicubic (antialiased, as PIL/torchvision) resize to (height, width) of a crop box (x0, y0, x1, y1).
 
     With `reduce`, a JPEG is decoded at the largest DCT scale-down (1/2, 1/4, 1/8) that keeps the
     box at least `size`: the decoder's downscale replaces part of the resize's, so the output has
-    the resolution asked for at a fraction of the decoding cost.
+    the resolution asked for at a fraction of the decoding cost. `native`: decode to an array and
+    resize with the native ops (`resample.resize`, Pillow's exact result); else with Pillow.
     """
     height, width = size
     full_h, full_w = image_size(image)
@@ -54,6 +57,12 @@ def _resize(image: Image.Image | np.ndarray, size: tuple[int, int],
     if reduce and not isinstance(image, np.ndarray):
         box_w, box_h = box[2] - box[0], box[3] - box[1]
         factor = reduction_for(image, (int(math.ceil(width * full_w / box_w)), int(math.ceil(height * full_h / box_h))))
+    if native:
+        array = decode_array(image, factor)
+        if factor > 1:
+            box = (box[0] / factor, box[1] / factor, min(box[2] / factor, array.shape[1]),
+                   min(box[3] / factor, array.shape[0]))
+        return resample.resize(array, size, box)
     pixels = decode(image, factor)
     if factor > 1:
         box = (box[0] / factor, box[1] / factor, min(box[2] / factor, pixels.size[0]),
@@ -92,12 +101,13 @@ class RandomResizedCrop(grain.transforms.RandomMap):
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     reduce: bool = True
+    native: bool = False  # resize with the native ops (resample.py): the same pixels, faster
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         image = element["image"]
         top, left, h, w = random_resized_crop_box(*image_size(image), self.scale, self.ratio, rng)
         return {**element, "image": _resize(image, (self.size, self.size), (left, top, left + w, top + h),
-                                            reduce=self.reduce)}
+                                            reduce=self.reduce, native=self.native)}
 
 
 @dataclasses.dataclass
@@ -106,7 +116,10 @@ class RandomHorizontalFlip(grain.transforms.RandomMap):
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         if rng.random() < self.prob:
-            return {**element, "image": as_pil(element["image"]).transpose(Image.Transpose.FLIP_LEFT_RIGHT)}
+            image = element["image"]
+            if isinstance(image, np.ndarray):
+                return {**element, "image": image[:, ::-1]}
+            return {**element, "image": as_pil(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT)}
         return element
 
 
@@ -116,6 +129,7 @@ class ResizeCenterCrop(grain.transforms.Map):
 
     size: int
     crop_pct: float = 0.875
+    native: bool = False  # resize with the native ops (resample.py): the same pixels, faster
 
     def map(self, element: dict[str, Any]) -> dict[str, Any]:
         image = element["image"]
@@ -129,7 +143,7 @@ class ResizeCenterCrop(grain.transforms.Map):
         # Resizing only the centre box samples the same grid as resizing everything then cropping.
         sx, sy = width / new_w, height / new_h
         box = (left * sx, top * sy, (left + self.size) * sx, (top + self.size) * sy)
-        return {**element, "image": _resize(image, (self.size, self.size), box)}
+        return {**element, "image": _resize(image, (self.size, self.size), box, native=self.native)}
 
 
 @dataclasses.dataclass

@@ -64,18 +64,24 @@ def _compiler() -> str:
     return path
 
 
-def library_path() -> Path:
-    """Where the library for this source, jaxlib, compiler and CPU lives (built or not)."""
+def library_path(sources: tuple[Path, ...] | None = None, headers: tuple[Path, ...] | None = None,
+                 flags: tuple[str, ...] | None = None, name: str = "convnext_cpu_kernels.so",
+                 with_jaxlib: bool = True) -> Path:
+    """Where the library for these sources (default: the XLA kernels), jaxlib (when it builds
+    against its headers), compiler, flags and CPU lives (built or not)."""
+    sources, headers, flags = sources or SOURCES, HEADERS if headers is None else headers, flags or FLAGS
     cxx = _compiler()
     version = subprocess.run([cxx, "--version"], check=False, capture_output=True, text=True).stdout.splitlines()[:1]
-    texts = [path.read_text() for path in (*SOURCES, *HEADERS)]
-    key = hashlib.sha256("\n".join([*texts, jaxlib.__version__, cxx, *version, *FLAGS,
+    texts = [path.read_text() for path in (*sources, *headers)]
+    key = hashlib.sha256("\n".join([*texts, jaxlib.__version__ if with_jaxlib else "", cxx, *version, *flags,
                                     _cpu_signature()]).encode()).hexdigest()[:16]
-    return _cache_dir() / key / "convnext_cpu_kernels.so"
+    return _cache_dir() / key / name
 
 
-def _build(target: Path) -> None:
-    """Compile every source to an object file (in parallel), link them, rename into place."""
+def _build(target: Path, sources: tuple[Path, ...] | None = None, flags: tuple[str, ...] | None = None) -> None:
+    """Compile every source (default: the XLA kernels) to an object file (in parallel), link them,
+    rename into place."""
+    sources, flags = sources or SOURCES, flags or FLAGS
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(dir=target.parent))
@@ -83,22 +89,22 @@ def _build(target: Path) -> None:
         raise KernelBuildError(f"cannot write the kernel cache {target.parent}: {err} "
                                "(set $CONVNEXT_JAX_KERNEL_CACHE to a writable directory)") from err
     try:
-        compile_flags = [flag for flag in FLAGS if flag != "-shared"]
+        compile_flags = [flag for flag in flags if flag != "-shared"]
         includes = [f"-I{jax.ffi.include_dir()}", f"-I{KERNEL_DIR}"]
         jobs = []
-        for source in SOURCES:
+        for source in sources:
             cmd = [_compiler(), *compile_flags, *includes, "-c", str(source), "-o", str(workdir / f"{source.stem}.o")]
-            log.info("building CPU kernels: %s", " ".join(cmd))
+            log.info("building native kernels: %s", " ".join(cmd))
             jobs.append((source, cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
         errors = [(source, cmd, proc.communicate()[1]) for source, cmd, proc in jobs]  # wait for all
         for (source, cmd, stderr), (_, _, proc) in zip(errors, jobs):
             if proc.returncode != 0:
                 raise KernelBuildError(f"compiling {source.name} failed ({' '.join(cmd)}):\n{stderr[-4000:]}")
         library = workdir / target.name
-        cmd = [_compiler(), *FLAGS, *(str(workdir / f"{s.stem}.o") for s in SOURCES), "-o", str(library)]
+        cmd = [_compiler(), *flags, *(str(workdir / f"{s.stem}.o") for s in sources), "-o", str(library)]
         result = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if result.returncode != 0:
-            raise KernelBuildError(f"linking the CPU kernels failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}")
+            raise KernelBuildError(f"linking {target.name} failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}")
         os.replace(library, target)  # atomic: concurrent builders never see a partial library
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

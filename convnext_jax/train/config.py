@@ -99,6 +99,9 @@ SCHEMA: schema.Schema = {
                        run=False),
         "threads": Key(0, "decoding/augmenting threads per process (0: the cores divided among the processes, "
                           "at most 16; on bigger machines add data.workers)", low=0, run=False),
+        "image_ops": Key("auto", "resize/warp implementation: native (C++, built on first use), pil, or auto "
+                                 "(native when it builds); the same pixels either way, native is faster",
+                         choices=("auto", "native", "pil"), run=False),
         "normalize": Key(True, "subtract mean and divide by std"),
         "mean": Key((0.485, 0.456, 0.406), "per-channel mean (RGB, 0..1)", length=3),
         "std": Key((0.229, 0.224, 0.225), "per-channel std (RGB, 0..1)", length=3, item_low=1e-6),

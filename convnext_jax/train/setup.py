@@ -70,11 +70,11 @@ def train_transforms_of(config: ml_collections.ConfigDict) -> list:
     aug = config.data.augment
     return train_transforms(config.data.image_size, scale=tuple(aug.scale), hflip=aug.hflip,
                             auto_augment=aug.auto_augment or None, color_jitter=aug.color_jitter,
-                            mean=tuple(config.data.mean))
+                            mean=tuple(config.data.mean), image_ops=config.data.image_ops)
 
 
 def eval_transforms_of(config: ml_collections.ConfigDict) -> list:
-    return eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct)
+    return eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, image_ops=config.data.image_ops)
 
 
 def input_stage_of(config: ml_collections.ConfigDict, num_classes: int) -> InputStage:

@@ -131,7 +131,7 @@ def test_tfds_source_reads_encoded_images_lazily(tmp_path):
 
     import tensorflow_datasets as tfds
 
-    from convnext_jax.data.images import decode
+    from convnext_jax.data.images import EncodedImage, decode
 
     def encoded(value, fmt):
         buffer = io.BytesIO()
@@ -150,7 +150,7 @@ def test_tfds_source_reads_encoded_images_lazily(tmp_path):
         assert len(src) == 12 and src.num_classes == 10
         record = src[3]
     assert isinstance(asked["decoders"]["image"], tfds.decode.SkipDecoding)
-    assert isinstance(record["image"], Image.Image) and record["label"] == 3  # only the header was read
+    assert isinstance(record["image"], EncodedImage) and record["label"] == 3  # only the header was read
     pixels = np.asarray(decode(record["image"]))
     assert pixels.shape == (28, 28, 3) and (pixels == 30).all()  # gray -> RGB
     records[5] = {"image": b"not an image", "label": 5}
