@@ -103,49 +103,78 @@ inline uint8_t Clip8(int32_t v) {  // Resample.c: clip8 (its lookup table is thi
   return v < 0 ? 0 : (v > 255 ? 255 : (uint8_t)v);
 }
 
+#if defined(__AVX2__)
+// Two taps of one row: 8 bytes (two RGB pixels and two bytes more, weighted 0) as 8 int32 lanes.
+inline __m256i TapPair(const uint8_t* p) {
+  const __m128i spread = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+  uint64_t bytes;
+  std::memcpy(&bytes, p, 8);
+  return _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)bytes), spread));
+}
+
+// The fixed-point sum of both halves, rounded and clipped (Clip8 per lane), stored as 3 bytes.
+inline void StoreSum(__m256i acc, uint8_t* dst) {
+  __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+  sum = _mm_srai_epi32(_mm_add_epi32(sum, _mm_set1_epi32(1 << (kPrecisionBits - 1))), kPrecisionBits);
+  __m128i clipped = _mm_packus_epi16(_mm_packs_epi32(sum, sum), _mm_setzero_si128());
+  uint32_t rgbx = (uint32_t)_mm_cvtsi128_si32(clipped);
+  std::memcpy(dst, &rgbx, 3);
+}
+#endif
+
+// One output pixel of one row, byte by byte (any position).
+inline void HorizontalPixel(const uint8_t* p, const int32_t* k, int taps, uint8_t* dst) {
+  const int32_t half = 1 << (kPrecisionBits - 1);
+  int32_t s0 = half, s1 = half, s2 = half;
+  for (int x = 0; x < taps; x++) {
+    s0 += p[3 * x] * k[x];
+    s1 += p[3 * x + 1] * k[x];
+    s2 += p[3 * x + 2] * k[x];
+  }
+  dst[0] = Clip8(s0);
+  dst[1] = Clip8(s1);
+  dst[2] = Clip8(s2);
+}
+
 // Horizontal pass over rows [offset, offset + rows) of `in` (stride in bytes) into `out`
-// (packed, out_w pixels per row). With AVX2, two taps (8 bytes: two RGB pixels and two bytes
-// more, weighted 0) per step; near the end of the readable input (`in_end`) byte by byte.
+// (packed, out_w pixels per row). With AVX2 two rows at a time (they share the weights), two
+// taps per step over a fixed tap count (zero weights pad: no data-dependent loop exits); near the
+// end of the readable input (`in_end`) byte by byte.
 void Horizontal(const uint8_t* in, int64_t stride, const uint8_t* in_end, int offset, int rows, uint8_t* out,
                 int out_w, const Coefficients& c) {
-  const int32_t half = 1 << (kPrecisionBits - 1);
-  for (int yy = 0; yy < rows; yy++) {
-    const uint8_t* line = in + (int64_t)(yy + offset) * stride;
-    uint8_t* dst = out + (int64_t)yy * out_w * 3;
-    for (int xx = 0; xx < out_w; xx++) {
-      int xmin = c.bounds[xx * 2], xmax = c.bounds[xx * 2 + 1];
-      const uint8_t* p = line + xmin * 3;
+  const int64_t out_stride = (int64_t)out_w * 3;
+  int yy = 0;
 #if defined(__AVX2__)
-      const int pairs = c.kpairs;  // the same count for every pixel (zero weights pad): no mispredicted loop exits
-      if (p + 6 * pairs + 2 <= in_end) {
-        const int32_t* k4 = &c.k4[(size_t)xx * c.kpairs * 8];
-        const __m128i spread = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
-        __m256i acc = _mm256_setzero_si256();
-        for (int i = 0; i < pairs; i++) {
-          uint64_t bytes;
-          std::memcpy(&bytes, p + 6 * i, 8);
-          __m256i px = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)bytes), spread));
-          __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k4 + 8 * i));
-          acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(px, w));
+  const int pairs = c.kpairs;
+  for (; yy + 2 <= rows; yy += 2) {
+    const uint8_t* line = in + (int64_t)(yy + offset) * stride;
+    uint8_t* dst = out + (int64_t)yy * out_stride;
+    for (int xx = 0; xx < out_w; xx++) {
+      const uint8_t* p = line + c.bounds[xx * 2] * 3;
+      if (p + stride + 6 * pairs + 2 > in_end) {
+        for (int r = 0; r < 2; r++) {
+          HorizontalPixel(p + r * stride, &c.k[(size_t)xx * c.ksize], c.bounds[xx * 2 + 1],
+                          dst + r * out_stride + xx * 3);
         }
-        __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-        sum = _mm_srai_epi32(_mm_add_epi32(sum, _mm_set1_epi32(half)), kPrecisionBits);
-        __m128i clipped = _mm_packus_epi16(_mm_packs_epi32(sum, sum), _mm_setzero_si128());  // Clip8 per lane
-        uint32_t rgbx = (uint32_t)_mm_cvtsi128_si32(clipped);
-        std::memcpy(dst + xx * 3, &rgbx, 3);
         continue;
       }
-#endif
-      const int32_t* k = &c.k[(size_t)xx * c.ksize];
-      int32_t s0 = half, s1 = half, s2 = half;
-      for (int x = 0; x < xmax; x++) {
-        s0 += p[3 * x] * k[x];
-        s1 += p[3 * x + 1] * k[x];
-        s2 += p[3 * x + 2] * k[x];
+      const int32_t* k4 = &c.k4[(size_t)xx * pairs * 8];
+      __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+      for (int i = 0; i < pairs; i++) {
+        __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k4 + 8 * i));
+        acc0 = _mm256_add_epi32(acc0, _mm256_mullo_epi32(TapPair(p + 6 * i), w));
+        acc1 = _mm256_add_epi32(acc1, _mm256_mullo_epi32(TapPair(p + stride + 6 * i), w));
       }
-      dst[xx * 3] = Clip8(s0);
-      dst[xx * 3 + 1] = Clip8(s1);
-      dst[xx * 3 + 2] = Clip8(s2);
+      StoreSum(acc0, dst + xx * 3);
+      StoreSum(acc1, dst + out_stride + xx * 3);
+    }
+  }
+#endif
+  for (; yy < rows; yy++) {
+    const uint8_t* line = in + (int64_t)(yy + offset) * stride;
+    uint8_t* dst = out + (int64_t)yy * out_stride;
+    for (int xx = 0; xx < out_w; xx++) {
+      HorizontalPixel(line + c.bounds[xx * 2] * 3, &c.k[(size_t)xx * c.ksize], c.bounds[xx * 2 + 1], dst + xx * 3);
     }
   }
 }
