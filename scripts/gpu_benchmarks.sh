@@ -98,7 +98,7 @@ PYEOF
 train_job
 # Input pipeline on this machine's cores: ours (threads, processes, prepared) vs torchvision + timm.
 run data data --images "${DATA_IMAGES:-512}" --workers "$DATA_WORKERS" ${DATA_WORKER_COUNTS:+--worker_counts $DATA_WORKER_COUNTS} \
-  --epochs "${DATA_EPOCHS:-3}" --torch --prepared_max_size 320
+  --epochs "${DATA_EPOCHS:-3}" --torch --prepared_max_size 320 --pil_ops
 run infer_bf16 infer --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype bfloat16 \
   --dwconv_impl $DW_IMPLS $TORCH_INFER_FLAGS --rounds "$ROUNDS" --steps "$STEPS"
 run train_fp32 train --model "$MODEL" --image_size "$SIZE" --batch_size "$BATCH" --dtype float32 \
