@@ -245,7 +245,8 @@ def _data(args: argparse.Namespace) -> list[dict[str, Any]]:
             if row["workers"] in torch_at:
                 row["vs_torch"] = row["img_per_s"] / torch_at[row["workers"]]
         stages = data_bench.stage_timings(spec, root if args.torch else None, image_size=args.image_size,
-                                          count=min(args.images, 128), batch_size=args.batch_size)
+                                          count=min(args.images, 128), batch_size=args.batch_size,
+                                          pil_ops=args.pil_ops)
     print(f"\n{args.source} ({args.images} images), {args.image_size}px timm ConvNeXt augmentation, batch "
           f"{args.batch_size}, {args.epochs} epochs; workers = threads in one process, worker processes, or "
           f"DataLoader workers; scaling = img/s / (workers x the 1-worker img/s)\n")

@@ -110,30 +110,34 @@ def _time(fn: Callable[[], Any], totals: dict[str, float], name: str) -> Any:
     return out
 
 
-def stage_timings(spec: str, root: str | None, *, image_size: int, count: int, batch_size: int) -> list[dict[str, Any]]:
-    """Per-image milliseconds of each stage, one thread, ours and (with `root`) timm's."""
+def stage_timings(spec: str, root: str | None, *, image_size: int, count: int, batch_size: int,
+                  pil_ops: bool = False) -> list[dict[str, Any]]:
+    """Per-image milliseconds of each stage, one thread, ours (and with `pil_ops` ours with Pillow's
+    resize/warp, the same pixels) and (with `root`) timm's."""
     import jax
 
     from convnext_jax.data import make_source, train_transforms
     from convnext_jax.data.pipeline import apply_op
 
     source = make_source(spec, "train")
-    ops = train_transforms(image_size, auto_augment=AUTO_AUGMENT)
-    rng = np.random.default_rng(0)
-    ours: dict[str, float] = {}
-    arrays = []
-    for index in range(count):
-        record = _time(lambda: source[index % len(source)], ours, "read (header)")
-        for op in ops:
-            name = {"RandomResizedCrop": "decode + crop/resize"}.get(type(op).__name__, type(op).__name__)
-            record = _time(lambda: apply_op(op, record, rng), ours, name)
-        arrays.append(record["image"])
-    batches = [arrays[i:i + batch_size] for i in range(0, len(arrays) - batch_size + 1, batch_size)]
-    jax.block_until_ready(jax.device_put(np.stack(batches[0])))  # the backend's start-up is not a transfer cost
-    for batch in batches:
-        stacked = _time(lambda: np.stack(batch), ours, "collate (uint8)")
-        _time(lambda: jax.block_until_ready(jax.device_put(stacked)), ours, "host->device (uint8)")
-    rows = [{"pipeline": "ours", "stage": k, "ms_per_image": 1e3 * v / count} for k, v in ours.items()]
+    rows = []
+    for label, image_ops in [("ours", "auto")] + ([("ours, Pillow resize/warp", "pil")] if pil_ops else []):
+        ops = train_transforms(image_size, auto_augment=AUTO_AUGMENT, image_ops=image_ops)
+        rng = np.random.default_rng(0)
+        ours: dict[str, float] = {}
+        arrays = []
+        for index in range(count):
+            record = _time(lambda: source[index % len(source)], ours, "read (header)")
+            for op in ops:
+                name = {"RandomResizedCrop": "decode + crop/resize"}.get(type(op).__name__, type(op).__name__)
+                record = _time(lambda: apply_op(op, record, rng), ours, name)
+            arrays.append(record["image"])
+        batches = [arrays[i:i + batch_size] for i in range(0, len(arrays) - batch_size + 1, batch_size)]
+        jax.block_until_ready(jax.device_put(np.stack(batches[0])))  # the backend's start-up is not a transfer cost
+        for batch in batches:
+            stacked = _time(lambda: np.stack(batch), ours, "collate (uint8)")
+            _time(lambda: jax.block_until_ready(jax.device_put(stacked)), ours, "host->device (uint8)")
+        rows += [{"pipeline": label, "stage": k, "ms_per_image": 1e3 * v / count} for k, v in ours.items()]
     if root is not None:
         import torch
         from torchvision.datasets.folder import default_loader
