@@ -99,6 +99,18 @@ class EncodedImage:
                 pass  # let Pillow decide: it decodes what libjpeg only warns about, and names real damage
         return np.asarray(decode(self._open_named(), reduction))
 
+    def decode_region(self, reduction: int, region: tuple[int, int, int, int]) -> np.ndarray | None:
+        """Only the pixels region = (x0, y0, x1, y1) of the image at 1/`reduction` scale (the same
+        values as in the whole decode, away from the region's edge), or None: not a JPEG libjpeg
+        decodes to RGB, no region decoder here, or damage (decode the whole file to learn more)."""
+        if self._colorspace not in ("YCbCr", "Gray", "RGB"):
+            return None
+        if self.data.rfind(b"\xff\xd9", max(0, len(self.data) - 64)) < 0:
+            return None  # no end-of-image marker: truncated; the whole decode names it (damage below a crop would hide)
+        from convnext_jax.data.jpeg_region import decode_region
+
+        return decode_region(self.data, reduction, region)
+
     def is_colour_jpeg(self) -> bool:
         """A YCbCr/RGB JPEG (not greyscale, not CMYK): its bytes are a valid RGB training image as they are."""
         return self._colorspace in ("YCbCr", "RGB")

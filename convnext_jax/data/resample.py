@@ -36,8 +36,10 @@ def _load() -> ctypes.CDLL:
         _build(target, sources, flags)
     lib = ctypes.cdll.LoadLibrary(str(target))
     p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-    lib.convnext_resize_rgb.argtypes = [p, i, i, ctypes.c_int64, p, i, i, f, f, f, f, i, p]
+    lib.convnext_resize_rgb.argtypes = [p, p, i, i, ctypes.c_int64, p, i, i, f, f, f, f, i, p]
     lib.convnext_resize_rgb.restype = i
+    lib.convnext_resize_support.argtypes = [i, i, i, i, f, f, f, f, i, ctypes.POINTER(ctypes.c_int)]
+    lib.convnext_resize_support.restype = i
     lib.convnext_resize_scratch_bytes.argtypes = [i, i, i, i]
     lib.convnext_resize_scratch_bytes.restype = ctypes.c_int64
     lib.convnext_affine_bicubic_rgb.argtypes = [p, i, i, p, p, p]
@@ -80,23 +82,47 @@ def _packed(pixels: np.ndarray) -> np.ndarray:
 
 
 def resize(pixels: np.ndarray, size: tuple[int, int], box: Sequence[float] | None = None, *,
-           resample: int = Image.BICUBIC, native: bool = True) -> np.ndarray:
+           resample: int = Image.BICUBIC, native: bool = True, origin: tuple[int, int] = (0, 0),
+           full_size: tuple[int, int] | None = None) -> np.ndarray:
     """Pillow's `Image.resize((width, height), resample, box)` of (H, W, 3) uint8 pixels to
-    size = (height, width); box = (x0, y0, x1, y1) in input pixels (default: the whole image)."""
+    size = (height, width); box = (x0, y0, x1, y1) in input pixels (default: the whole image).
+
+    `pixels` may be only a region of the image, at `origin` = (x, y) of an image of `full_size` =
+    (height, width), if it holds every pixel the resize reads (`support`): the result is that of
+    the whole image (native only).
+    """
     height, width = size
-    in_h, in_w = pixels.shape[:2]
+    in_h, in_w = full_size or pixels.shape[:2]
     box = tuple(box) if box is not None else (0, 0, in_w, in_h)
     lib = native_library() if native and resample in FILTERS else None
     if lib is None:
+        if full_size is not None and (origin != (0, 0) or full_size != pixels.shape[:2]):
+            raise ValueError("resizing a region of an image needs the native ops")
         return np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((width, height), resample, box=box))
     pixels = _packed(pixels)
     out = np.empty((height, width, 3), np.uint8)
     scratch = np.empty(lib.convnext_resize_scratch_bytes(in_h, in_w, height, width), np.uint8)
-    status = lib.convnext_resize_rgb(pixels.ctypes.data, in_h, in_w, pixels.strides[0], out.ctypes.data, height, width,
-                                     *(float(v) for v in box), FILTERS[resample], scratch.ctypes.data)
+    stride = pixels.strides[0]
+    start = pixels.ctypes.data
+    status = lib.convnext_resize_rgb(start - origin[1] * stride - origin[0] * 3, start + pixels.nbytes, in_h, in_w,
+                                     stride, out.ctypes.data, height, width, *(float(v) for v in box),
+                                     FILTERS[resample], scratch.ctypes.data)
     if status != 0:
         raise ValueError(f"cannot resize {in_w}x{in_h} to {width}x{height} with box {box}")
     return out
+
+
+def support(full_size: tuple[int, int], size: tuple[int, int], box: Sequence[float],
+            resample: int = Image.BICUBIC) -> tuple[int, int, int, int] | None:
+    """The pixels (x0, y0, x1, y1) of an image of full_size = (height, width) that `resize` to
+    size = (height, width) with `box` reads; None without the native ops."""
+    lib = native_library()
+    if lib is None or resample not in FILTERS:
+        return None
+    region = (ctypes.c_int * 4)()
+    if lib.convnext_resize_support(*full_size, *size, *(float(v) for v in box), FILTERS[resample], region) != 0:
+        return None
+    return tuple(region)  # type: ignore[return-value]
 
 
 def affine(pixels: np.ndarray, matrix: Sequence[float], fill: Sequence[int], *, native: bool = True) -> np.ndarray:

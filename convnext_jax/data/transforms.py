@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from convnext_jax.data import resample
-from convnext_jax.data.images import decode, decode_array, reduction_for
+from convnext_jax.data.images import EncodedImage, decode, decode_array, reduction_for
+from convnext_jax.data.jpeg_region import MARGIN
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,6 +59,10 @@ def _resize(image: Image.Image | np.ndarray, size: tuple[int, int],
         box_w, box_h = box[2] - box[0], box[3] - box[1]
         factor = reduction_for(image, (int(math.ceil(width * full_w / box_w)), int(math.ceil(height * full_h / box_h))))
     if native:
+        if isinstance(image, EncodedImage):
+            resized = _resize_region(image, size, box, factor)
+            if resized is not None:
+                return resized
         array = decode_array(image, factor)
         if factor > 1:
             box = (box[0] / factor, box[1] / factor, min(box[2] / factor, array.shape[1]),
@@ -68,6 +73,25 @@ def _resize(image: Image.Image | np.ndarray, size: tuple[int, int],
         box = (box[0] / factor, box[1] / factor, min(box[2] / factor, pixels.size[0]),
                min(box[3] / factor, pixels.size[1]))
     return pixels.resize((width, height), Image.BICUBIC, box=box)
+
+
+def _resize_region(image: EncodedImage, size: tuple[int, int], box: tuple[float, float, float, float],
+                   factor: int) -> np.ndarray | None:
+    """`_resize` of a JPEG decoding only the pixels the resize reads (plus a margin): the same
+    result as decoding it whole. None when the region decoder cannot (the caller decodes whole)."""
+    width, height = image.size
+    full = (-(-height // factor), -(-width // factor))  # libjpeg's scaled size, ceil(size / factor)
+    if factor > 1:
+        box = (box[0] / factor, box[1] / factor, min(box[2] / factor, full[1]), min(box[3] / factor, full[0]))
+    needed = resample.support(full, size, box)
+    if needed is None:
+        return None
+    x0, y0 = max(0, needed[0] - MARGIN), max(0, needed[1] - MARGIN)
+    x1, y1 = min(full[1], needed[2] + MARGIN), min(full[0], needed[3] + MARGIN)
+    pixels = image.decode_region(factor, (x0, y0, x1, y1))
+    if pixels is None:
+        return None
+    return resample.resize(pixels, size, box, origin=(x0, y0), full_size=full)
 
 
 def random_resized_crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],

@@ -78,9 +78,10 @@ def library_path(sources: tuple[Path, ...] | None = None, headers: tuple[Path, .
     return _cache_dir() / key / name
 
 
-def _build(target: Path, sources: tuple[Path, ...] | None = None, flags: tuple[str, ...] | None = None) -> None:
-    """Compile every source (default: the XLA kernels) to an object file (in parallel), link them,
-    rename into place."""
+def _build(target: Path, sources: tuple[Path, ...] | None = None, flags: tuple[str, ...] | None = None,
+           libraries: tuple[str, ...] = ()) -> None:
+    """Compile every source (default: the XLA kernels) to an object file (in parallel), link them
+    (with `libraries`: linker arguments after the objects), rename into place."""
     sources, flags = sources or SOURCES, flags or FLAGS
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ def _build(target: Path, sources: tuple[Path, ...] | None = None, flags: tuple[s
             if proc.returncode != 0:
                 raise KernelBuildError(f"compiling {source.name} failed ({' '.join(cmd)}):\n{stderr[-4000:]}")
         library = workdir / target.name
-        cmd = [_compiler(), *flags, *(str(workdir / f"{s.stem}.o") for s in sources), "-o", str(library)]
+        cmd = [_compiler(), *flags, *(str(workdir / f"{s.stem}.o") for s in sources), *libraries, "-o", str(library)]
         result = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if result.returncode != 0:
             raise KernelBuildError(f"linking {target.name} failed ({' '.join(cmd)}):\n{result.stderr[-4000:]}")

@@ -180,7 +180,9 @@ void Horizontal(const uint8_t* in, int64_t stride, const uint8_t* in_end, int of
 }
 
 // Vertical pass: every output row a weighted sum of input rows (vectorised along the row).
-void Vertical(const uint8_t* in, int64_t stride, int width, uint8_t* out, int out_h, const Coefficients& c) {
+void Vertical(const uint8_t* in, int64_t stride, int width, uint8_t* out, int out_h, const Coefficients& c,
+              int64_t out_stride = -1) {
+  if (out_stride < 0) out_stride = (int64_t)width * 3;
   const int n = width * 3;
   std::vector<int32_t> acc(n);
   for (int yy = 0; yy < out_h; yy++) {
@@ -193,7 +195,7 @@ void Vertical(const uint8_t* in, int64_t stride, int width, uint8_t* out, int ou
       const int32_t w = k[y];
       for (int j = 0; j < n; j++) a[j] += row[j] * w;
     }
-    uint8_t* dst = out + (int64_t)yy * n;
+    uint8_t* dst = out + (int64_t)yy * out_stride;
     for (int j = 0; j < n; j++) dst[j] = Clip8(a[j]);
   }
 }
@@ -292,26 +294,32 @@ void AffinePixels(const uint8_t* in, int64_t stride, const Sample* s, uint8_t* c
   }
 }
 
+bool MakeFilter(int filter_id, Filter* filter) {
+  if (filter_id == 2) {
+    *filter = {BilinearFilter, 1.0};
+  } else if (filter_id == 3) {
+    *filter = {BicubicFilter, 2.0};
+  } else {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 extern "C" {
 
-// Pillow's Image.resize(size, BICUBIC or BILINEAR, box) of a packed RGB image (rows `stride` bytes
-// apart) into `out` (out_h x out_w x 3, packed). filter: 2 = bilinear, 3 = bicubic (Pillow's
-// Resampling numbers). `scratch` holds the intermediate pass (out_w * in_h * 3 or in_w * out_h * 3
-// bytes, whichever pass runs first; see convnext_resize_scratch_bytes). Returns 0, or -1 for an
-// unsupported filter / size.
-int convnext_resize_rgb(const uint8_t* in, int in_h, int in_w, int64_t stride, uint8_t* out, int out_h, int out_w,
-                        float x0, float y0, float x1, float y1, int filter_id, uint8_t* scratch) {
+// Pillow's Image.resize(size, BICUBIC or BILINEAR, box) of a packed RGB image of in_h x in_w
+// pixels (rows `stride` bytes apart) into `out` (out_h x out_w x 3, packed). filter: 2 = bilinear,
+// 3 = bicubic (Pillow's Resampling numbers). Only the pixels of convnext_resize_support are read,
+// so `in` may point at the origin of a virtual image of which only that region is in memory;
+// `in_end` is the end of the readable bytes. `scratch` holds the intermediate pass
+// (convnext_resize_scratch_bytes). Returns 0, or -1 for an unsupported filter / size.
+int convnext_resize_rgb(const uint8_t* in, const uint8_t* in_end, int in_h, int in_w, int64_t stride, uint8_t* out,
+                        int out_h, int out_w, float x0, float y0, float x1, float y1, int filter_id,
+                        uint8_t* scratch) {
   Filter filter;
-  if (filter_id == 2) {
-    filter = {BilinearFilter, 1.0};
-  } else if (filter_id == 3) {
-    filter = {BicubicFilter, 2.0};
-  } else {
-    return -1;
-  }
-  const uint8_t* in_end = in + (int64_t)(in_h - 1) * stride + (int64_t)in_w * 3;
+  if (!MakeFilter(filter_id, &filter)) return -1;
   bool need_horizontal = out_w != in_w || x0 || x1 != out_w;
   bool need_vertical = out_h != in_h || y0 || y1 != out_h;
   bool horizontal_first = !((in_h - out_h) > 0 && (in_h - out_h) > (in_w - out_w) * 2);
@@ -339,9 +347,11 @@ int convnext_resize_rgb(const uint8_t* in, int in_h, int in_w, int64_t stride, u
     }
   } else {
     if (need_vertical && need_horizontal) {
-      Vertical(in, stride, in_w, scratch, out_h, vert);
-      const uint8_t* end = scratch + (int64_t)out_h * in_w * 3;
-      Horizontal(scratch, (int64_t)in_w * 3, end, 0, out_h, out, out_w, horiz);
+      // Pillow runs the vertical pass over every column; only those the horizontal pass reads matter.
+      int first = horiz.bounds[0], last = horiz.bounds[out_w * 2 - 2] + horiz.bounds[out_w * 2 - 1];
+      const int64_t scratch_stride = (int64_t)in_w * 3;
+      Vertical(in + first * 3, stride, last - first, scratch + first * 3, out_h, vert, scratch_stride);
+      Horizontal(scratch, scratch_stride, scratch + (int64_t)out_h * scratch_stride, 0, out_h, out, out_w, horiz);
       return 0;
     }
     if (need_vertical) {
@@ -354,6 +364,24 @@ int convnext_resize_rgb(const uint8_t* in, int in_h, int in_w, int64_t stride, u
     }
   }
   for (int y = 0; y < out_h; y++) std::memcpy(out + (int64_t)y * out_w * 3, in + (int64_t)y * stride, (size_t)out_w * 3);
+  return 0;
+}
+
+// The input pixels convnext_resize_rgb reads for these arguments: columns [region[0], region[2]),
+// rows [region[1], region[3]). Returns 0, or -1 as convnext_resize_rgb.
+int convnext_resize_support(int in_h, int in_w, int out_h, int out_w, float x0, float y0, float x1, float y1,
+                            int filter_id, int* region) {
+  Filter filter;
+  if (!MakeFilter(filter_id, &filter)) return -1;
+  Coefficients horiz, vert;
+  if (!Precompute(in_w, x0, x1, out_w, filter, &horiz) || !Precompute(in_h, y0, y1, out_h, filter, &vert)) return -1;
+  bool need_horizontal = out_w != in_w || x0 || x1 != out_w;
+  bool need_vertical = out_h != in_h || y0 || y1 != out_h;
+  region[0] = need_horizontal ? horiz.bounds[0] : 0;
+  region[2] = need_horizontal ? horiz.bounds[out_w * 2 - 2] + horiz.bounds[out_w * 2 - 1] : in_w;
+  region[1] = need_vertical || need_horizontal ? vert.bounds[0] : 0;
+  region[3] = need_vertical || need_horizontal ? vert.bounds[out_h * 2 - 2] + vert.bounds[out_h * 2 - 1] : in_h;
+  if (!need_vertical && !need_horizontal) region[0] = 0, region[2] = in_w, region[1] = 0, region[3] = in_h;
   return 0;
 }
 

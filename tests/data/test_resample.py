@@ -46,6 +46,52 @@ def test_resize_equals_pillow_byte_for_byte():
             np.testing.assert_array_equal(got, expected, err_msg=f"{width}x{height} -> {out_w}x{out_h} {box}")
 
 
+def test_resizing_only_the_support_region_gives_the_whole_images_result():
+    """resize reads only `support`'s pixels: a region holding them, placed at its origin, gives the
+    same bytes (both pass orders: wide images run horizontally first, tall ones vertically)."""
+    rng = np.random.default_rng(6)
+    for case in range(60):
+        height, width = (int(v) for v in rng.integers(8, 300, 2))
+        if case % 3 == 0:
+            height = width * 4  # tall: Pillow runs the vertical pass first
+        pixels = _photo(rng, height, width)
+        out_h, out_w = (int(v) for v in rng.integers(1, 120, 2))
+        x0, y0 = rng.uniform(0, width * 0.7), rng.uniform(0, height * 0.7)
+        box = (x0, y0, rng.uniform(x0 + 0.5, width), rng.uniform(y0 + 0.5, height))
+        whole = resample.resize(pixels, (out_h, out_w), box)
+        rx0, ry0, rx1, ry1 = resample.support((height, width), (out_h, out_w), box)
+        assert 0 <= rx0 < rx1 <= width and 0 <= ry0 < ry1 <= height
+        region = pixels[ry0:ry1, rx0:rx1].copy()
+        got = resample.resize(region, (out_h, out_w), box, origin=(rx0, ry0), full_size=(height, width))
+        np.testing.assert_array_equal(got, whole, err_msg=f"{width}x{height} -> {out_w}x{out_h} {box}")
+
+
+def test_jpeg_region_decoding_equals_the_whole_decode():
+    from convnext_jax.data.jpeg_region import MARGIN, decode_region
+
+    rng = np.random.default_rng(7)
+    for index, data in enumerate(_files(rng)):
+        image = open_image(data, "x")
+        for reduction in (1, 2, 4, 8):
+            whole = image.decode_array(reduction)
+            height, width = whole.shape[:2]
+            x0, y0 = int(rng.integers(0, width - 1)), int(rng.integers(0, height - 1))
+            x1, y1 = int(rng.integers(x0 + 1, width + 1)), int(rng.integers(y0 + 1, height + 1))
+            region = (max(0, x0 - MARGIN), max(0, y0 - MARGIN), min(width, x1 + MARGIN), min(height, y1 + MARGIN))
+            got = image.decode_region(reduction, region)
+            if index % 4 in (2, 3):  # CMYK JPEG, PNG: not for the region decoder
+                assert got is None
+                continue
+            inner = got[y0 - region[1]:y1 - region[1], x0 - region[0]:x1 - region[0]]
+            np.testing.assert_array_equal(inner, whole[y0:y1, x0:x1])
+    damaged = _files(np.random.default_rng(3))[0]
+    assert decode_region(damaged[:2000], 1, (0, 0, 8, 200)) is None  # libjpeg warned: decode whole
+    # Truncated below the crop: libjpeg would not notice, so a file without its end marker is decoded whole
+    # (where Pillow calls it truncated, as before).
+    truncated = open_image(damaged[:len(damaged) * 9 // 10], "cut.jpg")
+    assert truncated.decode_region(1, (0, 0, 8, 8)) is None
+
+
 def test_affine_warp_equals_pillow_byte_for_byte():
     rng = np.random.default_rng(1)
     for case in range(80):
