@@ -276,22 +276,25 @@ inline v4d BicubicRow(const uint8_t* line, const int xs[4], double d, bool wide)
   return p1 + dv * (p2 + dv * (p3 + dv * p4));
 }
 
-// N pixels at once (independent chains the CPU overlaps), channels in lanes 0-2. `wide`: 4
-// readable bytes at every tap (all but the last row of the image).
-template <int N>
-void AffinePixels(const uint8_t* in, int64_t stride, const Sample* s, uint8_t* const* dst, bool wide) {
-  v4d rows[4][N];
-  for (int r = 0; r < 4; r++) {
-    for (int n = 0; n < N; n++) {
-      rows[r][n] = BicubicRow(in + s[n].rows[r] * stride, s[n].xs, s[n].dx, wide);
+// One output pixel, channels in lanes 0-2 (`wide`: 4 readable bytes at every tap). Where the
+// sample point falls exactly on a pixel row (dy == 0: shear X, translations) Pillow's outer
+// interpolation returns its second argument unchanged (p1 + 0 * (...) == p1), and on a pixel column
+// (dx == 0) its inner one returns the tap itself, so those are skipped: the same bytes, less work.
+inline void AffinePixel(const uint8_t* in, int64_t stride, const Sample& s, uint8_t* dst, bool wide) {
+  v4d v;
+  if (s.dy == 0.0) {
+    const uint8_t* line = in + s.rows[1] * stride;
+    v = s.dx == 0.0 ? ToDouble(LoadTap(line + s.xs[1], wide)) : BicubicRow(line, s.xs, s.dx, wide);
+  } else {
+    v4d rows[4];
+    for (int r = 0; r < 4; r++) {
+      const uint8_t* line = in + s.rows[r] * stride;
+      rows[r] = s.dx == 0.0 ? ToDouble(LoadTap(line + s.xs[1], wide)) : BicubicRow(line, s.xs, s.dx, wide);
     }
+    v = Bicubic<v4d>(rows[0], rows[1], rows[2], rows[3], v4d{s.dy, s.dy, s.dy, s.dy});
   }
-  for (int n = 0; n < N; n++) {
-    v4d dy = {s[n].dy, s[n].dy, s[n].dy, s[n].dy};
-    v4d v = Bicubic<v4d>(rows[0][n], rows[1][n], rows[2][n], rows[3][n], dy);
-    double out[4] = {v[0], v[1], v[2], v[3]};
-    Store(dst[n], out);
-  }
+  double out[4] = {v[0], v[1], v[2], v[3]};
+  Store(dst, out);
 }
 
 bool MakeFilter(int filter_id, Filter* filter) {
@@ -397,28 +400,16 @@ int64_t convnext_resize_scratch_bytes(int in_h, int in_w, int out_h, int out_w) 
 void convnext_affine_bicubic_rgb(const uint8_t* in, int h, int w, uint8_t* out, const double* m,
                                  const uint8_t* fill) {
   const int64_t stride = (int64_t)w * 3;
-  constexpr int kBatch = 4;
   for (int y = 0; y < h; y++) {
     uint8_t* line = out + (int64_t)y * stride;
-    Sample samples[kBatch];
-    uint8_t* dsts[kBatch];
-    int pending = 0;
-    bool wide = true;
     for (int x = 0; x < w; x++) {
-      Sample& s = samples[pending];
+      Sample s;
       if (!Locate(m, x, y, w, h, &s)) {
         std::memcpy(line + x * 3, fill, 3);
         continue;
       }
-      wide = wide && s.rows[3] < h - 1;  // the last row's last pixel has no fourth byte after it
-      dsts[pending++] = line + x * 3;
-      if (pending == kBatch) {
-        AffinePixels<kBatch>(in, stride, samples, dsts, wide);
-        pending = 0;
-        wide = true;
-      }
+      AffinePixel(in, stride, s, line + x * 3, s.rows[3] < h - 1);  // the last row's last pixel ends the buffer
     }
-    for (int n = 0; n < pending; n++) AffinePixels<1>(in, stride, &samples[n], &dsts[n], wide);
   }
 }
 

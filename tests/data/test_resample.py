@@ -97,13 +97,17 @@ def test_affine_warp_equals_pillow_byte_for_byte():
     for case in range(80):
         height, width = (int(v) for v in rng.integers(1, 200, 2))
         pixels = _photo(rng, height, width)
-        if case % 3 == 0:
+        shift, shear = rng.uniform(-0.5, 0.5, 2) * (width, height), rng.uniform(-0.4, 0.4, 2)
+        if case % 4 == 0:  # a rotation
             angle = -math.radians(rng.uniform(-40, 40))
             matrix = (math.cos(angle), math.sin(angle), rng.uniform(-30, 30), -math.sin(angle), math.cos(angle),
                       rng.uniform(-30, 30))
+        elif case % 4 == 1:  # shear X / translate X: samples on pixel rows
+            matrix = (1, shear[0], shift[0], 0, 1, 0)
+        elif case % 4 == 2:  # shear Y / translate Y: samples on pixel columns
+            matrix = (1, 0, 0, shear[1], 1, shift[1])
         else:
-            matrix = (1, rng.uniform(-0.4, 0.4), rng.uniform(-0.5, 0.5) * width, rng.uniform(-0.4, 0.4), 1,
-                      rng.uniform(-0.5, 0.5) * height)
+            matrix = (1, shear[0], shift[0], shear[1], 1, shift[1])
         fill = tuple(int(v) for v in rng.integers(0, 256, 3))
         expected = np.asarray(Image.fromarray(pixels).transform((width, height), Image.AFFINE, matrix,
                                                                 resample=Image.BICUBIC, fillcolor=fill))
