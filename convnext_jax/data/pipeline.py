@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import grain
 import numpy as np
 
+from convnext_jax.data import jpeg_region
 from convnext_jax.data.images import BadImageError
 from convnext_jax.data.randaugment import rand_augment_from_string
 from convnext_jax.data.resample import use_native
@@ -33,7 +34,7 @@ def train_transforms(image_size: int, *, scale: Sequence[float] = (0.08, 1.0),
     skips jitter when auto_augment is set). Normalisation, mixup/cutmix and random erasing follow
     on the device (`on_device.InputStage`). `image_ops`: resizes and warps in C++ ('native'),
     with Pillow ('pil') or native when it builds ('auto'); the same pixels either way."""
-    native = use_native(image_ops)  # builds the native ops here, before any worker process needs them
+    native = _native_ops(image_ops)
     ops: list = [RandomResizedCrop(image_size, tuple(scale), tuple(ratio), reduce=reduce, native=native)]
     if hflip > 0:
         ops.append(RandomHorizontalFlip(hflip))
@@ -47,7 +48,16 @@ def train_transforms(image_size: int, *, scale: Sequence[float] = (0.08, 1.0),
 
 def eval_transforms(image_size: int, *, crop_pct: float = 0.875, image_ops: str = "auto") -> list:
     """Resize the shorter side to image_size / crop_pct, centre crop, uint8 pixels (as timm's eval)."""
-    return [ResizeCenterCrop(image_size, crop_pct, native=use_native(image_ops)), ToArray()]
+    return [ResizeCenterCrop(image_size, crop_pct, native=_native_ops(image_ops)), ToArray()]
+
+
+def _native_ops(image_ops: str) -> bool:
+    """Whether to use the native image ops; builds them (and the JPEG region decoder) here, once,
+    before worker processes need them."""
+    native = use_native(image_ops)
+    if native:
+        jpeg_region.decoder()
+    return native
 
 
 MAX_THREADS = 16  # ~0.2 ms of GIL-held Python per ~3 ms image: past ~16 threads one process saturates its GIL
