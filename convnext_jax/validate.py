@@ -101,7 +101,7 @@ def _load_model(path: str, kind: str, args: Any) -> tuple[Any, str]:
         params = checkpoints.read_checkpoint_params(path, step, use_ema=use_ema)
         cfg = tree.infer_fcmae_config(params) if tree.is_fcmae_tree(params) else tree.infer_config(params)
     else:
-        cfg = load.source_config(path, use_ema=use_ema)
+        cfg, read = load.read_source(path, use_ema=use_ema)
     if hasattr(cfg, "encoder"):
         raise ConfigError(f"{path} holds FCMAE pre-training weights (an encoder and a pixel decoder, no "
                           "classifier): fine-tune them first (configs/finetune.py), then validate the result")
@@ -119,7 +119,7 @@ def _load_model(path: str, kind: str, args: Any) -> tuple[Any, str]:
         tree.load_tree(model, params, source=f"the weights of {path} (step {step})")
         what = f"{path} step {step}" + (" EMA" if use_ema else "")
     else:
-        load.load_pretrained(model, path, use_ema=use_ema)
+        load.load_pretrained(model, path, use_ema=use_ema, read=read)  # the file is read once
         what = path + (" EMA" if use_ema else "")
     return model, what
 

@@ -42,15 +42,15 @@ def main(argv: Iterable[str] | None = None) -> int:
     from convnext_jax.models.registry import build_any
     from convnext_jax.models.variants import model_config
     from convnext_jax.weights.directory import save_weights
-    from convnext_jax.weights.load import load_pretrained, source_config, source_kind
+    from convnext_jax.weights.load import load_pretrained, read_source, source_kind
 
     args = _parser().parse_args(None if argv is None else list(argv))
     if os.path.exists(args.dst) and not args.force:
         raise WeightsExistError(f"{args.dst} exists; pass --force to overwrite")
     if source_kind(args.src) != "pytorch":
-        cfg = source_config(args.src, use_ema=args.use_ema)
+        cfg, read = read_source(args.src, use_ema=args.use_ema)
         model = build_any(cfg)
-        load_pretrained(model, args.src, use_ema=args.use_ema)
+        load_pretrained(model, args.src, use_ema=args.use_ema, read=read)  # the checkpoint is read once
         if args.dst.endswith((".safetensors", ".pth", ".pt", ".bin")):
             tensors = export_pytorch_weights(model)
             write_state_dict(tensors, args.dst)

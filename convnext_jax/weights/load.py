@@ -28,19 +28,28 @@ def source_kind(path: str | os.PathLike) -> str:
     return "pytorch"
 
 
+def read_source(path: str | os.PathLike, *, use_ema: bool = False) -> tuple[Any, Any]:
+    """(the model stored at `path`, what was read to learn it): a ConvNeXtConfig (named variants
+    keep their options) or an FCMAEConfig, and the file's state dict / the checkpoint's params
+    (None for a weights directory). Hand the second to `load_pretrained(..., read=...)` so a large
+    file is read once."""
+    kind = source_kind(path)
+    if kind == "weights_dir":
+        return directory.load_config(path), None
+    if kind == "workdir":
+        params = checkpoints.read_checkpoint_params(path, use_ema=use_ema)
+        return (tree.infer_fcmae_config(params) if tree.is_fcmae_tree(params) else tree.infer_config(params)), params
+    state = pytorch.read_state_dict(path)
+    tensors = pytorch.flat_tensors(state, use_ema=use_ema)
+    if is_fcmae_checkpoint(tensors):
+        return pytorch.infer_fcmae_config(tensors), state
+    return pytorch.infer_config(pytorch.to_timm_layout(tensors)), state
+
+
 def source_config(path: str | os.PathLike, *, use_ema: bool = False) -> Any:
     """The model stored at `path`: a ConvNeXtConfig (named variants keep their options), or an
     FCMAEConfig for FCMAE (pre-training) weights."""
-    kind = source_kind(path)
-    if kind == "weights_dir":
-        return directory.load_config(path)
-    if kind == "workdir":
-        params = checkpoints.read_checkpoint_params(path, use_ema=use_ema)
-        return tree.infer_fcmae_config(params) if tree.is_fcmae_tree(params) else tree.infer_config(params)
-    tensors = pytorch.flat_tensors(pytorch.read_state_dict(path), use_ema=use_ema)
-    if is_fcmae_checkpoint(tensors):
-        return pytorch.infer_fcmae_config(tensors)
-    return pytorch.infer_config(pytorch.to_timm_layout(tensors))
+    return read_source(path, use_ema=use_ema)[0]
 
 
 def encoder_config(cfg: Any) -> ConvNeXtConfig:
@@ -49,17 +58,19 @@ def encoder_config(cfg: Any) -> ConvNeXtConfig:
 
 
 def load_pretrained(model: Any, path: str | os.PathLike, *, reset_head: bool = False,
-                    use_ema: bool = False) -> str:
+                    use_ema: bool = False, read: Any = None) -> str:
     """Load the weights at `path` into `model` in place (nothing is loaded when they do not fit);
-    returns a one-line description of what was loaded."""
+    returns a one-line description of what was loaded. `read`: what `read_source(path)` read (with
+    the same use_ema), so the file is not read again."""
     kind = source_kind(path)
     if kind == "weights_dir":
         tree.load_tree(model, directory.read_params(path), reset_head=reset_head, source=f"the weights in {path}")
     elif kind == "workdir":
         step = checkpoints.checkpoint_steps(path)[-1]
-        params = checkpoints.read_checkpoint_params(path, step, use_ema=use_ema)
+        params = read if read is not None else checkpoints.read_checkpoint_params(path, step, use_ema=use_ema)
         tree.load_tree(model, params, reset_head=reset_head, source=f"the weights of {path} (step {step})")
     else:
-        pytorch.load_pytorch_weights(model, path, reset_head=reset_head, use_ema=use_ema)
+        pytorch.load_pytorch_weights(model, read if read is not None else path, reset_head=reset_head,
+                                     use_ema=use_ema)
     return (f"initialised from {path}" + (" (EMA)" if use_ema else "")
             + (" with a fresh classifier" if reset_head else ""))

@@ -66,7 +66,12 @@ def test_best_picks_the_checkpoint_and_weights_of_the_runs_selection(run, tmp_pa
     assert f"step {best['step']}" in row["weights"]
 
 
-def test_exported_pytorch_weights_validate_to_the_same_numbers(run, tmp_path, capsys):
+def test_exported_pytorch_weights_validate_to_the_same_numbers(run, tmp_path, capsys, monkeypatch):
+    from convnext_jax.weights import pytorch
+
+    reads = []
+    read_state_dict = pytorch.read_state_dict
+    monkeypatch.setattr(pytorch, "read_state_dict", lambda path: reads.append(path) or read_state_dict(path))
     pth = tmp_path / "atto.pth"
     result = subprocess.run([sys.executable, "-m", "convnext_jax.convert", str(run), str(pth)], capture_output=True,
                             text=True, cwd=ROOT, timeout=300)
@@ -78,6 +83,7 @@ def test_exported_pytorch_weights_validate_to_the_same_numbers(run, tmp_path, ca
         ours, theirs = list(csv.DictReader(f))
     assert theirs["top1"] == ours["top1"] and float(theirs["loss"]) == pytest.approx(float(ours["loss"]), abs=1e-4)
     assert theirs["model"] == "convnextv2_atto" or theirs["model"] == "convnext"
+    assert reads == [str(pth)]  # the architecture is inferred from the same read as the weights loaded
 
 
 @pytest.mark.parametrize("argv, message", [
