@@ -70,10 +70,15 @@ class EncodedImage:
                 import simplejpeg
 
                 height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-                self.size, self.format, self._colorspace = (width, height), "JPEG", colorspace
-                return
             except (ImportError, ValueError):
                 pass
+            else:
+                limit = Image.MAX_IMAGE_PIXELS
+                if limit and width * height > 2 * limit:  # what Pillow refuses to open (decompression bomb)
+                    raise BadImageError(f"cannot decode image {name}: {width}x{height} pixels exceeds the limit of "
+                                        f"{2 * limit} (Pillow's decompression-bomb check)", name)
+                self.size, self.format, self._colorspace = (width, height), "JPEG", colorspace
+                return
         with self._open() as image:
             self.size, self.format = image.size, image.format
 

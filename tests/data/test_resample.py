@@ -169,6 +169,15 @@ def test_encoded_images_decode_as_pillow_does_at_every_scale():
         open_image(b"\xff\xd8 not a jpeg at all", "junk.jpg")
 
 
+def test_a_decompression_bomb_is_refused_as_pillow_refuses_it(monkeypatch):
+    data = _encoded(np.zeros((64, 64, 3), np.uint8), "JPEG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels > 2x the limit
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(data))
+    with pytest.raises(BadImageError, match="bomb.jpg.*decompression-bomb"):
+        open_image(data, "bomb.jpg")
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_native_and_pillow_transforms_give_the_same_arrays(training):
     from convnext_jax.data.images import open_image as open_
