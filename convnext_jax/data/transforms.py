@@ -58,31 +58,25 @@ def _resize(image: Image.Image | np.ndarray, size: tuple[int, int],
     if reduce and not isinstance(image, np.ndarray):
         box_w, box_h = box[2] - box[0], box[3] - box[1]
         factor = reduction_for(image, (int(math.ceil(width * full_w / box_w)), int(math.ceil(height * full_h / box_h))))
+    if factor > 1:  # the decoded image is ceil(size / factor), as libjpeg scales (Pillow's draft mode too)
+        box = (box[0] / factor, box[1] / factor, min(box[2] / factor, -(-full_w // factor)),
+               min(box[3] / factor, -(-full_h // factor)))
     if native:
         if isinstance(image, EncodedImage):
             resized = _resize_region(image, size, box, factor)
             if resized is not None:
                 return resized
-        array = decode_array(image, factor)
-        if factor > 1:
-            box = (box[0] / factor, box[1] / factor, min(box[2] / factor, array.shape[1]),
-                   min(box[3] / factor, array.shape[0]))
-        return resample.resize(array, size, box)
-    pixels = decode(image, factor)
-    if factor > 1:
-        box = (box[0] / factor, box[1] / factor, min(box[2] / factor, pixels.size[0]),
-               min(box[3] / factor, pixels.size[1]))
-    return pixels.resize((width, height), Image.BICUBIC, box=box)
+        return resample.resize(decode_array(image, factor), size, box)
+    return decode(image, factor).resize((width, height), Image.BICUBIC, box=box)
 
 
 def _resize_region(image: EncodedImage, size: tuple[int, int], box: tuple[float, float, float, float],
                    factor: int) -> np.ndarray | None:
-    """`_resize` of a JPEG decoding only the pixels the resize reads (plus a margin): the same
-    result as decoding it whole. None when the region decoder cannot (the caller decodes whole)."""
+    """`_resize` of a JPEG (box in its 1/`factor` scaled pixels) decoding only the pixels the resize
+    reads, plus a margin: the same result as decoding it whole. None when the region decoder cannot
+    (the caller decodes whole)."""
     width, height = image.size
     full = (-(-height // factor), -(-width // factor))  # libjpeg's scaled size, ceil(size / factor)
-    if factor > 1:
-        box = (box[0] / factor, box[1] / factor, min(box[2] / factor, full[1]), min(box[3] / factor, full[0]))
     needed = resample.support(full, size, box)
     if needed is None:
         return None
