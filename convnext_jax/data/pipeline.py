@@ -193,6 +193,10 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
         loader = loader.random_map(op, seed=seed + 1 + index) if isinstance(op, grain.transforms.RandomMap) \
             else loader.map(op)
     if worker_count > 0:
+        if not batch_transforms and hasattr(loader, "enable_shared_memory_output"):
+            # Batches are stacked straight into shared memory (grain does this itself only for 2+ workers;
+            # with one, every batch was stacked, then copied into shared memory).
+            loader.enable_shared_memory_output()
         loader = loader.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
                                                                  per_worker_buffer_size=worker_buffer_size))
     return loader
