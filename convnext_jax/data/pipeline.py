@@ -60,7 +60,9 @@ def _native_ops(image_ops: str) -> bool:
     return native
 
 
-MAX_THREADS = 16  # ~0.2 ms of GIL-held Python per ~3 ms image: past ~16 threads one process saturates its GIL
+# py-spy --gil (2026-11-26): ~0.5 ms of GIL-held Python per image (grain, the transforms' glue, Pillow's colour
+# ops) against ~2 ms of decoding/resampling without it, so one process saturates its GIL near 5 busy threads.
+MAX_THREADS = 8
 
 
 def default_threads(worker_count: int) -> int:

@@ -98,7 +98,7 @@ SCHEMA: schema.Schema = {
         "workers": Key(0, "worker processes that decode and augment (0: threads of the main process)", low=0,
                        run=False),
         "threads": Key(0, "decoding/augmenting threads per process (0: the cores divided among the processes, "
-                          "at most 16; on bigger machines add data.workers)", low=0, run=False),
+                          "at most 8: one process's GIL saturates near 5; on bigger machines add data.workers)", low=0, run=False),
         "image_ops": Key("auto", "resize/warp implementation: native (C++, built on first use), pil, or auto "
                                  "(native when it builds); the same pixels either way, native is faster",
                          choices=("auto", "native", "pil"), run=False),
