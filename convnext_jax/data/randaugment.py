@@ -41,10 +41,13 @@ def _posterize(image: Image.Image, bits: int) -> Image.Image:
     return ImageOps.posterize(image, bits)
 
 
+def _enhance_factor(level: float, rng: np.random.Generator) -> float:
+    return max(0.1, 1.0 + _negate(level / LEVEL_DENOM * 0.9, rng))
+
+
 def _enhance(kind: Any) -> Callable[[Image.Image, float, np.random.Generator, tuple], Image.Image]:
     def op(image: Image.Image, level: float, rng: np.random.Generator, fill: tuple) -> Image.Image:
-        factor = max(0.1, 1.0 + _negate(level / LEVEL_DENOM * 0.9, rng))
-        return kind(image).enhance(factor)
+        return kind(image).enhance(_enhance_factor(level, rng))
 
     return op
 
@@ -99,6 +102,8 @@ MATRICES: dict[str, Callable[[tuple[int, int], float, np.random.Generator], tupl
     "TranslateYRel": lambda size, m, rng: (1, 0, 0, 0, 1, _negate(m / LEVEL_DENOM * 0.45, rng) * size[1]),
 }
 GEOMETRIC = ("Rotate", *MATRICES)
+# Enhancements done natively (resample.enhance, Pillow's bytes); Sharpness stays with Pillow.
+ENHANCEMENTS = {"ColorIncreasing": "Color", "ContrastIncreasing": "Contrast", "BrightnessIncreasing": "Brightness"}
 
 
 def _warp_native(name: str, image: Any, magnitude: float, rng: np.random.Generator, fill: tuple) -> Any:
@@ -125,7 +130,7 @@ class RandAugment(grain.transforms.RandomMap):
     magnitude_max: float = LEVEL_DENOM
     prob: float = 0.5
     fill: tuple[int, ...] = (124, 116, 104)  # ImageNet mean in 0..255, as timm
-    native: bool = False  # rotate/shear/translate with the native warp (resample.py): the same pixels, faster
+    native: bool = False  # warps and colour/contrast/brightness natively (resample.py): the same pixels, faster
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         image = element["image"]
@@ -142,6 +147,8 @@ class RandAugment(grain.transforms.RandomMap):
             name = names[index]
             if self.native and name in GEOMETRIC:
                 image = _warp_native(name, image, magnitude, rng, self.fill)
+            elif self.native and name in ENHANCEMENTS:
+                image = resample.enhance(as_array(image), ENHANCEMENTS[name], _enhance_factor(magnitude, rng))
             else:
                 image = OPS[name](as_pil(image), magnitude, rng, self.fill)
         return {**element, "image": image}

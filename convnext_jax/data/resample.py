@@ -44,6 +44,8 @@ def _load() -> ctypes.CDLL:
     lib.convnext_resize_scratch_bytes.restype = ctypes.c_int64
     lib.convnext_affine_bicubic_rgb.argtypes = [p, i, i, p, p, p]
     lib.convnext_affine_bicubic_rgb.restype = None
+    lib.convnext_enhance_rgb.argtypes = [p, ctypes.c_int64, p, i, f]
+    lib.convnext_enhance_rgb.restype = None
     return lib
 
 
@@ -140,4 +142,22 @@ def affine(pixels: np.ndarray, matrix: Sequence[float], fill: Sequence[int], *, 
     colour = np.asarray(fill[:3], np.uint8)
     lib.convnext_affine_bicubic_rgb(pixels.ctypes.data, height, width, out.ctypes.data, coefficients.ctypes.data,
                                     colour.ctypes.data)
+    return out
+
+
+ENHANCEMENTS = {"Brightness": 0, "Color": 1, "Contrast": 2}  # the C code's kinds
+
+
+def enhance(pixels: np.ndarray, kind: str, factor: float, *, native: bool = True) -> np.ndarray:
+    """Pillow's `ImageEnhance.<kind>(image).enhance(factor)` (Brightness, Color or Contrast) of
+    (H, W, 3) uint8 pixels."""
+    lib = native_library() if native else None
+    if lib is None:
+        from PIL import ImageEnhance
+
+        return np.asarray(getattr(ImageEnhance, kind)(Image.fromarray(np.ascontiguousarray(pixels))).enhance(factor))
+    pixels = np.ascontiguousarray(pixels)
+    out = np.empty_like(pixels)
+    lib.convnext_enhance_rgb(pixels.ctypes.data, pixels.shape[0] * pixels.shape[1], out.ctypes.data,
+                             ENHANCEMENTS[kind], float(factor))
     return out

@@ -413,4 +413,35 @@ void convnext_affine_bicubic_rgb(const uint8_t* in, int h, int w, uint8_t* out, 
   }
 }
 
+// Pillow's ImageEnhance Brightness (kind 0), Color (1) or Contrast (2) of a packed RGB image:
+// Image.blend(degenerate, image, factor) with the degenerate image black, the image's grey
+// (convert("L"): ITU-R 601-2 in 16-bit fixed point), or its mean grey
+// (int(ImageStat.Stat(grey).mean + 0.5)); Blend.c's float arithmetic, clipped when extrapolating.
+void convnext_enhance_rgb(const uint8_t* in, int64_t pixels, uint8_t* out, int kind, float alpha) {
+  const int64_t n = pixels * 3;
+  std::vector<uint8_t> degenerate((size_t)n, 0);  // per byte, so the blend below is one contiguous loop
+  if (kind == 1 || kind == 2) {
+    int64_t total = 0;
+    for (int64_t i = 0; i < pixels; i++) {
+      const uint8_t* p = in + 3 * i;
+      const uint8_t grey = (uint8_t)((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16);
+      degenerate[3 * i] = degenerate[3 * i + 1] = degenerate[3 * i + 2] = grey;
+      total += grey;
+    }
+    if (kind == 2) {
+      const uint8_t mean = (uint8_t)(pixels > 0 ? (int)((double)total / (double)pixels + 0.5) : 0);
+      std::memset(degenerate.data(), mean, (size_t)n);
+    }
+  }
+  // Blend.c: (UINT8)(in1 + alpha * (in2 - in1)) in float; extrapolation clips to 0..255, which
+  // interpolation never leaves, so one clamp-then-truncate serves both.
+  const uint8_t* d = degenerate.data();
+  for (int64_t j = 0; j < n; j++) {
+    float value = (float)d[j] + alpha * (float)((int)in[j] - (int)d[j]);
+    value = value < 0.0f ? 0.0f : value;
+    value = value > 255.0f ? 255.0f : value;
+    out[j] = (uint8_t)(int)value;
+  }
+}
+
 }  // extern "C"

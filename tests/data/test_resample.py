@@ -114,6 +114,21 @@ def test_affine_warp_equals_pillow_byte_for_byte():
         np.testing.assert_array_equal(resample.affine(pixels, matrix, fill), expected, err_msg=f"{matrix}")
 
 
+def test_colour_contrast_brightness_equal_pillow_byte_for_byte():
+    from PIL import ImageEnhance
+
+    rng = np.random.default_rng(8)
+    for case in range(60):
+        height, width = (int(v) for v in rng.integers(1, 90, 2))
+        pixels = _photo(rng, height, width)
+        if case % 5 == 0:
+            pixels = np.full_like(pixels, rng.integers(0, 256))  # flat: interpolation lands on integers
+        factor = float(rng.choice([rng.uniform(0, 2.5), 0.1, 0.19, 1.0, 1.81, 0.0]))  # both Blend.c branches
+        for kind in ("Brightness", "Color", "Contrast"):
+            expected = np.asarray(getattr(ImageEnhance, kind)(Image.fromarray(pixels)).enhance(factor))
+            np.testing.assert_array_equal(resample.enhance(pixels, kind, factor), expected, err_msg=f"{kind} {factor}")
+
+
 def test_rotation_matrix_is_pillows_rotate():
     rng = np.random.default_rng(2)
     pixels = _photo(rng, 48, 64)
