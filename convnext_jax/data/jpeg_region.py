@@ -9,18 +9,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import glob
-import logging
 import os
-import threading
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from convnext_jax.kernels.build import FLAGS, KERNEL_DIR, KernelBuildError, OptionalLibrary, load_library
 
 MARGIN = 8  # decoded pixels around what the resize reads: the upsampler's neighbours at the region's edge
-
-_lock = threading.Lock()
-_state: dict[str, object] = {}
 
 
 def libjpeg_path() -> str | None:
@@ -30,13 +25,10 @@ def libjpeg_path() -> str | None:
     bundled = sorted(glob.glob(os.path.join(os.path.dirname(PIL.__file__), os.pardir, "pillow.libs", "libjpeg*.so*")))
     if bundled:
         return os.path.realpath(bundled[0])
-    name = ctypes.util.find_library("jpeg")
-    return name
+    return ctypes.util.find_library("jpeg")
 
 
 def _load() -> ctypes.CDLL:
-    from convnext_jax.kernels.build import FLAGS, KERNEL_DIR, KernelBuildError, _build, library_path
-
     libjpeg = libjpeg_path()
     if libjpeg is None:
         raise KernelBuildError("no libjpeg found (neither Pillow's bundled one nor libjpeg.so.62)")
@@ -45,13 +37,8 @@ def _load() -> ctypes.CDLL:
                 f"-Wl,-rpath,{os.path.dirname(libjpeg)}")
     else:
         link = (f"-l:{libjpeg}",)
-    sources = (KERNEL_DIR / "jpeg_cpu.cc",)
-    headers = tuple(sorted((KERNEL_DIR / "libjpeg").glob("*.h")))
-    # the cache key covers the link arguments: another libjpeg (a Pillow upgrade) builds another library
-    target = library_path(sources, headers, (*FLAGS, *link), "convnext_jpeg_region.so", with_jaxlib=False)
-    if not target.exists():
-        _build(target, sources, FLAGS, libraries=link)
-    lib = ctypes.cdll.LoadLibrary(str(target))
+    lib = load_library((KERNEL_DIR / "jpeg_cpu.cc",), tuple(sorted((KERNEL_DIR / "libjpeg").glob("*.h"))), FLAGS,
+                       "convnext_jpeg_region.so", libraries=link, with_jaxlib=False)
     fn = lib.convnext_jpeg_decode_region
     fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                    ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_char_p, ctypes.c_int]
@@ -59,18 +46,8 @@ def _load() -> ctypes.CDLL:
     return lib
 
 
-def decoder() -> ctypes.CDLL | None:
-    """The region decoder (built on first use), or None when it cannot be built (logged once)."""
-    with _lock:
-        if "lib" not in _state:
-            from convnext_jax.kernels.build import KernelBuildError
-
-            try:
-                _state["lib"] = _load()
-            except (KernelBuildError, OSError) as err:
-                log.warning("JPEG region decoding unavailable, decoding whole images (same pixels, slower): %s", err)
-                _state["lib"] = None
-        return _state["lib"]  # type: ignore[return-value]
+# The region decoder (built on first use), or None when it cannot be built (logged once).
+decoder = OptionalLibrary(_load, "JPEG region decoding unavailable, decoding whole images (same pixels, slower)")
 
 
 def decode_region(data: bytes, reduction: int, region: tuple[int, int, int, int]) -> np.ndarray | None:

@@ -9,32 +9,21 @@ faster than Pillow's (packed RGB instead of RGBX, SIMD), and ctypes releases the
 from __future__ import annotations
 
 import ctypes
-import logging
-import threading
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from convnext_jax.errors import ConfigError
-
-log = logging.getLogger(__name__)
+from convnext_jax.kernels.build import FLAGS, KERNEL_DIR, OptionalLibrary, load_library
 
 IMAGE_OPS = ("auto", "native", "pil")
 FILTERS = {Image.BILINEAR: 2, Image.BICUBIC: 3}  # Pillow's Resampling numbers, as the C code takes them
 
-_lock = threading.Lock()
-_state: dict[str, object] = {}
-
 
 def _load() -> ctypes.CDLL:
-    from convnext_jax.kernels.build import FLAGS, KERNEL_DIR, _build, library_path
-
-    sources, flags = (KERNEL_DIR / "image_cpu.cc",), (*FLAGS, "-ffp-contract=off")
-    target = library_path(sources, (), flags, "convnext_image_ops.so", with_jaxlib=False)
-    if not target.exists():
-        _build(target, sources, flags)
-    lib = ctypes.cdll.LoadLibrary(str(target))
+    lib = load_library((KERNEL_DIR / "image_cpu.cc",), (), (*FLAGS, "-ffp-contract=off"), "convnext_image_ops.so",
+                       with_jaxlib=False)
     p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     lib.convnext_resize_rgb.argtypes = [p, p, i, i, ctypes.c_int64, p, i, i, f, f, f, f, i, p]
     lib.convnext_resize_rgb.restype = i
@@ -49,18 +38,8 @@ def _load() -> ctypes.CDLL:
     return lib
 
 
-def native_library() -> ctypes.CDLL | None:
-    """The native image ops (built on first use), or None when they cannot be built (logged once)."""
-    with _lock:
-        if "lib" not in _state:
-            from convnext_jax.kernels.build import KernelBuildError
-
-            try:
-                _state["lib"] = _load()
-            except (KernelBuildError, OSError) as err:
-                log.warning("native image ops unavailable, resizing with Pillow (same pixels, slower): %s", err)
-                _state["lib"] = None
-        return _state["lib"]  # type: ignore[return-value]
+# The native image ops (built on first use), or None when they cannot be built (logged once).
+native_library = OptionalLibrary(_load, "native image ops unavailable, resizing with Pillow (same pixels, slower)")
 
 
 def use_native(image_ops: str) -> bool:

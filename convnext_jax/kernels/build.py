@@ -21,7 +21,9 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jaxlib
@@ -111,22 +113,56 @@ def _build(target: Path, sources: tuple[Path, ...] | None = None, flags: tuple[s
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def load_library(sources: tuple[Path, ...] | None = None, headers: tuple[Path, ...] | None = None,
+                 flags: tuple[str, ...] | None = None, name: str = "convnext_cpu_kernels.so", *,
+                 libraries: tuple[str, ...] = (), with_jaxlib: bool = True) -> ctypes.CDLL:
+    """Build (if not cached) and load a native library (default: the XLA kernels); the cache key
+    covers the link arguments too (`libraries`: another libjpeg builds another library).
+
+    Raises KernelBuildError with the compiler's or the loader's message when that is impossible.
+    """
+    flags = flags or FLAGS
+    target = library_path(sources, headers, (*flags, *libraries), name, with_jaxlib)
+    if not target.exists():
+        _build(target, sources, flags, libraries)
+    try:
+        return ctypes.cdll.LoadLibrary(str(target))
+    except OSError as err:
+        raise KernelBuildError(f"loading {target} failed: {err} (delete it to rebuild)") from err
+
+
+class OptionalLibrary:
+    """A native library for an optional speed-up, built and loaded on first call, once per
+    process (thread-safe); the call returns None where it cannot be built, after one warning
+    naming what falls back (`unavailable`) and why."""
+
+    def __init__(self, load: Callable[[], ctypes.CDLL], unavailable: str):
+        self._load, self._unavailable = load, unavailable
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._library: ctypes.CDLL | None = None
+
+    def __call__(self) -> ctypes.CDLL | None:
+        with self._lock:
+            if not self._loaded:
+                try:
+                    self._library = self._load()
+                except (KernelBuildError, OSError) as err:
+                    log.warning("%s: %s", self._unavailable, err)
+                self._loaded = True
+            return self._library
+
+
 @functools.cache
 def load_cpu_kernels() -> Path:
     """Build (if not cached), load and register the kernels; returns the library path.
 
     Raises KernelBuildError with the compiler's message when that is impossible.
     """
-    target = library_path()
-    if not target.exists():
-        _build(target)
-    try:
-        lib = ctypes.cdll.LoadLibrary(str(target))
-    except OSError as err:
-        raise KernelBuildError(f"loading {target} failed: {err} (delete it to rebuild)") from err
+    lib = load_library()
     for name, symbol in SYMBOLS.items():
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-    return target
+    return Path(lib._name)
 
 
 @functools.cache
