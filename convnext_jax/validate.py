@@ -186,6 +186,9 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
                           InputStage(mean=evaluation.mean, std=evaluation.std))
     params = layout.place_state(params)
     metrics = evaluator(params)
+    if jax.process_index() == 0:
+        for path in evaluator.left_out:
+            print(f"warning: unreadable image {path} is left out of the metrics", file=sys.stderr, flush=True)
     if getattr(args, "pictures", "") and jax.process_index() == 0:
         if evaluator.confusion is None:
             raise ConfigError(f"--pictures: {model.cfg.num_classes} classes is more than the confusion matrix's "
@@ -202,7 +205,7 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
             "img_size": evaluation.image_size, "crop_pct": evaluation.crop_pct, "interpolation": "bicubic",
             "img_per_s": round(evaluator.images_per_second or 0.0, 1), "batch_size": args.batch_size,
             "dtype": args.dtype, "data": f"{evaluation.data} {extra[1].split if extra else args.split}",
-            "count": metrics["val_count"],
+            "count": metrics["val_count"], "skipped": evaluator.skipped,
             "weights": weights}
 
 
@@ -221,7 +224,7 @@ def append_csv(path: str, row: dict[str, Any]) -> None:
     """Append `row` to the results CSV (the header written once)."""
     exists = check_csv(path)
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         if not exists:
             writer.writeheader()
         writer.writerow(row)
@@ -274,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.results_csv:
             append_csv(args.results_csv, row)
         print(markdown([row]))
-        print(f"({row['count']} images, {time.perf_counter() - started:.1f} s"
+        left_out = f", {row['skipped']} unreadable left out" if row["skipped"] else ""
+        print(f"({row['count']} images{left_out}, {time.perf_counter() - started:.1f} s"
               + (f"; appended to {args.results_csv}" if args.results_csv else "") + ")", file=sys.stderr)
     return 0
 

@@ -1,6 +1,7 @@
 """The main command line, run the way a user runs it (a subprocess): the journeys of the first hour
 work without guessing, and no mistake shows a traceback or leaves anything behind."""
 
+import csv
 import json
 import os
 import subprocess
@@ -107,17 +108,31 @@ def test_own_folder_and_fine_tuning_from_a_timm_checkpoint(tmp_path):
 
     _image_folder(tmp_path / "data")
     (tmp_path / "data" / "train" / "class_1" / "broken.jpg").write_bytes(b"not a jpeg")  # skipped, counted, warned once
+    (tmp_path / "data" / "val" / "class_0" / "empty.jpg").write_bytes(b"")  # left out of the metrics, never replaced
     tiny = ["--config.batch_size=16", "--config.data.workers=2", "--config.num_epochs=2", *TINY[:2]]
     code, out, err = _main("--config", f"configs/folder.py:path={tmp_path / 'data'},size=32", "--workdir",
                            tmp_path / "mine", *tiny)
     assert code == 0, err[-3000:]
-    assert f"data: folder:{tmp_path / 'data'}: 43 train / 12 val images, 3 classes; 2 steps of 16 per epoch" in out
+    assert f"data: folder:{tmp_path / 'data'}: 43 train / 13 val images, 3 classes; 2 steps of 16 per epoch" in out
     assert "11 of 43 training images are left out of each epoch" in out
     assert json.loads((tmp_path / "mine" / "class_names.json").read_text()) == ["class_0", "class_1", "class_2"]
     summary = json.loads((tmp_path / "mine" / "summary.json").read_text())
     # seed 0 draws the broken file (2 epochs x 32 of 43 images, the order is deterministic): one warning only
     assert summary["skipped_images"] == 1 and out.count("skipping unreadable image") == 1
     assert 0.0 <= summary["data_wait_fraction"] <= 1.0
+    # the zero-byte val image: left out (not replaced by the next image, of another class), named once, counted
+    assert summary["final_val_count"] == 12 and summary["skipped_val_images"] == 1
+    assert out.count("empty.jpg is left out of the metrics") == 1
+    with open(tmp_path / "mine" / "per_class.csv") as f:
+        per_class = list(csv.DictReader(f))
+    assert [int(r["images"]) for r in per_class] == [4, 4, 4]
+    validate = subprocess.run([sys.executable, "-m", "convnext_jax.validate", tmp_path / "mine"], cwd=ROOT,
+                              capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert validate.returncode == 0, validate.stderr[-3000:]
+    assert "(12 images, 1 unreadable left out" in validate.stderr and "empty.jpg" in validate.stderr
+    code, out, err = _main("--mode", "eval", "--workdir", tmp_path / "mine")
+    result = json.loads(out[out.index("{"):])
+    assert code == 0 and result["val_count"] == 12 and result["skipped_val_images"] == 1 and "empty.jpg" in err
     metrics = [json.loads(line) for line in (tmp_path / "mine" / "metrics.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["data_wait_fraction"] <= 1.0 for r in metrics if "img_per_s" in r)
 

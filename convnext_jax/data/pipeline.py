@@ -78,37 +78,73 @@ def apply_op(op: Any, record: dict[str, Any], rng: np.random.Generator) -> dict[
     return op.random_map(record, rng) if isinstance(op, grain.transforms.RandomMap) else op.map(record)
 
 
+VALID = "valid"  # the record field of an evaluation pipeline: 0 for an unreadable image left out of the metrics
+PLACEHOLDER_SIDE = 32  # the blank image whose transform stands in for a left-out one (its shape only)
+
+
 @dataclasses.dataclass
 class Examples(grain.transforms.RandomMap):
     """Reads record `index` from the source and runs the per-example transforms on it.
 
     An image that cannot be read (a bad header when the source opens it, bad pixels when a
-    transform decodes it) is replaced by the next readable one when the source skips bad images
-    (`on_bad_image="skip"`): every record of such a source names the replaced files in its
-    `skipped` field (usually empty), so the training process can warn once per file and count
-    them. Otherwise the BadImageError stops the pipeline.
+    transform decodes it), when the source skips bad images (`on_bad_image="skip"`):
+    - training (`leave_out=False`): replaced by the next readable one; every record of such a
+      source names the replaced files in its `skipped` field (usually empty), so the training
+      process can warn once per file and count them;
+    - evaluation (`leave_out=True`): never replaced (that would count another image, often of
+      another class): a blank placeholder of the right shape with `valid` = 0 takes its place,
+      named in `skipped`, and the evaluator masks it out of every metric.
+    Otherwise the BadImageError stops the pipeline.
     """
 
     source: Any
     transforms: Sequence[Any]
+    leave_out: bool = False
 
     def random_map(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         skip = getattr(self.source, "on_bad_image", "error") == "skip"
+        if self.leave_out:
+            return self._evaluation_record(int(index), rng, skip)
         skipped: list[str] = []
         for offset in range(100):
             try:
-                record = self.source[(int(index) + offset) % len(self.source)]
-                for op in self.transforms:
-                    record = apply_op(op, record, rng)
+                record = self._read(int(index) + offset, rng)
             except BadImageError as e:
                 if not skip:
-                    raise BadImageError(f"{e}. Remove or fix the file, or set on_bad_image='skip'.", e.path) from e
+                    raise _with_hint(e) from e
                 skipped.append(e.path or str(e))
                 continue
             if skip:
                 record[SKIPPED] = "\n".join(skipped)
             return record
         raise BadImageError(f"100 consecutive unreadable images from index {index}: {skipped[-1]}")
+
+    def _read(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        record = self.source[index % len(self.source)]
+        for op in self.transforms:
+            record = apply_op(op, record, rng)
+        return record
+
+    def _evaluation_record(self, index: int, rng: np.random.Generator, skip: bool) -> dict[str, Any]:
+        try:
+            record, skipped, valid = self._read(index, rng), "", 1
+        except BadImageError as e:
+            if not skip:
+                raise _with_hint(e) from e
+            record, skipped, valid = self._placeholder(rng), e.path or str(e), 0
+        record[SKIPPED], record[VALID] = skipped, np.int32(valid)
+        return record
+
+    def _placeholder(self, rng: np.random.Generator) -> dict[str, Any]:
+        """A record shaped like every other (the transforms of a blank image), label 0."""
+        record: dict[str, Any] = {"image": np.zeros((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE, 3), np.uint8), "label": 0}
+        for op in self.transforms:
+            record = apply_op(op, record, rng)
+        return record
+
+
+def _with_hint(error: BadImageError) -> BadImageError:
+    return BadImageError(f"{error}. Remove or fix the file, or set on_bad_image='skip'.", error.path)
 
 
 class RepeatedAugmentation(grain.MapDataset):
@@ -156,7 +192,8 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
                   batch_transforms: Sequence[Any] = (), num_epochs: int | None = None, drop_remainder: bool = True,
                   worker_count: int = 0, worker_buffer_size: int = 2,
                   shard_options: grain.sharding.ShardOptions | None = None,
-                  threads: int | None = None, repeats: int = 1, slots_per_process: int = 1) -> grain.IterDataset:
+                  threads: int | None = None, repeats: int = 1, slots_per_process: int = 1,
+                  leave_out_bad: bool = False) -> grain.IterDataset:
     """A deterministic grain pipeline: the order and the augmentation draws depend only on (seed,
     epoch, shard, worker_count) (each worker process batches every worker_count-th example;
     resume with the same worker_count).
@@ -169,6 +206,9 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
 
     `repeats` > 1: repeated augmentation (`RepeatedAugmentation`), the copies of an image spread
     over the `slots_per_process` slots of every process (accumulation micro-steps x devices).
+
+    `leave_out_bad` (evaluation): an unreadable image is never replaced by another; its slot in the
+    batch has `valid` = 0 and its name in `skipped` (`Examples`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -188,7 +228,7 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
                                        processes=shard_options.shard_count)
     if shard_options.shard_count > 1:
         indices = indices[shard_options.shard_index::shard_options.shard_count]
-    examples = indices.random_map(Examples(source, list(transforms)))
+    examples = indices.random_map(Examples(source, list(transforms), leave_out=leave_out_bad))
     read = grain.ReadOptions(num_threads=threads or default_threads(worker_count), prefetch_buffer_size=4 * batch_size)
     loader = examples.to_iter_dataset(read).batch(batch_size, drop_remainder=drop_remainder)
     for index, op in enumerate(batch_transforms):  # grain transforms of whole batches

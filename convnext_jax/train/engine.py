@@ -183,6 +183,7 @@ class Engine:
         self.micro_sharding = setup.layout.sharding(setup.layout.micro_batch_spec)
         self.picture = picture_of(setup)
         self.confusion: np.ndarray | None = None
+        self.left_out: set[str] = set()  # unreadable evaluation images already named
 
     def _compile(self, state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[Any, float]:
         """Compile the train step once for these shapes (a later batch of another shape is an
@@ -196,6 +197,7 @@ class Engine:
 
     def _evaluate(self, state: TrainState) -> dict[str, float]:
         metrics = self.evaluate(state.params)
+        self._note_left_out(self.evaluate, "val")
         self.confusion = self.evaluate.confusion  # of the params (not the EMA), kept for the end of the run
         if state.ema is not None:
             metrics.update({f"{k}_ema": v for k, v in self.evaluate(state.ema).items() if k != "val_count"})
@@ -272,6 +274,7 @@ class Engine:
                 "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
                 "img_per_s": float(np.median(throughputs)) if throughputs else None, "compile_s": compile_s,
                 "data_wait_fraction": window.data_wait_fraction, "skipped_images": len(skipped_files),
+                "skipped_val_images": self.evaluate.skipped,
                 **best.summary(), "epochs_to_target": best.epochs_to_target,
                 **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
                 **{f"final_{k}": v for k, v in last_eval.items()}}
@@ -304,6 +307,8 @@ class Engine:
                     if suffix and key == "val_count":
                         continue
                     out[f"{label}_{key.removeprefix('val_')}{suffix}"] = value
+            self._note_left_out(evaluator, name)
+            out[f"{label}_skipped"] = evaluator.skipped
             self.progress.message(f"{name}: top-1 {out[f'{label}_top1']:.4f} top-5 {out[f'{label}_top5']:.4f}"
                                   + (f" (EMA top-1 {out[f'{label}_top1_ema']:.4f})" if state.ema is not None else ""))
         return out
@@ -318,6 +323,14 @@ class Engine:
         write_confusion(self.confusion, self.workdir, getattr(s.train_source, "class_names", None),
                         title=f"{s.config.model.name or 'model'}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
                               f"after {s.config.num_epochs} epochs")
+
+    def _note_left_out(self, evaluator: Evaluator, what: str) -> None:
+        """Name each unreadable evaluation image once (it is left out of the metrics, never replaced)."""
+        for path in evaluator.left_out:
+            if path not in self.left_out:
+                self.left_out.add(path)
+                self.progress.message(f"warning: unreadable {what} image {path} is left out of the metrics (each is "
+                                      f"named once; summary.json counts them as skipped_val_images)")
 
     def _note_skipped(self, skipped: Any, seen: set[str]) -> None:
         """Warn once per unreadable training image (named by the source, in any worker process)."""

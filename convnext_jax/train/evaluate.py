@@ -14,19 +14,33 @@ from flax import nnx
 
 from convnext_jax.data import create_loader, shard_batch
 from convnext_jax.data.on_device import InputStage
+from convnext_jax.data.pipeline import VALID
 from convnext_jax.data.sources import SKIPPED
 from convnext_jax.train.parallel import Layout
 from convnext_jax.train.steps import make_eval_step
 from convnext_jax.train.tasks.base import Task
 
 
-def pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-    """Pad a batch to `size` examples, with mask=0 on the padding (each real example counts once)."""
+def pad_batch(batch: dict[str, np.ndarray], size: int, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Pad a batch to `size` examples, with mask=0 on the padding and on the examples that are not
+    `valid` (unreadable images left out): each readable example counts once."""
     count = len(next(iter(batch.values())))
     padded = {k: np.concatenate([v, np.zeros((size - count,) + v.shape[1:], v.dtype)]) if count < size else v
               for k, v in batch.items()}
-    padded["mask"] = (np.arange(size) < count).astype(np.float32)
+    mask = np.arange(size) < count
+    if valid is not None:
+        mask[:count] &= np.asarray(valid, bool)
+    padded["mask"] = mask.astype(np.float32)
     return padded
+
+
+def _process_sum(value: int) -> int:
+    """`value` added up over every process."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(np.sum(multihost_utils.process_allgather(np.asarray(value, np.int64))))
 
 
 class Evaluator:
@@ -41,34 +55,49 @@ class Evaluator:
         # does not divide evenly over processes: shorter shards are padded with fully masked batches.
         shard_size = -(-len(source) // jax.process_count())
         self.num_batches = -(-shard_size // batch_size)
-        self.images_per_second: float | None = None  # of the last call, after its first batch
+        self._compiled: Any = None
+        self.images_per_second: float | None = None  # of the last call: reading, decoding and the model
         self.confusion: np.ndarray | None = None  # of the last call: [true, predicted] counts (<= 100 classes)
+        self.left_out: list[str] = []  # of the last call: the unreadable images this process left out
+        self.skipped = 0  # of the last call: unreadable images left out by every process
 
     def __call__(self, params: Any) -> dict[str, float]:
+        """The metrics over the readable images; unreadable ones are left out (never replaced by another
+        image), named in `left_out` and counted in `skipped`."""
+        metrics = self._evaluate(params)
+        self.skipped = _process_sum(len(self.left_out))
+        return metrics
+
+    def _evaluate(self, params: Any) -> dict[str, float]:
         loader = create_loader(self.source, batch_size=self.batch_size, shuffle=False, num_epochs=1,
-                               drop_remainder=False, transforms=self.transforms,
+                               drop_remainder=False, transforms=self.transforms, leave_out_bad=True,
                                shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=False))
         sharding = self.layout.sharding(self.layout.batch_spec)
-        totals, template = None, None
+        totals, template, compile_s, images = None, None, 0.0, 0
+        self.left_out = []
+        started = time.perf_counter()
         batches = iter(loader)
-        self.images_per_second, started, timed = None, None, 0
-        for index in range(self.num_batches):
-            if index == 1:  # the first batch (and the compilation) is not timed
-                jax.block_until_ready(totals)
-                started = time.perf_counter()
+        for _ in range(self.num_batches):
             batch = next(batches, None)
             if batch is None:  # this process's shard is exhausted: an all-padding batch
                 batch = {k: v[:0] for k, v in template.items()}
-            batch = {k: v for k, v in batch.items() if k != SKIPPED}  # host-side bookkeeping, not model input
+            batch = dict(batch)
+            self.left_out += [str(name) for name in np.asarray(batch.pop(SKIPPED, [])).ravel() if str(name)]
+            valid = batch.pop(VALID, None)  # host-side bookkeeping, not model input
             template = batch
-            sums = self.step(params, shard_batch(pad_batch(batch, self.batch_size), sharding))
+            images += len(next(iter(batch.values())))
+            sharded = shard_batch(pad_batch(batch, self.batch_size, valid), sharding)
+            if self._compiled is None:  # compiled once (every batch has one shape); not part of the timing
+                began = time.perf_counter()
+                self._compiled = self.step.lower(params, sharded).compile()
+                compile_s = time.perf_counter() - began
+            sums = self._compiled(params, sharded)
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-            timed += len(next(iter(batch.values()))) if index else 0
         totals = jax.device_get(totals)
         confusion = totals.pop("confusion", None)
         self.confusion = None if confusion is None else np.rint(np.asarray(confusion)).astype(np.int64)
-        if started is not None and timed:
-            self.images_per_second = timed * jax.process_count() / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started - compile_s
+        self.images_per_second = images * jax.process_count() / elapsed if images and elapsed > 0 else None
         return self.task.eval_metrics(totals)
 
 

@@ -5,6 +5,7 @@ Also evaluation of a workdir's checkpoint with the config it was trained with.""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import jax
@@ -235,7 +236,11 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     model = nnx.merge(setup.graphdef, setup.state.params, setup.rest)
     load_tree(model, read_checkpoint_params(run.path, step), source=f"the weights of {run.path} step {step}")
     params = setup.layout.place_state(nnx.state(model, nnx.Param))
-    result = {"step": step, **evaluator_of(setup)(params)}
+    evaluator = evaluator_of(setup)
+    result = {"step": step, **evaluator(params), "skipped_val_images": evaluator.skipped}
+    if jax.process_index() == 0:
+        for path in evaluator.left_out:
+            print(f"warning: unreadable val image {path} is left out of the metrics", file=sys.stderr, flush=True)
     if jax.process_index() == 0:
         write_json(run.file(f"eval_{step}.json"), result)
     return result
