@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 from convnext_jax.errors import ConfigError, UserError
 
 USER_ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def fail(message: str) -> None:
@@ -22,7 +23,8 @@ def fail(message: str) -> None:
 
 
 def reports_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a command's main: a UserError becomes `error: ...` on stderr and exit status 2."""
+    """Decorate a command's main: a UserError becomes `error: ...` on stderr and exit status 2; Ctrl-C
+    (where the command does not handle it itself) one line and exit status 130, no traceback."""
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -30,6 +32,9 @@ def reports_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
             return main(*args, **kwargs)
         except UserError as e:
             fail(str(e))
+        except KeyboardInterrupt:
+            print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+            sys.exit(INTERRUPTED_EXIT)
 
     return wrapper
 

@@ -8,7 +8,7 @@
 
 Without --config, a workdir that holds a run uses that run's config.json. Under srun (SLURM) or
 mpirun the processes join one job by themselves. SIGTERM or SIGUSR1 saves a checkpoint and exits
-with 75 (run the same command again to resume).
+with 75; Ctrl-C does the same and exits with 130 (run the same command again to resume).
 """
 
 from __future__ import annotations
@@ -91,14 +91,14 @@ def main(argv: list[str]) -> None:
 
         print(json.dumps(evaluate_checkpoint(config, _WORKDIR.value), indent=2))
         return
-    from convnext_jax.train.preemption import EXIT_PREEMPTED, Preempted
+    from convnext_jax.train.preemption import Preempted
     from convnext_jax.train.run import train_and_evaluate
 
     try:
         summary = train_and_evaluate(config, _WORKDIR.value, extend=_EXTEND.value)
     except Preempted as e:
         print(str(e), flush=True)
-        sys.exit(EXIT_PREEMPTED)
+        sys.exit(e.exit_code)
     print(json.dumps(summary, indent=2))
 
 

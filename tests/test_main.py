@@ -170,3 +170,50 @@ def test_fcmae_pretraining_then_fine_tuning(tmp_path):
     code, _, err = _main("--config", "configs/fcmae_pretrain.py:tiny", "--workdir", tmp_path / "bad",
                          "--config.data.image_size=48")
     assert code == 2 and "must be a multiple of fcmae.patch_size 32 (e.g. 32)" in err
+
+
+def _run_until(args, line_start, sig, *, group=True, twice=False):
+    """Start main, send `sig` (to its process group, as a terminal's Ctrl-C does) once a stdout line
+    starts with `line_start`; returns (exit code, stdout, stderr)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "convnext_jax.main", *map(str, args)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(line_start):
+            kill = (lambda s: os.killpg(proc.pid, s)) if group else (lambda s: proc.send_signal(s))
+            kill(sig)
+            if twice:
+                time.sleep(0.05)
+                kill(sig)
+            break
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, "".join(seen) + out, err
+
+
+def test_ctrl_c_saves_at_the_current_step_like_sigterm(tmp_path):
+    import re
+    import signal
+
+    _image_folder(tmp_path / "data")
+    args = ["--config", f"configs/folder.py:path={tmp_path / 'data'},size=32", "--workdir", tmp_path / "run",
+            *TINY[:2], "--config.log_every=1", "--config.num_epochs=40", "--config.batch_size=8",
+            "--config.data.workers=2"]
+    # Ctrl-C twice, to the whole process group (the worker processes too), in the middle of epoch 2
+    code, out, err = _run_until(args, "step 7/", signal.SIGINT, twice=True)
+    assert code == 130, (out[-2000:], err[-3000:])
+    saved = re.search(r"interrupted \(Ctrl-C\): saved a checkpoint at step (\d+); run the same command again", out)
+    assert saved, out[-2000:]
+    step = int(saved.group(1))
+    assert step >= 7 and step % 5 and (tmp_path / "run" / "checkpoints" / str(step)).is_dir()  # not an epoch end
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert "did not provide metrics" not in err
+    assert "SIGINT again: still saving the checkpoint; waiting for the save to finish" in err
+    # the same command resumes at that step; SIGTERM there takes the same path with exit code 75
+    code, out, err = _run_until(args, f"step {step + 2}/", signal.SIGTERM, group=False)
+    assert f"resumed from step {step}/200" in out and code == 75, (out[-2000:], err[-3000:])
+    assert "preempted (SIGTERM): saved a checkpoint" in out and "Traceback" not in err

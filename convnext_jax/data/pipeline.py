@@ -240,8 +240,17 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
             # with one, every batch was stacked, then copied into shared memory).
             loader.enable_shared_memory_output()
         loader = loader.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
-                                                                 per_worker_buffer_size=worker_buffer_size))
+                                                                 per_worker_buffer_size=worker_buffer_size),
+                                    worker_init_fn=ignore_interrupts)
     return loader
+
+
+def ignore_interrupts(worker_index: int = 0, worker_count: int = 0) -> None:
+    """In a worker process: ignore Ctrl-C (the terminal sends SIGINT to the whole process group). The
+    training process decides: it saves a checkpoint and stops its workers itself."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _ensure_absl_flags_parsed() -> None:

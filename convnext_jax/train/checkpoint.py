@@ -7,12 +7,24 @@ RNG keys are not stored: they are derived from (seed, step).
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+
+
+class _QuietUntrackedSaves(logging.Filter):
+    """Drops orbax's warning for a save without metrics (a preemption or periodic save): it is kept
+    by design (keep_checkpoints_without_metrics), nothing for the user to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "did not provide metrics" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_QuietUntrackedSaves())  # orbax logs through absl.logging
 
 
 class Checkpointer:

@@ -1,12 +1,13 @@
-"""Preemption: SIGTERM (a cluster or spot VM reclaiming the machine) or SIGUSR1 (SLURM's warning
-signal, `#SBATCH --signal=USR1@120`) -> every process stops after the same step, the run saves a
-checkpoint there (data iterator included) and exits with EXIT_PREEMPTED; running the same command
-again resumes from it exactly.
+"""Preemption: SIGTERM (a cluster or spot VM reclaiming the machine), SIGUSR1 (SLURM's warning
+signal, `#SBATCH --signal=USR1@120`) or SIGINT (Ctrl-C) -> every process stops after the same step,
+the run saves a checkpoint there (data iterator included) and exits with EXIT_PREEMPTED (130 for
+Ctrl-C, as a shell reports it); running the same command again resumes from it exactly. A second
+signal while the checkpoint is being saved does not interrupt the save: it says so and waits.
 
 One process: a Python signal handler sets a flag checked after every step. Several processes:
 JAX's preemption sync manager (started by `jax.distributed.initialize`) catches SIGTERM and
 `reached_preemption_sync_point` makes all processes agree on the step; SIGUSR1 is turned into
-SIGTERM so that it takes the same path.
+SIGTERM so that it takes the same path (so is SIGINT).
 """
 
 from __future__ import annotations
@@ -18,16 +19,23 @@ from typing import Any
 import jax
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run the same command again
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+def exit_code_of(signal_name: str) -> int:
+    """The exit status of a run stopped by `signal_name` after saving."""
+    return EXIT_INTERRUPTED if signal_name == "SIGINT" else EXIT_PREEMPTED
 
 
 class Preempted(Exception):
     """The run stopped on a preemption signal after saving a checkpoint at `step`."""
 
     def __init__(self, step: int, signal_name: str):
-        super().__init__(f"preempted ({signal_name}): saved a checkpoint at step {step}; run the same command "
-                         f"again to resume (exit code {EXIT_PREEMPTED})")
-        self.step, self.signal_name = step, signal_name
+        what = "interrupted (Ctrl-C)" if signal_name == "SIGINT" else f"preempted ({signal_name})"
+        super().__init__(f"{what}: saved a checkpoint at step {step}; run the same command again to resume "
+                         f"(exit code {exit_code_of(signal_name)})")
+        self.step, self.signal_name, self.exit_code = step, signal_name, exit_code_of(signal_name)
 
 
 class PreemptionWatch:
@@ -55,6 +63,12 @@ class PreemptionWatch:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:  # already stopping: the checkpoint is being written
+            import sys
+
+            print(f"{signal.Signals(signum).name} again: still saving the checkpoint; waiting for the save to finish "
+                  "so that nothing is lost", file=sys.stderr, flush=True)
+            return
         self.received = signal.Signals(signum).name
         if self._multi:  # hand over to JAX's notifier, which all processes agree through
             os.kill(os.getpid(), signal.SIGTERM)

@@ -132,7 +132,7 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
             return finished
     start = run.latest_step() or 0
     before = run.listing()
-    writer = None
+    writer = train_iter = None
     try:
         setup = build(config, load_pretrained=not start)
         if jax.process_index() == 0 and (not run.exists or extend):
@@ -164,6 +164,7 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
             progress.close()
     finally:
         checkpointer.close()  # also on errors: pending async saves finish, orbax threads stop cleanly
+        _close(train_iter)  # worker processes stop, their shared-memory batches are freed
         if writer is not None:
             writer.close()
     summary["finished"] = True
@@ -172,6 +173,12 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         plot_curves([(os.path.basename(run.path), read_metrics(run.path))], run.file(CURVES_FILE),
                     val_metric=setup.task.best_metric)
     return summary
+
+
+def _close(iterator: Any) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
 
 
 def _best_line(summary: dict[str, Any]) -> str:
