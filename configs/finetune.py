@@ -6,16 +6,17 @@ fine-tuning defaults (see `common.fcmae_finetune`) and the encoder only.
 
     --config configs/finetune.py:/weights/convnext_tiny.pth --config.data.source=folder:/data/mine
     --config configs/finetune.py:weights=/weights/atto.pth,model=convnext_atto
-    --config configs/finetune.py:runs/fcmae_tiny      # from FCMAE pre-training
+    --config configs/finetune.py:runs/fcmae_tiny,tiny  # the CPU demo after fcmae_pretrain.py:tiny
 
-Arguments: weights=PATH (the default argument), model=NAME ('' = the checkpoint's).
+Arguments: weights=PATH (the default argument), model=NAME ('' = the checkpoint's), tiny (the
+demo's fine-tuning on the embedded digits at 64 px: see `common.finetune_tiny`).
 """
 
 from configs import common
 
 
 def get_config(arg: str | None = None):
-    args = common.parse_arg(arg, weights="", model="")
+    args = common.parse_arg(arg, weights="", model="", tiny=False)
     config = common.base_config()
     config.model.name = args.model
     config.model.init_from = args.weights
@@ -32,5 +33,7 @@ def get_config(arg: str | None = None):
     config.data.augment.re_prob = 0.25
     if common.is_fcmae_weights(args.weights):
         config = common.fcmae_finetune(config)
+    if args.tiny:
+        config = common.finetune_tiny(config)
     config.lock()
     return config

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import os
 import re
 import sys
@@ -28,6 +29,7 @@ def reports_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        plain_logging()
         try:
             return main(*args, **kwargs)
         except UserError as e:
@@ -37,6 +39,28 @@ def reports_user_errors(main: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(INTERRUPTED_EXIT)
 
     return wrapper
+
+
+class PlainFormatter(logging.Formatter):
+    """Log records as the commands' own lines read: `warning: ...`, `error: ...`, plain INFO."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info and record.levelno >= logging.ERROR:
+            message += "\n" + self.formatException(record.exc_info)
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
+def plain_logging() -> None:
+    """One format for every warning a command prints (ours, absl's, orbax's, grain's): to stderr,
+    `warning: message`, once, WARNING and above."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:
+        handler.setFormatter(PlainFormatter())
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
 
 
 def _underscored(arg: str) -> str:

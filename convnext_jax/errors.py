@@ -11,3 +11,12 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config value that cannot work (wrong type, unknown choice, out of range, missing path)."""
+
+
+class DataError(UserError, ValueError):
+    """Data that cannot be used as it is (class folders that differ between splits, an empty split,
+    a dataset that is not prepared, an unreadable image where unreadable images stop the run)."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A dataset, split or folder that is not where the config says."""

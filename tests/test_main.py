@@ -59,7 +59,8 @@ def test_a_run_is_never_overwritten_and_eval_uses_its_config(tmp_path):
     base = ["--config", "configs/embedded_digits.py", "--workdir", run, *TINY]
     code, out, err = _main(*base, "--config.data.image_size=40")
     assert code == 0, err[-3000:]
-    assert "data: embedded:digits: 1437 train / 360 val images, 10 classes; 22 steps of 64 per epoch" in out
+    assert "data: embedded:digits: 1437 train / 360 val images, 10 classes; 22 steps of 64 per epoch, 1 epoch\n" in out
+    assert "waiting for data" not in out  # 8x8 digits in memory: the CPU's step, not the pipeline, sets the pace
     assert "29 of 1437 training images are left out of each epoch" in out
     summary_text, config_text = (run / "summary.json").read_text(), (run / "config.json").read_text()
     summary = json.loads(summary_text)
@@ -150,6 +151,7 @@ def test_fcmae_pretraining_then_fine_tuning(tmp_path):
            *TINY[:2]]
     code, out, err = _main(*pre, "--config.num_epochs=1")
     assert code == 0, err[-3000:]
+    assert "warning: the LR warmup (1 epoch) of 22 steps is as long as the whole run (1 epoch, 22 steps)" in out
     assert "model: FCMAE pre-training of convnextv2_atto (1, 1, 1, 1)" in out and "epoch 1/1: val_loss" in out
     summary = json.loads((tmp_path / "pre" / "summary.json").read_text())
     assert summary["best_val_loss"] == summary["final_val_loss"] > 0 and summary["final_val_count"] == 360
@@ -159,13 +161,16 @@ def test_fcmae_pretraining_then_fine_tuning(tmp_path):
     code, out, err = _main(*pre, "--config.num_epochs=2", "--extend")  # resumes the pre-training exactly
     assert code == 0 and "resumed from step 22/44" in out, err[-3000:]
 
-    code, out, err = _main("--config", f"configs/finetune.py:{tmp_path / 'pre'}", "--workdir", tmp_path / "ft",
-                           "--config.data.source=embedded:digits", "--config.data.image_size=64",
-                           "--config.num_epochs=1", "--config.data.augment.auto_augment=", "--config.data.crop_pct=1.0")
+    code, out, err = _main("--config", f"configs/finetune.py:{tmp_path / 'pre'},tiny", "--workdir", tmp_path / "ft",
+                           "--config.num_epochs=1")  # the README's demo, one epoch
     assert code == 0, err[-3000:]
     assert "initialised from" in out and "with a fresh classifier" in out and "(1, 1, 1, 1) x (16, 24, 32, 48)" in out
+    assert "warning" not in out  # the demo's recipe fits its length (no EMA, no warmup)
     config = json.loads((tmp_path / "ft" / "config.json").read_text())
-    assert config["optim"]["layer_decay"] == 0.9 and config["ema_decay"] == 0.9999  # the official fine-tuning
+    assert config["optim"]["layer_decay"] == 0.9 and config["model"]["head_init_scale"] == 1e-6  # official fine-tuning
+    assert config["data"]["source"] == "embedded:digits" and config["data"]["image_size"] == 64
+    summary = json.loads((tmp_path / "ft" / "summary.json").read_text())
+    assert summary["final_val_top1"] > 0.3 and "ema_meaningful" not in summary
 
     code, _, err = _main("--config", "configs/fcmae_pretrain.py:tiny", "--workdir", tmp_path / "bad",
                          "--config.data.image_size=48")
@@ -217,3 +222,37 @@ def test_ctrl_c_saves_at_the_current_step_like_sigterm(tmp_path):
     code, out, err = _run_until(args, f"step {step + 2}/", signal.SIGTERM, group=False)
     assert f"resumed from step {step}/200" in out and code == 75, (out[-2000:], err[-3000:])
     assert "preempted (SIGTERM): saved a checkpoint" in out and "Traceback" not in err
+
+
+def _folder(root, layout, junk=()):
+    """Image folders from {"split/class": count}; `junk` paths get bytes that are no image."""
+    for folder, count in layout.items():
+        os.makedirs(root / folder, exist_ok=True)
+        for i in range(count):
+            Image.fromarray(np.full((40, 40, 3), 50 * i % 255, np.uint8)).save(root / folder / f"{i}.jpg")
+    for path in junk:
+        (root / path).write_bytes(b"not an image")
+
+
+def test_every_data_mistake_is_one_short_error(tmp_path):
+    two = {"train/a": 8, "train/b": 8}
+    cases = {
+        "classes differ": ({**two, "val/a": 2, "val/c": 2}, "val has classes that the training split does not: ['c']"),
+        "empty val": ({**two, "val/a": 0}, "val contains no image files"),
+        "no class folders": ({**two, "val": 0}, "val has no class subfolders"),
+        "bad image, on_bad_image=error": ({**two, "val/a": 2, "val/b": 2}, "train/a/junk.jpg: not an image file"),
+    }
+    procs = {}
+    for i, (name, (layout, _)) in enumerate(cases.items()):
+        _folder(tmp_path / f"d{i}", layout, junk=["train/a/junk.jpg"] if "bad image" in name else [])
+        procs[name] = _start("--config", f"configs/folder.py:path={tmp_path / f'd{i}'},size=32", "--workdir",
+                             tmp_path / f"w{i}", *TINY, "--config.batch_size=4", "--config.data.on_bad_image=error")
+    procs["tfds not prepared"] = _start("--config", "configs/embedded_digits.py", "--workdir", tmp_path / "wt",
+                                        "--config.data.source=tfds:mnist", f"--config.data.data_dir={tmp_path}")
+    expected = {**{name: text for name, (_, text) in cases.items()}, "tfds not prepared": "tfds build mnist"}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        errors = [line for line in err.splitlines() if not line.startswith("warning: ")]
+        assert proc.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: "), (name, err)
+        assert expected[name] in errors[0] and "Traceback" not in err, (name, err)
+    assert not any((tmp_path / f"w{i}").exists() for i in range(3))  # found before the run starts: nothing written

@@ -7,10 +7,12 @@ import os
 import numpy as np
 from PIL import Image, ImageFile
 
+from convnext_jax.errors import DataError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-class BadImageError(ValueError):
+class BadImageError(DataError):
     """An image file that cannot be decoded (corrupt, truncated, not an image); `path` names it."""
 
     def __init__(self, message: str, path: str = ""):
@@ -88,7 +90,10 @@ class EncodedImage:
         try:
             return Image.open(io.BytesIO(self.data))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            raise BadImageError(f"cannot decode image {self.name}: {e}", self.name) from e
+            reason = "not an image file Pillow can identify" if "cannot identify image file" in str(e) else e
+            if not self.data:
+                reason = "the file is empty"
+            raise BadImageError(f"cannot decode image {self.name}: {reason}", self.name) from e
 
     def decode_array(self, reduction: int = 1) -> np.ndarray:
         """(H, W, 3) uint8 RGB pixels at 1/`reduction` scale (1, 2, 4, 8; JPEG only, as Pillow's draft

@@ -144,7 +144,7 @@ class Examples(grain.transforms.RandomMap):
 
 
 def _with_hint(error: BadImageError) -> BadImageError:
-    return BadImageError(f"{error}. Remove or fix the file, or set on_bad_image='skip'.", error.path)
+    return BadImageError(f"{error}. Remove or fix the file, or set data.on_bad_image=skip (skip it and go on).", error.path)
 
 
 class RepeatedAugmentation(grain.MapDataset):
@@ -216,6 +216,7 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
         raise ValueError("the data source is empty")
     if worker_count > 0:
         _ensure_absl_flags_parsed()
+        _quiet_resource_tracker()
     shard_options = shard_options or grain.sharding.ShardByJaxProcess(drop_remainder=True)
     indices = grain.MapDataset.range(len(source)).seed(seed)
     if shuffle:
@@ -251,6 +252,20 @@ def ignore_interrupts(worker_index: int = 0, worker_count: int = 0) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+TRACKER_WARNING = "ignore:resource_tracker:UserWarning"  # -W syntax: the message must not hold a colon
+
+
+def _quiet_resource_tracker() -> None:
+    """When a run stops early (Ctrl-C, an error), the batches grain's workers were writing are left
+    in shared memory, and Python's resource tracker frees them at exit — correctly, but with a
+    'leaked shared_memory objects' warning that asks nothing of the user. The tracker process
+    takes its warning filters from sys.warnoptions when it starts (with the first worker)."""
+    import sys
+
+    if TRACKER_WARNING not in sys.warnoptions:
+        sys.warnoptions.append(TRACKER_WARNING)
 
 
 def _ensure_absl_flags_parsed() -> None:

@@ -22,10 +22,19 @@ from convnext_jax.errors import UserError
 _worker: dict[str, Any] = {}
 
 
-def _open(spec: str, split: str, max_size: int, quality: int) -> None:
+def _classes(spec: str, class_names: list[str] | None) -> dict[str, Any]:
+    """make_source's class_names for an image folder's split (other sources label their own)."""
+    return {"class_names": class_names} if class_names is not None and spec.startswith("folder:") else {}
+
+
+def _open(spec: str, split: str, max_size: int, quality: int, class_names: list[str] | None) -> None:
+    import logging
+
     from convnext_jax.data import make_source
 
-    _worker.update(source=make_source(spec, split, image_size=max_size), max_size=max_size, quality=quality)
+    logging.getLogger("convnext_jax").setLevel(logging.ERROR)  # the parent already said what the source found
+    _worker.update(source=make_source(spec, split, image_size=max_size, **_classes(spec, class_names)),
+                   max_size=max_size, quality=quality)
 
 
 def _encode(index: int) -> bytes | None:
@@ -43,14 +52,15 @@ def _encode(index: int) -> bytes | None:
 
 
 def prepare_split(spec: str, split: str, destination: str, *, max_size: int, quality: int, workers: int,
-                  shard_size: int) -> dict[str, Any] | None:
-    """Write one split's shards; None when the source has no such split."""
+                  shard_size: int, class_names: list[str] | None = None) -> dict[str, Any] | None:
+    """Write one split's shards; None when the source has no such split. `class_names`: the train
+    split's (image folders label val with them, so the labels agree)."""
     from array_record.python.array_record_module import ArrayRecordWriter
 
     from convnext_jax.data import make_source
 
     try:
-        source = make_source(spec, split, image_size=max_size)
+        source = make_source(spec, split, image_size=max_size, **_classes(spec, class_names))
     except (FileNotFoundError, ValueError) as e:
         if split == "train":
             raise UserError(f"cannot read {spec!r} split {split!r}: {e}") from e
@@ -61,7 +71,7 @@ def prepare_split(spec: str, split: str, destination: str, *, max_size: int, qua
     count, skipped, shards, writer = 0, 0, [], None
     began = time.perf_counter()
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_open, initargs=(spec, split, max_size, quality)) as pool:
+    with context.Pool(workers, initializer=_open, initargs=(spec, split, max_size, quality, class_names)) as pool:
         for record in pool.imap(_encode, range(len(source)), chunksize=16):
             if record is None:
                 skipped += 1
@@ -106,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         splits = {}
         for split in ("train", "val"):
             done = prepare_split(args.source, split, destination, max_size=args.max_size, quality=args.quality,
-                                 workers=args.workers, shard_size=args.shard_size)
+                                 workers=args.workers, shard_size=args.shard_size,
+                                 class_names=splits["train"]["class_names"] if "train" in splits else None)
             if done is not None:
                 splits[split] = done
         class_names = splits["train"].pop("class_names")

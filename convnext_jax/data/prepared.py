@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from convnext_jax.data.images import EncodedImage, open_image
+from convnext_jax.errors import DataError, DataNotFoundError
 
 MANIFEST = "prepared.json"
 FORMAT_VERSION = 1
@@ -64,12 +65,12 @@ class PreparedSource:
         root = os.fspath(root)
         manifest_path = os.path.join(root, MANIFEST)
         if not os.path.isfile(manifest_path):
-            raise FileNotFoundError(f"{root} is not a prepared dataset (no {MANIFEST}); make one with "
+            raise DataNotFoundError(f"{root} is not a prepared dataset (no {MANIFEST}); make one with "
                                     f"`python -m convnext_jax.data.prepare SOURCE {root}`")
         with open(manifest_path) as f:
             manifest = json.load(f)
         if split not in manifest["splits"]:
-            raise ValueError(f"prepared dataset {root} has splits {sorted(manifest['splits'])}, not {split!r}")
+            raise DataError(f"prepared dataset {root} has splits {sorted(manifest['splits'])}, not {split!r}")
         from array_record.python.array_record_data_source import ArrayRecordDataSource
 
         self.root, self.split, self.manifest = root, split, manifest

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from convnext_jax.data.images import IMAGE_EXTENSIONS, BadImageError, open_image
+from convnext_jax.errors import DataError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class DigitsSource:
         from sklearn.model_selection import train_test_split
 
         if split not in ("train", "val"):
-            raise ValueError(f"embedded:digits has splits 'train' and 'val', got {split!r}")
+            raise DataError(f"embedded:digits has splits 'train' and 'val', got {split!r}")
         digits = load_digits()
         images = (digits.images / 16.0 * 255.0).round().astype(np.uint8)
         indices = np.arange(len(images))
@@ -90,18 +91,18 @@ class ImageFolderSource:
                  on_bad_image: str = "skip"):
         root = os.fspath(root)
         if not os.path.isdir(root):
-            raise FileNotFoundError(f"image folder {root!r} does not exist: expected {root}/<class>/<image files>")
+            raise DataNotFoundError(f"image folder {root!r} does not exist: expected {root}/<class>/<image files>")
         if on_bad_image not in ("skip", "error"):
             raise ValueError(f"on_bad_image must be 'skip' or 'error', got {on_bad_image!r}")
         found = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
         if not found:
-            raise ValueError(f"{root} has no class subfolders: expected {root}/<class>/<image files>")
+            raise DataError(f"{root} has no class subfolders: expected {root}/<class>/<image files>")
         if class_names is None:
             class_names = found
         else:
             extra = sorted(set(found) - set(class_names))
             if extra:
-                raise ValueError(f"{root} has classes that the training split does not: {extra}. "
+                raise DataError(f"{root} has classes that the training split does not: {extra}. "
                                  "Train and val must use the same class folders.")
             missing = sorted(set(class_names) - set(found))
             if missing:
@@ -129,7 +130,7 @@ class ImageFolderSource:
         if skipped_files:
             log.warning("%s: ignored %d file(s) without an image extension %s", root, skipped_files, IMAGE_EXTENSIONS)
         if not self.samples:
-            raise ValueError(f"{root} contains no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            raise DataError(f"{root} contains no image files ({', '.join(IMAGE_EXTENSIONS)})")
 
     def __repr__(self) -> str:
         return f"ImageFolderSource(root={self.root!r}, num_classes={self.num_classes}, samples={len(self.samples)})"
@@ -170,18 +171,18 @@ class TfdsSource:
         try:
             builder = tfds.builder(name, data_dir=data_dir)
         except Exception as e:  # unknown name: tfds lists close matches in its message
-            raise ValueError(f"unknown TFDS dataset {name!r}: {e}") from e
+            raise DataError(f"unknown TFDS dataset {name!r}: {_first_line(e)}") from e
         splits = list(builder.info.splits)  # empty until the dataset is prepared
         if split == "val":  # our name for the held-out split: TFDS calls it validation or test
             split = next((s for s in ("validation", "test") if s in splits), "validation" if not splits else split)
         if splits and split.split("[")[0] not in splits:
-            raise ValueError(f"TFDS dataset {name!r} has splits {splits}, not {split!r}")
+            raise DataError(f"TFDS dataset {name!r} has splits {splits}, not {split!r}")
         try:
             self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
                                             decoders={image_key: tfds.decode.SkipDecoding()})
         except Exception as e:  # not prepared, or prepared as TFRecord (no random access)
-            raise FileNotFoundError(
-                f"TFDS dataset {name!r} split {split!r} cannot be opened from {builder.data_dir!r} ({e}). "
+            raise DataNotFoundError(
+                f"TFDS dataset {name!r} split {split!r} cannot be opened from {builder.data_dir!r} ({_first_line(e)}). "
                 f"Prepare it once as ArrayRecord on a machine with the source files: `tfds build {name} "
                 f"--data_dir=DIR --file_format=array_record`, then set data_dir=DIR.") from e
         self.num_classes = builder.info.features[label_key].num_classes
@@ -238,4 +239,9 @@ def make_source(spec: str, split: str, *, data_dir: str | None = None, image_siz
         from convnext_jax.data.prepared import PreparedSource
 
         return PreparedSource(os.path.expanduser(arg), split)
-    raise ValueError(f"unknown data source {spec!r}; expected one of {', '.join(SOURCE_KINDS)}")
+    raise DataError(f"unknown data source {spec!r}; expected one of {', '.join(SOURCE_KINDS)}")
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of a library's (often many-line) message."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -102,6 +102,9 @@ SCHEMA: schema.Schema = {
         "image_ops": Key("auto", "resize/warp implementation: native (C++, built on first use), pil, or auto "
                                  "(native when it builds); the same pixels either way, native is faster",
                          choices=("auto", "native", "pil"), run=False),
+        "on_bad_image": Key("skip", "image folders: an unreadable image is skipped in training (replaced by the "
+                                    "next, warned once, counted) and left out of evaluation (named, counted); "
+                                    "'error' stops the run naming the file", choices=("skip", "error"), run=False),
         "normalize": Key(True, "subtract mean and divide by std"),
         "mean": Key((0.485, 0.456, 0.406), "per-channel mean (RGB, 0..1)", length=3),
         "std": Key((0.229, 0.224, 0.225), "per-channel std (RGB, 0..1)", length=3, item_low=1e-6),

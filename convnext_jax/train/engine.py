@@ -20,6 +20,7 @@ from flax import nnx
 from convnext_jax.data import create_loader, shard_batch
 from convnext_jax.data.sources import SKIPPED
 from convnext_jax.errors import UserError
+from convnext_jax.text import plural
 from convnext_jax.models.naming import forward_macs
 from convnext_jax.models.params import count_params
 from convnext_jax.train import config as train_config
@@ -69,6 +70,24 @@ def micro_batches(batch: dict[str, np.ndarray], accum: int) -> dict[str, np.ndar
 DATA_WAIT_WARNING = 0.10  # warn when the steps spend more than this fraction of their time waiting for data
 
 
+IN_MEMORY_SOURCES = ("embedded:", "synthetic")  # decoded arrays in memory: no files to read or decode
+
+
+def data_wait_advice(setup: Setup, fraction: float) -> str | None:
+    """The warning for a step loop that waits for data, or None when the figure says nothing about
+    the input pipeline: on a CPU backend the step and the pipeline's threads share the same cores
+    (the host is slow to fetch while the "device" computes; more workers take cores from the step)."""
+    if jax.default_backend() == "cpu":
+        return None
+    config = setup.config
+    head = f"warning: {100 * fraction:.0f}% of the step time is spent waiting for data (the input pipeline is the " \
+           "bottleneck): "
+    if config.data.source.startswith(IN_MEMORY_SOURCES):
+        return head + f"raise data.threads (now {config.data.threads or 'auto'}), or use a larger batch_size"
+    return head + (f"raise data.workers (now {config.data.workers}), or train on a prepared dataset of smaller JPEGs "
+                   "(python -m convnext_jax.data.prepare)")
+
+
 class LogWindow:
     """The steps since the last log point: their finite flags (checked without a sync per step),
     their wall time (throughput, step time, ETA) and how much of it the loop waited for the next
@@ -87,9 +106,12 @@ class LogWindow:
         """Begin a new window (after a log point, an evaluation or the compilation)."""
         self.began, self.steps, self.wait = time.perf_counter(), 0, 0.0
 
-    def waited(self, seconds: float) -> None:
-        """Time the loop spent waiting for a batch (counted when the step it fed is timed)."""
-        self.pending_wait = seconds
+    def waited(self, seconds: float, device_idle: bool = True) -> None:
+        """Time the loop spent waiting for a batch (counted when the step it fed is timed). Only a
+        wait that outlasted the previous step counts: while the device still computes, waiting for
+        the next batch costs nothing (on a CPU backend the pipeline's threads and the step share
+        the cores, so the host is slow to fetch exactly while the device is busy)."""
+        self.pending_wait = seconds if device_idle else 0.0
 
     def record(self, step: int, finite: jax.Array, timed: bool = True) -> None:
         self.pending.append((step, finite))
@@ -131,6 +153,11 @@ class LogWindow:
             self.total_wait += self.wait
             self.total_time += elapsed
         return values
+
+
+def _done(metrics: dict[str, jax.Array]) -> bool:
+    """Whether the step that produced `metrics` has finished on the device."""
+    return all(leaf.is_ready() for leaf in jax.tree.leaves(metrics) if isinstance(leaf, jax.Array))
 
 
 class BestSoFar:
@@ -222,7 +249,7 @@ class Engine:
             batch = next(train_iter)
             self._note_skipped(batch.pop(SKIPPED, None), skipped_files)
             batch = shard_batch(micro_batches(batch, s.accum), self.micro_sharding)
-            window.waited(time.perf_counter() - fetch)
+            window.waited(time.perf_counter() - fetch, device_idle=train_step is None or _done(metrics))
             key = jax.random.fold_in(base_key, step)
             if train_step is None:  # compile once, run the first step, then start timing
                 train_step, compile_s = self._compile(state, batch, key)
@@ -241,10 +268,9 @@ class Engine:
                 throughputs += [values["img_per_s"]] if "img_per_s" in values else []
                 if values.get("data_wait_fraction", 0.0) > DATA_WAIT_WARNING and not warned_wait:
                     warned_wait = True
-                    self.progress.message(
-                        f"warning: {100 * values['data_wait_fraction']:.0f}% of the step time is spent waiting for "
-                        f"data (the input pipeline is the bottleneck): raise data.workers (now "
-                        f"{config.data.workers}), or train on a prepared dataset of smaller JPEGs")
+                    advice = data_wait_advice(s, values["data_wait_fraction"])
+                    if advice:
+                        self.progress.message(advice)
                 self.writer.write(done, **values, lr=s.schedule(done - 1))
                 self.progress.report(done, values, eta_s=(s.total_steps - done) * values.get("step_time_s", 0.0))
             if epoch_end:
@@ -322,7 +348,7 @@ class Engine:
         s = self.setup
         write_confusion(self.confusion, self.workdir, getattr(s.train_source, "class_names", None),
                         title=f"{s.config.model.name or 'model'}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
-                              f"after {s.config.num_epochs} epochs")
+                              f"after {plural(s.config.num_epochs, 'epoch')}")
 
     def _note_left_out(self, evaluator: Evaluator, what: str) -> None:
         """Name each unreadable evaluation image once (it is left out of the metrics, never replaced)."""

@@ -13,6 +13,7 @@ import ml_collections
 from flax import nnx
 
 from convnext_jax import schema
+from convnext_jax.text import plural
 from convnext_jax.errors import ConfigError
 from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
@@ -25,7 +26,8 @@ from convnext_jax.train.optim import refresh_hyperparameters
 from convnext_jax.train.parallel import state_bytes_per_device
 from convnext_jax.train.preemption import PreemptionWatch
 from convnext_jax.train.progress import Progress
-from convnext_jax.train.setup import Setup, build
+from convnext_jax.train.setup import Setup, build, warmup_steps_of
+from convnext_jax.train.short_run import short_run_notes, summary_fields
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.workdir import CURVES_FILE, METRICS_FILE, SUMMARY_FILE, RunDir
 
@@ -40,7 +42,7 @@ def describe_start(setup: Setup, start: int) -> str:
     config, train = setup.config, setup.train_source
     lines = [f"data: {config.data.source}: {len(train)} train / {len(setup.val_source)} val images, "
              f"{setup.num_classes} classes; {setup.steps_per_epoch} steps of {config.batch_size} per epoch, "
-             f"{config.num_epochs} epochs"]
+             f"{plural(config.num_epochs, 'epoch')}"]
     if setup.dropped_per_epoch:
         lines.append(f"note: {setup.dropped_per_epoch} of {len(train)} training images are left out of each epoch "
                      f"(the last partial batch; a new random selection every epoch). A batch_size that divides "
@@ -54,6 +56,8 @@ def describe_start(setup: Setup, start: int) -> str:
                     if setup.layout.fsdp > 1 else ""))
     if setup.pretrained:
         lines.append(setup.pretrained)
+    lines += short_run_notes(config, setup.steps_per_epoch, setup.total_steps,
+                             warmup_steps_of(config, setup.steps_per_epoch))
     if start:
         lines.append(f"resumed from step {start}/{setup.total_steps} (epoch {start // setup.steps_per_epoch})")
     return "\n".join(lines)
@@ -97,9 +101,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, epoch_ca
     if config.task != "classification" or not config.fcmae.pretrain_epochs:
         return train_run(config, workdir, epoch_callback, extend=extend)
     pretrain_dir = os.path.join(workdir, PRETRAIN_DIR)
-    _say(f"stage 1/2: FCMAE pre-training, {config.fcmae.pretrain_epochs} epochs, in {pretrain_dir}")
+    _say(f"stage 1/2: FCMAE pre-training, {plural(config.fcmae.pretrain_epochs, 'epoch')}, in {pretrain_dir}")
     pretrained = train_run(pretraining_stage(config), pretrain_dir)
-    _say(f"stage 2/2: fine-tuning, {config.num_epochs - config.fcmae.pretrain_epochs} epochs, in {workdir}")
+    _say(f"stage 2/2: fine-tuning, {plural(config.num_epochs - config.fcmae.pretrain_epochs, 'epoch')}, in {workdir}")
     summary = train_run(finetuning_stage(config, pretrain_dir), workdir, epoch_callback, extend=extend)
     summary.update(total_epochs=config.num_epochs, pretrain_epochs=config.fcmae.pretrain_epochs,
                    pretrain_best_val_loss=pretrained.get("best_val_loss"))
@@ -126,7 +130,7 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         run.check_resumable(config, extend=extend)
         finished = run.finished_summary(config)
         if finished is not None:
-            _say(f"{run.path}: this run is finished ({finished['epochs']} epochs, best "
+            _say(f"{run.path}: this run is finished ({plural(finished['epochs'], 'epoch')}, best "
                  f"{_best_line(finished)}); results in {run.file(SUMMARY_FILE)} and {run.file(METRICS_FILE)}. "
                  "To train it longer: --config.num_epochs=N --extend; for a new run use another --workdir.")
             return finished
@@ -167,7 +171,7 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         _close(train_iter)  # worker processes stop, their shared-memory batches are freed
         if writer is not None:
             writer.close()
-    summary["finished"] = True
+    summary.update(summary_fields(config, setup.total_steps), finished=True)
     if jax.process_index() == 0:
         write_json(run.file(SUMMARY_FILE), summary)
         plot_curves([(os.path.basename(run.path), read_metrics(run.path))], run.file(CURVES_FILE),

@@ -51,10 +51,11 @@ def extra_sources_of(config: ml_collections.ConfigDict, num_classes: int) -> dic
 
 def data_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
     """The train and val sources; val uses the train split's class names (image folders)."""
+    options = {"on_bad_image": config.data.on_bad_image} if config.data.source.startswith("folder:") else {}
     train = make_source(config.data.source, "train", data_dir=config.data.data_dir or None,
-                        image_size=config.data.image_size)
+                        image_size=config.data.image_size, **options)
     val = make_source(config.data.source, "val", data_dir=config.data.data_dir or None,
-                      image_size=config.data.image_size, class_names=getattr(train, "class_names", None))
+                      image_size=config.data.image_size, class_names=getattr(train, "class_names", None), **options)
     return train, val
 
 
@@ -135,11 +136,16 @@ def peak_lr_of(config: ml_collections.ConfigDict) -> float:
     return scaled_lr(optim.lr, config.batch_size, rule=optim.lr_scaling, base_batch=optim.lr_base_batch)
 
 
+def warmup_steps_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+    """The LR warmup in optimizer steps: optim.warmup_steps, else optim.warmup_epochs of steps."""
+    return config.optim.warmup_steps or config.optim.warmup_epochs * steps_per_epoch
+
+
 def schedule_of(config: ml_collections.ConfigDict, steps_per_epoch: int, *, parts: bool = False) -> Any:
     """The per-optimizer-step LR: the peak LR (scaled with the batch) with warmup and decay; with
     `parts`, its shape as `optim.schedule_parts` (the optimizer holds the two LRs as numbers)."""
     optim = config.optim
-    warmup = optim.warmup_steps or optim.warmup_epochs * steps_per_epoch
+    warmup = warmup_steps_of(config, steps_per_epoch)
     total = config.num_epochs * steps_per_epoch
     if parts:
         return schedule_parts(total, schedule=optim.schedule, warmup_steps=warmup)

@@ -45,9 +45,14 @@ def test_parse_arg_types_lone_values_and_errors():
     assert common.parse_arg("tiny", source="", tiny=False).tiny is True
     assert common.parse_arg("folder:/a/b", source="", tiny=False).source == "folder:/a/b"
     assert common.parse_arg(None, source="x").source == "x"
-    with pytest.raises(ConfigError, match="unknown config argument 'sise'; this config takes source, size"):
+    args = common.parse_arg("runs/pre,tiny", weights="", model="", tiny=False)  # the first value, then a flag
+    assert (args.weights, args.tiny) == ("runs/pre", True)
+    with pytest.raises(ConfigError, match=r"unknown config argument 'sise' \(did you mean 'size'\?\); this config "
+                                          "takes source, size"):
         common.parse_arg("sise=3", source="", size=32)
-    with pytest.raises(ConfigError, match="size='big': expected a int"):
+    with pytest.raises(ConfigError, match=r"unknown config argument 'tny' \(did you mean 'tiny'\?\)"):
+        common.parse_arg("tny", source="", tiny=False)
+    with pytest.raises(ConfigError, match="size='big': expected an integer"):
         common.parse_arg("size=big", source="", size=32)
     with pytest.raises(ConfigError, match="takes v1 or v2"):
         load("embedded_digits").get_config("v3")
