@@ -37,6 +37,7 @@ def get_config(arg: str | None = None):
     config.optim.lr = 1e-3
     config.optim.weight_decay = 0.05
     config.optim.warmup_epochs = 3
+    config.checkpoint.keep_best = 3  # the 3 best epochs are kept for `python -m convnext_jax.average --top_k 3`
     if args.weights:
         config.model.init_from = args.weights
         config.model.reset_head = True

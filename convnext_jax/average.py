@@ -8,6 +8,7 @@ and validate it on the run's validation data (timm's checkpoint averaging, `avg_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any
@@ -33,7 +34,7 @@ def ranked_steps(workdir: str, metric: str, top_k: int) -> list[tuple[int, float
     if len(evals) < top_k:
         raise ConfigError(f"--top_k {top_k}, but only {len(evals)} of the kept checkpoints of {workdir} have a "
                           f"{metric} evaluation (steps {sorted(evals) or sorted(kept)}): keep more with "
-                          f"checkpoint.keep when training, or average fewer")
+                          f"checkpoint.keep_best when training, or average fewer")
     order = sorted(evals.items(), key=lambda item: item[1], reverse=METRICS[metric] is max)
     return order[:top_k]
 
@@ -85,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"{args.workdir} is an FCMAE pre-training run: average its fine-tuned run instead")
     model = build_model(cfg)
     tree.load_tree(model, averaged, source="the averaged weights")
-    save_weights(model, out, overwrite=args.force)
+    defaults = validate.workdir_defaults(args.workdir)
+    save_weights(model, out, overwrite=args.force, evaluation=dataclasses.asdict(defaults))  # validate DIR uses it
     print(f"averaged {'EMA ' if use_ema else ''}weights of steps "
           + ", ".join(f"{step} ({metric} {value:.4f})" for step, value in ranked) + f" -> {out}", file=sys.stderr)
-    defaults = validate.workdir_defaults(args.workdir)
     row = validate.validate(validate.parser().parse_args([out, "--batch_size", str(args.batch_size)]), defaults)
-    row["model"] = f"{defaults.model_name} avg{args.top_k}"
+    row["model"] = f"{row['model']} avg{args.top_k}"
     row["weights"] = f"{out} (mean of steps {', '.join(str(step) for step, _ in ranked)})"
     if jax.process_index() == 0:
         if args.results_csv:

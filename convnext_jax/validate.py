@@ -27,6 +27,7 @@ from flax import nnx
 from convnext_jax.cli import ArgumentParser, reports_user_errors
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.naming import forward_macs
+from convnext_jax.models.variants import display_name
 from convnext_jax.weights import checkpoints, load, pytorch, tree
 
 COLUMNS = ("model", "top1", "top1_err", "top5", "top5_err", "loss", "param_count", "gmacs", "img_size", "crop_pct",
@@ -58,7 +59,20 @@ def workdir_defaults(path: str) -> Evaluation:
     normalised = data.normalize
     return Evaluation(data=data.source, data_dir=data.data_dir, image_size=data.image_size, crop_pct=data.crop_pct,
                       mean=tuple(data.mean) if normalised else None, std=tuple(data.std) if normalised else None,
-                      model_name=config.model.name or "convnext", class_names=run.class_names())
+                      model_name=config.model.name, class_names=run.class_names())
+
+
+def weights_dir_defaults(path: str) -> Evaluation | None:
+    """How the weights in directory `path` were evaluated (its evaluation.json, written by `average`)."""
+    from convnext_jax.weights.directory import load_evaluation
+
+    record = load_evaluation(path)
+    if record is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(Evaluation)}
+    record = {k: tuple(v) if isinstance(v, list) and k in ("mean", "std") else v for k, v in record.items()
+              if k in fields}
+    return Evaluation(**record)
 
 
 def best_step(path: str) -> tuple[dict[str, Any], str]:
@@ -154,6 +168,8 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
         evaluation = dataclasses.replace(defaults)
     elif kind == "workdir" and os.path.isfile(os.path.join(args.weights, "config.json")):
         evaluation = workdir_defaults(args.weights)
+    elif kind == "weights_dir" and weights_dir_defaults(args.weights) is not None:
+        evaluation = weights_dir_defaults(args.weights)
     else:
         if not args.data:
             raise ConfigError(f"--data is needed for {args.weights} (a workdir brings its own): e.g. --data "
@@ -196,7 +212,7 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
         names = evaluation.class_names or getattr(source, "class_names", None)
         write_confusion(evaluator.confusion, args.pictures, names,
                         title=f"{weights}: top-1 {metrics['val_top1']:.4f} on {evaluation.data} {args.split}")
-    name = args.model or evaluation.model_name or pytorch.variant_name(model.cfg) or "convnext"
+    name = args.model or display_name(evaluation.model_name, model.cfg)
     top1, top5 = 100.0 * metrics["val_top1"], 100.0 * metrics["val_top5"]
     return {"model": name, "top1": round(top1, 3), "top1_err": round(100.0 - top1, 3), "top5": round(top5, 3),
             "top5_err": round(100.0 - top5, 3), "loss": round(metrics["val_loss"], 4),

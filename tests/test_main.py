@@ -142,7 +142,9 @@ def test_own_folder_and_fine_tuning_from_a_timm_checkpoint(tmp_path):
                            f"--config.data.source=folder:{tmp_path / 'data'}", "--config.data.image_size=32",
                            "--config.batch_size=16", "--config.num_epochs=1", "--config.data.augment.auto_augment=")
     assert code == 0, err[-3000:]
-    assert "model: from " in out and "(2, 2, 6, 2) x (40, 80, 160, 320)" in out  # convnext_atto, inferred
+    assert "model: convnext_atto from " in out and "(2, 2, 6, 2) x (40, 80, 160, 320)" in out  # inferred
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["model"]["name"] == "convnext_atto"
+    assert json.loads((tmp_path / "ft" / "summary.json").read_text())["model"] == "convnext_atto"
     assert "initialised from" in out and "with a fresh classifier" in out
 
 
@@ -152,7 +154,8 @@ def test_fcmae_pretraining_then_fine_tuning(tmp_path):
     code, out, err = _main(*pre, "--config.num_epochs=1")
     assert code == 0, err[-3000:]
     assert "warning: the LR warmup (1 epoch) of 22 steps is as long as the whole run (1 epoch, 22 steps)" in out
-    assert "model: FCMAE pre-training of convnextv2_atto (1, 1, 1, 1)" in out and "epoch 1/1: val_loss" in out
+    assert "model: FCMAE pre-training of convnextv2_atto (custom depths/dims) (1, 1, 1, 1)" in out  # not the real atto
+    assert "epoch 1/1: val_loss" in out
     summary = json.loads((tmp_path / "pre" / "summary.json").read_text())
     assert summary["best_val_loss"] == summary["final_val_loss"] > 0 and summary["final_val_count"] == 360
     assert (tmp_path / "pre" / "pictures" / "epoch_0001.png").exists()

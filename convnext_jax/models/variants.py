@@ -41,6 +41,29 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def variant_name(cfg: ConvNeXtConfig) -> str | None:
+    """The registered name whose architecture equals `cfg`, if any."""
+    for name, variant in VARIANTS.items():
+        if (tuple(variant["depths"]), tuple(variant["dims"]), variant.get("use_grn", False)) == \
+                (cfg.depths, cfg.dims, cfg.use_grn):
+            return name
+    return None
+
+
+def display_name(name: str, cfg: Any) -> str:
+    """The name to show for a model built as `name` (may be '': the architecture of weights): the
+    variant's name when `cfg` is that variant, `name (custom depths/dims)` when it was reshaped (a
+    name never claims an architecture the model does not have), the matching variant's name for
+    an unnamed model, else 'convnext (custom)' / 'convnextv2 (custom)'. FCMAE configs: their encoder."""
+    cfg = getattr(cfg, "encoder", cfg)
+    matching = variant_name(cfg)
+    if name and name == matching:
+        return name
+    if name:
+        return f"{name} (custom depths/dims)" if name in VARIANTS else name
+    return matching or ("convnextv2 (custom)" if cfg.use_grn else "convnext (custom)")
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Names of the registered variants matching a shell-style pattern, e.g. 'convnextv2_*'."""
     return sorted(name for name in VARIANTS if fnmatch.fnmatch(name, pattern))

@@ -62,7 +62,8 @@ def main(argv: list[str]) -> None:
 
         result = run_study(config, workdir, workers=_WORKERS.value, gpus=_GPUS.value,
                            gpus_per_worker=_GPUS_PER_WORKER.value)
-        print(f"report: {workdir}/report/report.md")
+        if "report" in result:
+            print(f"{result['report']['headline']}\nreport: {workdir}/report/report.md")
         if result["failed_workers"]:
             sys.exit(f"workers {result['failed_workers']} exited with an error (see their output above)")
     elif command == "worker":
@@ -73,7 +74,8 @@ def main(argv: list[str]) -> None:
         from convnext_jax.sweep.report import write_report
 
         summary = write_report(workdir)
-        print(f"report: {workdir}/report/report.md ({len(summary['points'])} points, plots: {summary['plots']})")
+        print(f"{summary['headline']}\nreport: {workdir}/report/report.md ({len(summary['points'])} points, plots: "
+              f"{', '.join(summary['plots'])})")
 
 
 if __name__ == "__main__":

@@ -392,6 +392,17 @@ def _html(title: str, blocks: list[tuple]) -> str:
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
+def _reshaped_models(train: Any) -> str:
+    """A note when the trials' models are named variants with other depths or widths (the tiny
+    studies' shrunken attos): the names in the tables are not the published architectures."""
+    model = train.model
+    if not (model.get("depths") or model.get("dims")):
+        return ""
+    shape = ", ".join(f"{key} {tuple(model[key])}" for key in ("depths", "dims") if model.get(key))
+    return (f"Models: every trial's model.name is reshaped to {shape} (custom depths/dims): the names below are "
+            "not the published architectures.")
+
+
 def write_report(workdir: str) -> dict[str, Any]:
     """Write WORKDIR/report/{report.md, report.html, *.png, points.json}; returns what was written."""
     import matplotlib
@@ -429,6 +440,9 @@ def write_report(workdir: str) -> dict[str, Any]:
               + ", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items()))),
         ("p", f"Storage: `{record['storage']}` (live view: `optuna-dashboard {record['storage']}`)"),
         ("p", best_text)]
+    reshaped = _reshaped_models(train)
+    if reshaped:
+        blocks.append(("p", reshaped))
     if warnings:
         blocks.append(("warnings", warnings))
     if extras.get("optimal_lr"):

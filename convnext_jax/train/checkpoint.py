@@ -28,14 +28,22 @@ logging.getLogger("absl").addFilter(_QuietUntrackedSaves())  # orbax logs throug
 
 
 class Checkpointer:
-    """Periodic saves with keep-N, plus the best step by a metric (kept in addition)."""
+    """Checkpoints kept by what the run promises: the `keep_latest` most recent ones (a preemption
+    or periodic save among them; the last one always, so a finished run stays finished) plus the
+    `keep_best` best by the selection metric (evaluated epoch-end saves; what checkpoint averaging
+    uses). Orbax's own max_to_keep + best_fn would keep only the N best and delete the latest."""
 
-    def __init__(self, workdir: str, *, max_to_keep: int = 2, best_metric: str | None = "val_top1",
-                 best_mode: str = "max"):
+    def __init__(self, workdir: str, *, keep_latest: int = 2, keep_best: int = 1,
+                 best_metric: str | None = "val_top1", best_mode: str = "max"):
+        policies: list[Any] = [ocp.checkpoint_managers.LatestN(n=max(1, keep_latest))]
+        if best_metric and keep_best:
+            policies.append(ocp.checkpoint_managers.BestN(
+                get_metric_fn=lambda metrics: metrics[best_metric], reverse=best_mode == "min", n=keep_best,
+                keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True,
+            create=True, enable_async_checkpointing=True,
             best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None, best_mode=best_mode,
-            keep_checkpoints_without_metrics=True)
+            preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies))
         self.manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
                                              item_names=("state", "data"))
 

@@ -181,7 +181,9 @@ SCHEMA: schema.Schema = {
         "every_steps": Key(0, "also save every N optimizer steps (0 off)", low=0, run=False),
         "every_minutes": Key(0.0, "also save when this many minutes passed since the last save (0 off)", low=0.0,
                              run=False),
-        "keep": Key(2, "checkpoints kept (plus the best by the task's validation metric)", low=1, run=False),
+        "keep": Key(2, "the latest checkpoints kept (the last one always)", low=1, run=False),
+        "keep_best": Key(1, "also kept: the best checkpoints by the selection metric (select_on / the task's "
+                            "val metric), which `python -m convnext_jax.average --top_k` can use", low=0, run=False),
     },
 }
 

@@ -22,6 +22,7 @@ from convnext_jax.data.sources import SKIPPED
 from convnext_jax.errors import UserError
 from convnext_jax.text import plural
 from convnext_jax.models.naming import forward_macs
+from convnext_jax.models.variants import display_name
 from convnext_jax.models.params import count_params
 from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
@@ -347,7 +348,7 @@ class Engine:
 
         s = self.setup
         write_confusion(self.confusion, self.workdir, getattr(s.train_source, "class_names", None),
-                        title=f"{s.config.model.name or 'model'}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
+                        title=f"{display_name(s.config.model.name, s.model_cfg)}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
                               f"after {plural(s.config.num_epochs, 'epoch')}")
 
     def _note_left_out(self, evaluator: Evaluator, what: str) -> None:

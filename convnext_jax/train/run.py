@@ -13,6 +13,7 @@ import ml_collections
 from flax import nnx
 
 from convnext_jax import schema
+from convnext_jax.models.variants import display_name, variant_name
 from convnext_jax.text import plural
 from convnext_jax.errors import ConfigError
 from convnext_jax.train import config as train_config
@@ -49,7 +50,8 @@ def describe_start(setup: Setup, start: int) -> str:
                      f"{len(train)} uses them all.")
     arch = getattr(setup.model_cfg, "encoder", setup.model_cfg)
     what = "FCMAE pre-training of " if config.task == "fcmae" else ""
-    lines.append(f"model: {what}{config.model.name or 'from ' + config.model.init_from} {arch.depths} x {arch.dims}, "
+    source = f" from {config.model.init_from}" if config.model.init_from else ""
+    lines.append(f"model: {what}{display_name(config.model.name, setup.model_cfg)}{source} {arch.depths} x {arch.dims}, "
                  f"{config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)"
                  + (f", mesh {setup.layout.replicas // setup.layout.fsdp} data x {setup.layout.fsdp} fsdp "
                     f"({state_bytes_per_device(setup.state) / 2**20:.1f} MiB of state per device)"
@@ -140,11 +142,12 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
     try:
         setup = build(config, load_pretrained=not start)
         if jax.process_index() == 0 and (not run.exists or extend):
-            run.write_config(config)
+            run.write_config(with_resolved_name(config, setup.model_cfg))
             if hasattr(setup.train_source, "class_names"):
                 run.write_class_names(list(setup.train_source.class_names))
         best_metric, best_mode = train_config.selection_metric(config)
-        checkpointer = Checkpointer(run.path, max_to_keep=config.checkpoint.keep, best_metric=best_metric,
+        checkpointer = Checkpointer(run.path, keep_latest=config.checkpoint.keep,
+                                    keep_best=config.checkpoint.keep_best, best_metric=best_metric,
                                     best_mode=best_mode)
     except BaseException:
         if jax.process_index() == 0 and not start:
@@ -171,12 +174,27 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         _close(train_iter)  # worker processes stop, their shared-memory batches are freed
         if writer is not None:
             writer.close()
-    summary.update(summary_fields(config, setup.total_steps), finished=True)
+    summary.update(summary_fields(config, setup.total_steps), model=display_name(config.model.name, setup.model_cfg),
+                   finished=True)
     if jax.process_index() == 0:
         write_json(run.file(SUMMARY_FILE), summary)
         plot_curves([(os.path.basename(run.path), read_metrics(run.path))], run.file(CURVES_FILE),
                     val_metric=setup.task.best_metric)
     return summary
+
+
+def with_resolved_name(config: ml_collections.ConfigDict, model_cfg: Any) -> ml_collections.ConfigDict:
+    """The config to store: a model built from weights (model.name '') gets the name of the variant
+    whose architecture the weights have, so the run, validate and reports name it."""
+    if config.model.name or not config.model.init_from:
+        return config
+    name = variant_name(getattr(model_cfg, "encoder", model_cfg))
+    if name is None:
+        return config
+    resolved = ml_collections.ConfigDict(config.to_dict())
+    resolved.model.name = name
+    resolved.lock()
+    return resolved
 
 
 def _close(iterator: Any) -> None:

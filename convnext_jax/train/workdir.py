@@ -108,6 +108,8 @@ class RunDir:
         every key that defines it (`run=True` keys; num_epochs may grow with `extend`)."""
         stored = self.stored_config()
         keys = [k for k in train_config.run_keys() if not (extend and k == "num_epochs")]
+        if not config.model.name and config.model.init_from == stored.model.init_from:
+            keys.remove("model.name")  # the stored name was resolved from the weights' architecture
         changed = differing(stored, config, keys)
         if changed:
             raise ConfigError(

@@ -2,6 +2,8 @@
 
     DIR/config.json   the ConvNeXtConfig fields ({"fcmae": {..., "encoder": {...}}} for an FCMAE model)
     DIR/params/       orbax StandardCheckpointer tree of the parameters (the model's own paths)
+    DIR/evaluation.json  optional: how the weights were evaluated (data, image size, crop, normalisation,
+                      classes, model name), written by `average`; `validate DIR` uses it
 
 Loading needs no PyTorch: the tree goes straight into the model, every path and shape checked.
 """
@@ -22,6 +24,7 @@ from convnext_jax.weights.pytorch import WeightsExistError, WeightsNotFoundError
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
+EVALUATION_FILE = "evaluation.json"
 
 
 def is_weights_dir(path: str | os.PathLike) -> bool:
@@ -29,8 +32,10 @@ def is_weights_dir(path: str | os.PathLike) -> bool:
     return os.path.isfile(os.path.join(path, CONFIG_FILE)) and os.path.isdir(os.path.join(path, PARAMS_DIR))
 
 
-def save_weights(model: Any, directory: str | os.PathLike, *, overwrite: bool = False) -> None:
-    """Write `model`'s config and parameters to `directory` (blocking until the save is done)."""
+def save_weights(model: Any, directory: str | os.PathLike, *, overwrite: bool = False,
+                 evaluation: dict[str, Any] | None = None) -> None:
+    """Write `model`'s config and parameters to `directory` (blocking until the save is done), and
+    `evaluation` (how to evaluate them: the preprocessing they were trained with) when given."""
     directory = os.path.abspath(os.fspath(directory))
     if os.path.exists(directory):
         if not overwrite:
@@ -43,6 +48,18 @@ def save_weights(model: Any, directory: str | os.PathLike, *, overwrite: bool = 
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(os.path.join(directory, PARAMS_DIR), nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     checkpointer.wait_until_finished()
+    if evaluation is not None:
+        with open(os.path.join(directory, EVALUATION_FILE), "w") as f:
+            json.dump(evaluation, f, indent=2)
+
+
+def load_evaluation(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The evaluation record saved with the weights (None when there is none)."""
+    path = os.path.join(os.fspath(directory), EVALUATION_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def load_config(directory: str | os.PathLike) -> Any:

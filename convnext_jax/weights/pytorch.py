@@ -21,7 +21,7 @@ from convnext_jax.errors import UserError
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.naming import (fcmae_to_official_classifier, is_fcmae_checkpoint, is_head_classifier,
                                         model_parameter_names, official_to_timm_key)
-from convnext_jax.models.variants import VARIANTS, model_config
+from convnext_jax.models.variants import model_config, variant_name
 
 _WRAPPER_KEYS = ("state_dict", "model", "module")
 _EMA_KEYS = ("state_dict_ema", "model_ema")
@@ -366,10 +366,3 @@ def infer_fcmae_config(tensors: Mapping[str, np.ndarray]) -> Any:
                        decoder_depth=len(decoder_blocks), patch_size=patch)
 
 
-def variant_name(cfg: ConvNeXtConfig) -> str | None:
-    """The registered name whose architecture equals `cfg`, if any."""
-    for name, variant in VARIANTS.items():
-        if (tuple(variant["depths"]), tuple(variant["dims"]), variant.get("use_grn", False)) == \
-                (cfg.depths, cfg.dims, cfg.use_grn):
-            return name
-    return None

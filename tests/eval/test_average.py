@@ -41,7 +41,7 @@ def test_the_top_k_checkpoints_by_the_metric_are_averaged_and_validated(run, tmp
     assert main(["--workdir", str(run), "--top_k", "2", "--metric", metric, "--out", str(out),
                  "--results_csv", str(tmp_path / "r.csv")]) == 0
     printed = capsys.readouterr()
-    assert "| convnextv2_atto avg2 |" in printed.out
+    assert "| convnextv2_atto (custom depths/dims) avg2 |" in printed.out
     assert all(f"{r['step']} ({metric}" in printed.err for r in ranked)
     parts = [_flat(read_checkpoint_params(str(run), r["step"], use_ema=ema)) for r in ranked]
     for got, a, b in zip(_flat(read_params(out)), *parts):
@@ -55,3 +55,19 @@ def test_more_than_the_kept_checkpoints_is_a_short_error(run):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--top_k 4, but only 3 of the kept checkpoints" in result.stderr and "checkpoint.keep" in result.stderr
     assert not (run / "averaged_top4").exists()
+
+
+def test_the_averaged_weights_directory_validates_as_the_run_did(run, tmp_path, capsys):
+    """The weights directory carries the run's evaluation (digits at 32 px, mean/std 0.5), so
+    `validate DIR` alone gives the number `average` printed (before: a 224 px ImageNet evaluation)."""
+    from convnext_jax.validate import main as validate_main
+
+    out = tmp_path / "avg"
+    assert main(["--workdir", str(run), "--top_k", "2", "--out", str(out)]) == 0
+    averaged_row = capsys.readouterr().out.splitlines()[-1]
+    assert validate_main([str(out)]) == 0
+    printed = capsys.readouterr()
+    validated_row = printed.out.splitlines()[-1]
+    columns = lambda row: [c.strip() for c in row.split("|")[2:8]]  # top1, top5, loss, params, gmacs, img_size
+    assert columns(validated_row) == columns(averaged_row) and columns(validated_row)[5] == "32"
+    assert "(360 images" in printed.err

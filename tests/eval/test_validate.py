@@ -82,7 +82,7 @@ def test_exported_pytorch_weights_validate_to_the_same_numbers(run, tmp_path, ca
     with open(tmp_path / "r.csv", newline="") as f:
         ours, theirs = list(csv.DictReader(f))
     assert theirs["top1"] == ours["top1"] and float(theirs["loss"]) == pytest.approx(float(ours["loss"]), abs=1e-4)
-    assert theirs["model"] == "convnextv2_atto" or theirs["model"] == "convnext"
+    assert ours["model"] == "convnextv2_atto (custom depths/dims)" and theirs["model"] == "convnextv2 (custom)"
     assert reads == [str(pth)]  # the architecture is inferred from the same read as the weights loaded
 
 

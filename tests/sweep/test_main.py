@@ -28,6 +28,8 @@ def test_lr_study_with_two_workers_and_its_report(tmp_path):
     assert "<table>" in page and "**" not in page and "(2 seeds)" in page and "<img src='curves.png'" in page
     points = json.loads((tmp_path / "report" / "points.json").read_text())
     assert points["headline"].startswith("Best point: optim.lr=") and len(points["points"]) == 2
+    assert out.count(points["headline"]) == 1 and out.rstrip().endswith(f"report: {tmp_path}/report/report.md")
+    assert "(custom depths/dims): the names below are not the published architectures" in page  # shrunken attos
     assert all(p["complete"] == 2 for p in points["points"])
     assert (tmp_path / "trials" / "0000" / "curves.png").exists()
 

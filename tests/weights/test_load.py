@@ -59,7 +59,7 @@ def test_training_workdir_checkpoint_params_and_ema(tmp_path):
     params = nnx.state(model, nnx.Param)
     state = TrainState.create(params, optax.adamw(1e-3), ema=True)
     state = state.replace(ema=jax.tree.map(lambda p: p + 1.0, state.ema))
-    checkpointer = Checkpointer(str(tmp_path), max_to_keep=2)
+    checkpointer = Checkpointer(str(tmp_path), keep_latest=2)
     loader = iter(__import__("convnext_jax.data", fromlist=["create_loader"]).create_loader(
         __import__("convnext_jax.data", fromlist=["SyntheticSource"]).SyntheticSource(8, 32, 5), batch_size=4,
         transforms=[], shuffle=False))
