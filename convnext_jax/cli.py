@@ -70,8 +70,17 @@ def _underscored(arg: str) -> str:
     return "--" + name[2:].replace("-", "_") + eq + value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help; descriptions keep their line breaks."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the project's flag style: options are --snake_case; --dashed-names work too."""
+    """argparse with the project's flag style: options are --snake_case; --dashed-names work too;
+    --help shows every default (subcommands' parsers too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
         args = sys.argv[1:] if args is None else list(args)
@@ -88,16 +97,43 @@ def _config_file_error(text: str) -> str:
     return lines[-1] if lines else text
 
 
-def config_flags_parser(schema_of: Callable[[], Any], command: str) -> Callable[[list[str]], list[str]]:
+HELP_FLAGS = ("-h", "--help", "--helpshort", "--helpfull", "-help")
+
+
+def config_flags_parser(schema_of: Callable[[], Any], command: str,
+                        subcommands: dict[str, str] | None = None) -> Callable[[list[str]], list[str]]:
     """An absl `flags_parser` that reports the config's own errors (unknown keys with the closest
-    name from `schema_of()`, bad values, a config file that fails) as one short message."""
-    return functools.partial(_parse_flags, schema_of=schema_of, command=command)
+    name from `schema_of()`, bad values, a config file that fails) as one short message, and
+    answers --help with the command's usage and flags, exit status 0 (absl's own exits 1).
+    `subcommands`: {name: its help}, shown for `COMMAND NAME --help`."""
+    return functools.partial(_parse_flags, schema_of=schema_of, command=command, subcommands=subcommands or {})
 
 
-def _parse_flags(argv: list[str], *, schema_of: Callable[[], Any], command: str) -> list[str]:
+def print_help(command: str, subcommands: dict[str, str], argv: list[str]) -> None:
+    """The usage of `command` (its module's docstring, or one subcommand's help) and its flags."""
+    from absl import flags
+
+    words = [a for a in argv[1:] if not a.startswith("-")]
+    main = sys.modules.get("__main__")
+    if words and words[0] in subcommands:
+        print(f"{command} {words[0]}: {subcommands[words[0]]}\n")
+    else:
+        print((getattr(main, "__doc__", None) or command).strip() + "\n")
+    module = getattr(main, "__spec__", None)
+    name = module.name if module is not None else "__main__"
+    flag_help = flags.FLAGS.module_help(name) if name in flags.FLAGS.flags_by_module_dict() else ""
+    print(flag_help or flags.FLAGS.main_module_help())
+
+
+def _parse_flags(argv: list[str], *, schema_of: Callable[[], Any], command: str,
+                 subcommands: dict[str, str]) -> list[str]:
     from absl import flags
 
     from convnext_jax import schema
+
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+        print_help(command, subcommands, argv)
+        sys.exit(0)
 
     try:
         return flags.FLAGS(argv)

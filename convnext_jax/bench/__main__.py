@@ -1,4 +1,6 @@
-"""python -m convnext_jax.bench {train,infer,fcmae,dwconv,compile,comms,data} ... — markdown tables (and --json)."""
+"""python -m convnext_jax.bench {train,infer,fcmae,dwconv,compile,comms,memory,data} ... — markdown tables (and --json).
+
+Each subcommand has its own --help (python -m convnext_jax.bench train --help)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 
 import jax
 
-from convnext_jax.bench.timing import Prepared, add_speedup, markdown_table, time_interleaved
+from convnext_jax.bench.timing import Prepared, add_speedup, markdown_table, spread_warning, time_interleaved
 from convnext_jax.cli import ArgumentParser, reports_user_errors
 from convnext_jax.errors import ConfigError
 from convnext_jax.ops import impl_choices
@@ -67,8 +69,11 @@ def _print_throughput(rows: list[dict[str, Any]], args: argparse.Namespace, what
     speedup = add_speedup(rows)
     print(f"\n{args.model}, {args.image_size}px, batch {args.batch_size}, {what}, median of {args.rounds} interleaved "
           f"rounds x {args.steps} calls\n")
-    print(markdown_table(rows, ["framework", "img_per_s", speedup, "step_ms", "min_ms", "compile_s", "mfu",
-                                "xla_peak_mib", "device_peak_mib"]))
+    print(markdown_table(rows, ["framework", "img_per_s", speedup, "x (min)", "step_ms", "min_ms", "compile_s",
+                                "mfu", "xla_peak_mib", "device_peak_mib"]))
+    warning = spread_warning(rows)
+    if warning:
+        print("\n" + warning)
     return rows
 
 
@@ -286,51 +291,54 @@ def main(argv: list[str] | None = None) -> int:
     infer = sub.add_parser("infer", help="inference throughput, JAX vs the PyTorch reference")
     fcmae = sub.add_parser("fcmae", help="FCMAE pre-training step, JAX vs the dense PyTorch emulation")
     for p in (train, infer, fcmae):
-        p.add_argument("--model", default="convnext_atto")
-        p.add_argument("--image_size", type=int, default=64)
-        p.add_argument("--batch_size", type=int, default=32)
-        p.add_argument("--num_classes", type=int, default=1000)
-        p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-        p.add_argument("--dwconv_impl", nargs="+", default=["auto"], choices=list(impl_choices("dwconv")))
+        p.add_argument("--model", default="convnext_atto", help="a timm variant name (both frameworks build it)")
+        p.add_argument("--image_size", type=int, default=64, help="input resolution (px)")
+        p.add_argument("--batch_size", type=int, default=32, help="images per step")
+        p.add_argument("--num_classes", type=int, default=1000, help="classifier outputs")
+        p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                       help="compute precision (bfloat16: JAX bf16 with fp32 params; PyTorch AMP autocast)")
+        p.add_argument("--dwconv_impl", nargs="+", default=["auto"], choices=list(impl_choices("dwconv")),
+                       help="depthwise-conv implementations to time side by side")
         p.add_argument("--torch", action="store_true", help="also time timm eager")
         p.add_argument("--torch_compile", action="store_true", help="also time timm + torch.compile")
         p.add_argument("--steps", type=int, default=5, help="timed calls per contender per round")
         p.add_argument("--rounds", type=int, default=4, help="interleaved rounds (all contenders take turns)")
-        p.add_argument("--warmup", type=int, default=2)
+        p.add_argument("--warmup", type=int, default=2, help="untimed calls per contender before timing")
     train.add_argument("--scan", nargs="+", type=lambda s: s.lower() in ("1", "true", "yes"), default=[False],
                        help="one or more of true/false")
     train.add_argument("--remat", nargs="+", default=["none"], choices=["none", "full", "dots"],
                        help="rematerialisation policies (several: timed side by side)")
-    train.add_argument("--drop_path_rate", type=float, default=0.0)
+    train.add_argument("--drop_path_rate", type=float, default=0.0, help="stochastic depth rate")
     dw = sub.add_parser("dwconv", help="7x7 depthwise conv forward/backward, JAX formulations vs PyTorch")
-    dw.add_argument("--batch_size", type=int, default=32)
+    dw.add_argument("--batch_size", type=int, default=32, help="images per call")
     dw.add_argument("--sizes", type=int, nargs="+", default=[16, 8, 4, 2], help="spatial size per shape")
-    dw.add_argument("--channels", type=int, nargs="+", default=[40, 80, 160, 320])
+    dw.add_argument("--channels", type=int, nargs="+", default=[40, 80, 160, 320], help="channels per shape")
     dw.add_argument("--impls", nargs="+", default=["lax", "lax_vjp", "shift", "ffi"],
-                    choices=list(impl_choices("dwconv")[1:]))
-    dw.add_argument("--steps", type=int, default=20)
-    dw.add_argument("--no_torch", action="store_true")
+                    choices=list(impl_choices("dwconv")[1:]), help="JAX formulations to time")
+    dw.add_argument("--steps", type=int, default=20, help="timed calls per formulation")
+    dw.add_argument("--no_torch", action="store_true", help="leave out PyTorch's depthwise conv")
     comp = sub.add_parser("compile", help="compile time vs depth, unrolled vs scan")
-    comp.add_argument("--depths", type=int, nargs="+", default=[3, 48])
+    comp.add_argument("--depths", type=int, nargs="+", default=[3, 48], help="blocks in the deepest stage")
     comms = sub.add_parser("comms", help="gradient all-reduce volume per optimizer step (set JAX_NUM_CPU_DEVICES)")
-    comms.add_argument("--model", default="convnext_atto")
-    comms.add_argument("--num_classes", type=int, default=1000)
-    comms.add_argument("--image_size", type=int, default=64)
-    comms.add_argument("--batch_size", type=int, default=64)
-    comms.add_argument("--accum", type=int, nargs="+", default=[1, 4])
+    comms.add_argument("--model", default="convnext_atto", help="a variant name")
+    comms.add_argument("--num_classes", type=int, default=1000, help="classifier outputs")
+    comms.add_argument("--image_size", type=int, default=64, help="input resolution (px)")
+    comms.add_argument("--batch_size", type=int, default=64, help="global batch")
+    comms.add_argument("--accum", type=int, nargs="+", default=[1, 4], help="gradient accumulation steps to compare")
     fcmae.set_defaults(model="convnextv2_atto", image_size=128)
     memory = sub.add_parser("memory", help="per-device memory of the train step under FSDP (XLA memory analysis; "
                                            "set JAX_NUM_CPU_DEVICES=8 to plan for 8 GPUs on a CPU)")
-    memory.add_argument("--model", default="convnextv2_huge")
-    memory.add_argument("--image_size", type=int, default=224)
+    memory.add_argument("--model", default="convnextv2_huge", help="a variant name")
+    memory.add_argument("--image_size", type=int, default=224, help="input resolution (px)")
     memory.add_argument("--batch_size", type=int, default=32, help="per device")
-    memory.add_argument("--num_classes", type=int, default=1000)
-    memory.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
-    memory.add_argument("--remat", default="full", choices=["none", "full", "dots"])
-    memory.add_argument("--scan", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
+    memory.add_argument("--num_classes", type=int, default=1000, help="classifier outputs")
+    memory.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="compute precision")
+    memory.add_argument("--remat", default="full", choices=["none", "full", "dots"], help="rematerialisation policy")
+    memory.add_argument("--scan", type=lambda s: s.lower() in ("1", "true", "yes"), default=True,
+                        help="scan over the blocks of a stage (true/false)")
     memory.add_argument("--fsdp", type=int, nargs="+", default=[1, 8], help="fsdp sizes (the rest is data)")
     memory.add_argument("--budget_gib", type=float, default=24.0, help="memory of the GPU to plan for")
-    memory.add_argument("--no_ema", action="store_true")
+    memory.add_argument("--no_ema", action="store_true", help="leave the EMA copy of the weights out")
     data = sub.add_parser("data", help="input pipeline: ours vs torchvision DataLoader + timm transform")
     data.add_argument("--source", default="imagenet-like",
                       help="imagenet-like (real-photo JPEGs made in a temp dir), folder:/path or prepared:/path")
@@ -338,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="scaling table up to this")
     data.add_argument("--worker_counts", type=int, nargs="+",
                       help="the scaling table's worker counts (default 1..--workers), e.g. 1 2 4 8 16")
-    data.add_argument("--batch_size", type=int, default=32)
-    data.add_argument("--image_size", type=int, default=224)
-    data.add_argument("--epochs", type=int, default=3)
+    data.add_argument("--batch_size", type=int, default=32, help="images per batch")
+    data.add_argument("--image_size", type=int, default=224, help="output crop (px)")
+    data.add_argument("--epochs", type=int, default=3, help="passes over the images per measurement")
     data.add_argument("--torch", action="store_true", help="also time torchvision DataLoader + timm transform")
     data.add_argument("--pil_ops", action="store_true",
                       help="also time our pipeline with Pillow's resize/warp instead of the native ones (same pixels)")

@@ -128,4 +128,5 @@ def prepare_torch_fcmae_step(model_name: str, *, batch_size: int, image_size: in
         else:
             loss.item()
 
-    return prepared_torch(run, name=torch_name(compile, bf16, "torch dense"), batch_size=batch_size, device=device)
+    return prepared_torch(run, name=torch_name(compile, bf16, "torch dense"), batch_size=batch_size, device=device,
+                          compiled=compile)

@@ -48,6 +48,8 @@ def markdown_table(rows: list[dict[str, object]], columns: list[str]) -> str:
     (e.g. device memory on a CPU) is left out."""
 
     def fmt(value: object) -> str:
+        if value is None:
+            return "–"
         if isinstance(value, float):
             return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
         return str(value)
@@ -56,6 +58,22 @@ def markdown_table(rows: list[dict[str, object]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+BUSY_SPREAD = 1.3  # median / min step time above this: the machine was busy, a ratio of medians is unreliable
+
+
+def spread_warning(rows: list[dict[str, Any]]) -> str | None:
+    """A warning when any contender's median step is more than BUSY_SPREAD x its fastest (other work
+    on the machine slowed some calls): the ratio of minima is then the better comparison."""
+    spread = {row["framework"]: row["median_s"] / row["min_s"] for row in rows if row.get("min_s")}
+    busy = {name: value for name, value in spread.items() if value > BUSY_SPREAD}
+    if not busy:
+        return None
+    return ("warning: the machine was busy: median/min step time " + ", ".join(f"{name} {value:.2f}x" for name, value
+                                                                               in busy.items())
+            + f" (above {BUSY_SPREAD}x); the ratio of medians is unreliable, compare the ratio of minima "
+              "(the 'x (min)' column) and rerun on an idle machine")
 
 
 def add_speedup(rows: list[dict[str, Any]], key: str = "img_per_s") -> str:
@@ -69,4 +87,6 @@ def add_speedup(rows: list[dict[str, Any]], key: str = "img_per_s") -> str:
     name = f"x vs {reference.get('framework', 'first')}"
     for row in rows:
         row[name] = row.pop("speedup")
+        if reference.get("min_s") and row.get("min_s"):
+            row["x (min)"] = reference["min_s"] / row["min_s"]  # the ratio of the fastest calls
     return name

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from convnext_jax.bench.timing import Prepared
 
 
-def prepared_torch(run: Any, *, name: str, batch_size: int, device: str) -> Prepared:
+def quiet_torch() -> None:
+    """Silence torch's notice that a CUDA build on a machine without a CUDA runtime uses CUDA_HOME
+    (printed when torch.compile first builds on a CPU-only machine): nothing to act on here."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+
+def prepared_torch(run: Any, *, name: str, batch_size: int, device: str, compiled: bool) -> Prepared:
     """Run a PyTorch step once (torch.compile compiles on the first call) and return it with its
-    result row (compile time = first call minus a steady call, threads, CUDA peak memory)."""
+    result row (compile time = first call minus a steady call, for torch.compile only; threads,
+    CUDA peak memory)."""
     import torch
 
+    quiet_torch()  # before the first call: torch.compile builds there
     start = time.perf_counter()
     run()
     first_s = time.perf_counter() - start
 
     def row(timing: dict[str, float]) -> dict[str, Any]:
-        return {"framework": name, "compile_s": first_s - timing["median_s"], **timing,
+        compile_s = max(first_s - timing["median_s"], 0.0) if compiled else None  # eager compiles nothing
+        return {"framework": name, "compile_s": compile_s, **timing,
                 "img_per_s": batch_size / timing["median_s"], "threads": torch.get_num_threads(),
                 "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
 
@@ -62,7 +72,7 @@ def prepare_torch_train_step(model_name: str, *, batch_size: int, image_size: in
         else:
             loss.item()
 
-    return prepared_torch(run, name=torch_name(compile, bf16), batch_size=batch_size, device=device)
+    return prepared_torch(run, name=torch_name(compile, bf16), batch_size=batch_size, device=device, compiled=compile)
 
 
 def prepare_torch_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
@@ -88,4 +98,4 @@ def prepare_torch_inference(model_name: str, *, batch_size: int, image_size: int
         else:
             logits.sum().item()
 
-    return prepared_torch(run, name=torch_name(compile, bf16), batch_size=batch_size, device=device)
+    return prepared_torch(run, name=torch_name(compile, bf16), batch_size=batch_size, device=device, compiled=compile)

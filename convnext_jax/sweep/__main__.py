@@ -28,7 +28,15 @@ _GPUS_PER_WORKER = flags.DEFINE_integer("gpus_per_worker", 1, "GPUs each worker 
 _WORKER_INDEX = flags.DEFINE_integer("worker_index", 0, "This worker's index (seeds its sampler, labels its output).")
 _SHOW_CONFIG = flags.DEFINE_bool("show_config", False, "print every key of the study config with its value, "
                                  "default and meaning, then exit.")
-COMMANDS = ("run", "worker", "report")
+COMMANDS = {
+    "run": "validate the study config, create the study (SQLite in --workdir, or sweep.storage), queue the grid, "
+           "run --workers workers (or one per --gpus group), then write the report. Needs --config (e.g. "
+           "configs/sweeps/lr.py:tiny) and --workdir; --show_config lists every key of the study config.",
+    "worker": "join the study in --workdir and run trials until none is left (from any machine that shares "
+              "the study's storage: PostgreSQL or a journal file on a shared disk). Needs --workdir.",
+    "report": "write --workdir/report/: report.md, report.html, points.json and the PNG plots, from the trials "
+              "so far (a study still running can be reported). Needs --workdir.",
+}
 
 
 def _schema() -> dict:
@@ -79,4 +87,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=config_flags_parser(_schema, "python -m convnext_jax.sweep"))
+    app.run(main, flags_parser=config_flags_parser(_schema, "python -m convnext_jax.sweep", COMMANDS))

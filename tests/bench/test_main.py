@@ -24,6 +24,21 @@ def test_train_bench_jax_and_torch(tmp_path, capsys):
     assert lax_row["model_gflops_per_step"] > 0 and lax_row["xla_gflops_per_step"] >= lax_row["model_gflops_per_step"]
     assert jax_row["xla_peak_mib"] >= jax_row["xla_args_mib"] > 0  # params + optimizer state + batch
     assert jax_row["mfu"] is None  # no peak FLOP/s is known for a CPU
+    assert "| x (min) |" in table and rows[2]["compile_s"] is None  # eager torch compiles nothing (was negative)
+    assert all(row["compile_s"] is None or row["compile_s"] >= 0 for row in rows)
+
+
+def test_a_busy_machine_is_said_and_the_ratio_of_minima_given():
+    from convnext_jax.bench.timing import add_speedup, spread_warning
+
+    rows = [{"framework": "jax", "median_s": 0.2, "min_s": 0.1, "img_per_s": 10.0},
+            {"framework": "torch eager", "median_s": 0.3, "min_s": 0.29, "img_per_s": 6.67}]
+    add_speedup(rows)
+    assert rows[0]["x (min)"] == pytest.approx(2.9) and rows[0]["x vs torch eager"] == pytest.approx(1.5, rel=1e-3)
+    warning = spread_warning(rows)
+    assert "machine was busy" in warning and "jax 2.00x" in warning and "torch eager" not in warning
+    rows[0]["median_s"] = 0.11
+    assert spread_warning(rows) is None
 
 
 def test_infer_bench_jax_and_torch(capsys):
