@@ -87,6 +87,23 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().parse_args([_underscored(a) for a in args], namespace)
 
 
+_PYTHON_WORDING = {r"invalid literal for int\(\) with base 10: (.*)": "an integer",
+                   r"could not convert string to float: (.*)": "a number"}
+
+
+def _override_type_error(message: str) -> str | None:
+    """'flag --config.batch_size=abc: invalid literal for int() ...' -> 'batch_size must be an integer,
+    got 'abc' (--config.batch_size=abc)'; None for other messages."""
+    match = re.match(r"^flag --config\.([\w.]+)=(.*?): (.*)$", message)
+    if not match:
+        return None
+    key, given, reason = match.groups()
+    for pattern, wanted in _PYTHON_WORDING.items():
+        if re.match(pattern, reason):
+            return f"{key} must be {wanted}, got {given!r} (--config.{key}={given})"
+    return None
+
+
 def _config_file_error(text: str) -> str:
     """The user-facing part of config_flags' 'Error whilst parsing config file' (a traceback as text)."""
     lines = [line for line in text.splitlines() if line.strip()]
@@ -141,7 +158,7 @@ def _parse_flags(argv: list[str], *, schema_of: Callable[[], Any], command: str,
         message = str(e)
         if "Error whilst parsing config file" in message:
             fail(f"config file {message.split('=', 1)[-1].split(':')[0]}: {_config_file_error(message)}")
-        fail(message)
+        fail(_override_type_error(message) or message)
     except flags.Error as e:
         name = re.search(r"Unknown command line flag '([^']+)'", str(e))
         if name and name.group(1).startswith("config."):

@@ -213,9 +213,11 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
         write_confusion(evaluator.confusion, args.pictures, names,
                         title=f"{weights}: top-1 {metrics['val_top1']:.4f} on {evaluation.data} {args.split}")
     name = args.model or display_name(evaluation.model_name, model.cfg)
-    top1, top5 = 100.0 * metrics["val_top1"], 100.0 * metrics["val_top5"]
-    return {"model": name, "top1": round(top1, 3), "top1_err": round(100.0 - top1, 3), "top5": round(top5, 3),
-            "top5_err": round(100.0 - top5, 3), "loss": round(metrics["val_loss"], 4),
+    top1 = 100.0 * metrics["val_top1"]
+    top5 = 100.0 * metrics["val_top5"] if "val_top5" in metrics else None  # not with 5 classes or fewer
+    return {"model": name, "top1": round(top1, 3), "top1_err": round(100.0 - top1, 3),
+            "top5": None if top5 is None else round(top5, 3), "top5_err": None if top5 is None else round(100 - top5, 3),
+            "loss": round(metrics["val_loss"], 4),
             "param_count": round(sum(x.size for x in jax.tree.leaves(params)) / 1e6, 2),
             "gmacs": round(forward_macs(model.cfg, evaluation.image_size) / 1e9, 3),
             "img_size": evaluation.image_size, "crop_pct": evaluation.crop_pct, "interpolation": "bicubic",
@@ -249,7 +251,7 @@ def append_csv(path: str, row: dict[str, Any]) -> None:
 def markdown(rows: list[dict[str, Any]]) -> str:
     shown = ("model", "top1", "top5", "loss", "param_count", "gmacs", "img_size", "crop_pct", "img_per_s", "weights")
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(str(row[k]) for k in shown) + " |" for row in rows]
+    lines += ["| " + " | ".join("–" if row[k] is None else str(row[k]) for k in shown) + " |" for row in rows]
     return "\n".join(lines)
 
 

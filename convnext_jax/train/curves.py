@@ -30,6 +30,9 @@ def plot_curves(runs: Sequence[tuple[str, list[dict[str, Any]]]], path: str, *,
     if not drawn:
         plt.close(fig)
         return False
+    from matplotlib.ticker import MaxNLocator
+
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     left.set_xlabel("epoch")
     left.set_ylabel(val_metric.replace("_", " "))
     right.set_xlabel("optimizer step")

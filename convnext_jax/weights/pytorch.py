@@ -73,12 +73,27 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     except ImportError as e:
         raise WeightImportError(f"reading {path} needs PyTorch: pip install 'convnext-jax[torch]' "
                                 "(or convert it to .safetensors elsewhere)") from e
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (or, before 1.6, a pickle)
+        raise WeightImportError(f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive or a pickle, "
+                                "and this file is neither. Give a .pth/.pt/.bin written by torch.save, or a "
+                                ".safetensors file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "Weights only load failed" in reason:  # torch's advice to unpickle arbitrary code: not ours to give
+            reason = "it holds Python objects besides tensors, which are not unpickled (weights_only loading)"
         raise WeightImportError(f"cannot read {path} as a PyTorch checkpoint (.pth/.pt/.bin written by torch.save, "
                                 f"or .safetensors): {reason[:200]}") from e
+
+
+def _default_permissions(path: str) -> None:
+    """Give `path` the mode a new file gets here (0666 less the umask), as other files have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def write_state_dict(tensors: Mapping[str, np.ndarray], path: str) -> None:
@@ -87,6 +102,7 @@ def write_state_dict(tensors: Mapping[str, np.ndarray], path: str) -> None:
         from safetensors.numpy import save_file
 
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path)
+        _default_permissions(path)  # safetensors writes through a private temp file (mode 0600)
     elif path.endswith(TORCH_SUFFIXES):
         import torch
 

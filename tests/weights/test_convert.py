@@ -37,6 +37,8 @@ def test_cli_converts_to_orbax_and_back(tmp_path, x):
         assert np.abs(_logits(model, x) - reference(x).numpy()).max() <= 1e-4
     out = tmp_path / "back.safetensors"
     assert convert.main([str(dst), str(out)]) == 0
+    (tmp_path / "other").write_text("")  # the mode any new file gets here
+    assert out.stat().st_mode & 0o777 == (tmp_path / "other").stat().st_mode & 0o777  # not safetensors' 0600
     from safetensors.torch import load_file
 
     fresh = timm.create_model("convnextv2_atto", num_classes=5)

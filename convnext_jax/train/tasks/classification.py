@@ -31,6 +31,7 @@ def binary_cross_entropy(logits: jax.Array, targets: jax.Array, *, target_thresh
 
 
 LOSSES = ("ce", "bce")
+TOP_K = 5  # val_top5: is the label among the 5 highest logits (reported with more than 5 classes)
 CONFUSION_MAX_CLASSES = 100  # per-class accuracy and the confusion matrix up to this many classes
 
 
@@ -68,7 +69,7 @@ class Classification:
         labels = batch["label"]
         mask = batch["mask"].astype(jnp.float32)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        k = min(5, logits.shape[-1])
+        k = min(TOP_K, logits.shape[-1])
         top_k = jax.lax.top_k(logits, k)[1]
         predictions = jnp.argmax(logits, -1)
         if "label_set" in batch:
@@ -89,5 +90,7 @@ class Classification:
     def eval_metrics(self, sums: dict[str, Any]) -> dict[str, float]:
         """The scalar metrics of the summed batches (`confusion`, when there, is not one of them)."""
         count = max(float(sums["count"]), 1.0)
-        return {"val_loss": float(sums["loss"]) / count, "val_top1": float(sums["top1"]) / count,
-                "val_top5": float(sums["top5"]) / count, "val_count": int(sums["count"])}
+        metrics = {"val_loss": float(sums["loss"]) / count, "val_top1": float(sums["top1"]) / count}
+        if self.num_classes > TOP_K:  # with 5 classes or fewer top-5 is always 1: not a measurement
+            metrics["val_top5"] = float(sums["top5"]) / count
+        return {**metrics, "val_count": int(sums["count"])}

@@ -60,10 +60,31 @@ class MaskedImageModeling:
         pasted = original * (1.0 - removed) + recon * removed
         return original, masked, recon, pasted
 
+    PICTURE_LABELS = (("original", "original"), ("masked", "masked"), ("reconstruction", "recon."),
+                      ("pasted", "pasted"))  # (label, short label for narrow columns), as `picture_columns`
+
     def picture_grid(self, columns: tuple[np.ndarray, ...]) -> np.ndarray:
-        """The columns side by side, one row per image, as uint8 pixels (H x W x 3)."""
+        """The columns side by side, one row per image, under a header naming each column
+        (original | masked | reconstruction | pasted), as uint8 pixels (H x W x 3)."""
         pixels = [self._to_pixels(np.asarray(c)) for c in columns]
-        return np.concatenate([np.concatenate([c[i] for c in pixels], axis=1) for i in range(len(pixels[0]))], axis=0)
+        grid = np.concatenate([np.concatenate([c[i] for c in pixels], axis=1) for i in range(len(pixels[0]))], axis=0)
+        return np.concatenate([self._header([c.shape[2] for c in pixels]), grid], axis=0)
+
+    def _header(self, widths: list[int]) -> np.ndarray:
+        """A white band with each column's label in black (the short one when the long one does not fit)."""
+        from PIL import Image, ImageDraw, ImageFont
+
+        font = ImageFont.load_default()
+        height = 14
+        band = Image.new("RGB", (sum(widths), height), (255, 255, 255))
+        draw = ImageDraw.Draw(band)
+        left = 0
+        for width, (label, short) in zip(widths, self.PICTURE_LABELS):
+            text = label if draw.textlength(label, font=font) <= width - 2 else short
+            draw.text((left + max(1, (width - draw.textlength(text, font=font)) / 2), 1), text, fill=(0, 0, 0),
+                      font=font)
+            left += width
+        return np.asarray(band)
 
     def _to_pixels(self, images: np.ndarray) -> np.ndarray:
         if self.mean is not None and self.std is not None:

@@ -37,7 +37,9 @@ def test_picture_grid(model):
     images = jax.random.uniform(jax.random.key(2), (3, 64, 96, 3), minval=-1.0, maxval=1.0)
     columns = jax.jit(lambda imgs: task.picture_columns(model, imgs))(images)
     grid = task.picture_grid(jax.device_get(columns))
-    assert grid.shape == (3 * 64, 4 * 96, 3) and grid.dtype == np.uint8
+    assert grid.shape == (14 + 3 * 64, 4 * 96, 3) and grid.dtype == np.uint8
+    header, grid = grid[:14], grid[14:]  # the columns' labels, dark text on white, in every column
+    assert all((header[:, 96 * i:96 * (i + 1)] < 128).any() for i in range(4)) and (header == 255).mean() > 0.7
     original = np.asarray(images[0]) * 0.5 + 0.5
     np.testing.assert_allclose(grid[:64, :96] / 255.0, original, atol=1 / 255)
     pasted = grid[:64, 3 * 96:]
