@@ -48,7 +48,7 @@ def prepare_jax_fcmae_step(model_name: str, *, batch_size: int, image_size: int,
     import ml_collections
 
     import convnext_jax as cj
-    from convnext_jax.train.optim import build_optimizer, lr_schedule
+    from convnext_jax.train.optim import LearningRate, build_optimizer
     from convnext_jax.train.state import TrainState
     from convnext_jax.train.steps import make_train_step
     from convnext_jax.train.tasks import MaskedImageModeling
@@ -57,7 +57,7 @@ def prepare_jax_fcmae_step(model_name: str, *, batch_size: int, image_size: int,
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     optim = ml_collections.ConfigDict(dict(name="adamw", b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.05, momentum=0.9,
                                            clip_grad_norm=0.0, layer_decay=0.0))
-    tx = build_optimizer(optim, params, lr_schedule(1.5e-4, 1000, schedule="constant"))
+    tx = build_optimizer(optim, params, LearningRate(1000, schedule="constant"), peak_lr=1.5e-4)
     step = jax.jit(make_train_step(graphdef, rest, tx, MaskedImageModeling()), donate_argnums=(0,))
     images = jnp.asarray(np.random.default_rng(0).standard_normal((1, batch_size, image_size, image_size, 3)),
                          jnp.float32)

@@ -17,7 +17,7 @@ from convnext_jax.bench.timing import Prepared
 from convnext_jax.bench.utilization import (device_peak_memory_mib, mfu, peak_tflops, train_model_flops,
                                             xla_memory)
 from convnext_jax.models.naming import forward_macs
-from convnext_jax.train.optim import build_optimizer, lr_schedule
+from convnext_jax.train.optim import LearningRate, build_optimizer
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step
 from convnext_jax.train.tasks import Classification
@@ -27,7 +27,7 @@ def bench_optimizer(params: Any) -> optax.GradientTransformation:
     """The benchmarks' optimizer: AdamW (wd 0.05, no-decay mask), clip 1.0, constant LR 1e-3."""
     optim = ml_collections.ConfigDict(dict(name="adamw", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05,
                                            momentum=0.9, clip_grad_norm=1.0, layer_decay=0.0))
-    return build_optimizer(optim, params, lr_schedule(1e-3, 1000, schedule="constant"))
+    return build_optimizer(optim, params, LearningRate(1000, schedule="constant"), peak_lr=1e-3)
 
 
 def prepare_jax_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,

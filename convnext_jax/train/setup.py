@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -25,7 +25,7 @@ from convnext_jax.models.naming import fcmae_weight_decay_mask, layer_ids
 from convnext_jax.models.registry import build_fcmae, build_model
 from convnext_jax.models.variants import model_config
 from convnext_jax.train.config import fcmae_config, model_overrides
-from convnext_jax.train.optim import build_optimizer, lr_schedule, scaled_lr, schedule_parts
+from convnext_jax.train.optim import LearningRate, build_optimizer, scaled_lr
 from convnext_jax.train.parallel import Layout, layout_of
 from convnext_jax.train.state import LossScaling, TrainState
 from convnext_jax.train.tasks import Classification, MaskedImageModeling, Task
@@ -141,15 +141,16 @@ def warmup_steps_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
     return config.optim.warmup_steps or config.optim.warmup_epochs * steps_per_epoch
 
 
-def schedule_of(config: ml_collections.ConfigDict, steps_per_epoch: int, *, parts: bool = False) -> Any:
-    """The per-optimizer-step LR: the peak LR (scaled with the batch) with warmup and decay; with
-    `parts`, its shape as `optim.schedule_parts` (the optimizer holds the two LRs as numbers)."""
-    optim = config.optim
-    warmup = warmup_steps_of(config, steps_per_epoch)
-    total = config.num_epochs * steps_per_epoch
-    if parts:
-        return schedule_parts(total, schedule=optim.schedule, warmup_steps=warmup)
-    return lr_schedule(peak_lr_of(config), total, schedule=optim.schedule, warmup_steps=warmup, min_lr=optim.min_lr)
+def learning_rate_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> LearningRate:
+    """The run's LR schedule (warmup and decay over its optimizer steps)."""
+    return LearningRate(config.num_epochs * steps_per_epoch, schedule=config.optim.schedule,
+                        warmup_steps=warmup_steps_of(config, steps_per_epoch))
+
+
+def schedule_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Callable[[int], float]:
+    """step -> the LR the optimizer applies at that optimizer step (0-based), as a number for logs."""
+    learning_rate, peak, low = learning_rate_of(config, steps_per_epoch), peak_lr_of(config), config.optim.min_lr
+    return lambda step: float(learning_rate(step, peak, low))
 
 
 def loss_scaling_of(config: ml_collections.ConfigDict) -> LossScaling | None:
@@ -202,7 +203,7 @@ class Setup:
     task: Task
     inputs: InputStage
     tx: optax.GradientTransformation
-    schedule: optax.Schedule
+    schedule: Callable[[int], float]  # optimizer step (0-based) -> the LR the optimizer applies there
     loss_scaling: LossScaling | None
     layout: Layout
     state: TrainState
@@ -244,10 +245,10 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
         pretrained = load(model, os.path.expanduser(config.model.init_from), reset_head=config.model.reset_head)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     schedule = schedule_of(config, steps_per_epoch)
-    tx = build_optimizer(config.optim, params, schedule_of(config, steps_per_epoch, parts=True),
+    tx = build_optimizer(config.optim, params, learning_rate_of(config, steps_per_epoch), peak_lr=peak_lr_of(config),
+                         min_lr=config.optim.min_lr,
                          layer_ids=layer_ids(model.cfg) if config.optim.layer_decay else None,
-                         decay_mask=decay_mask_of(config, model, params), peak_lr=peak_lr_of(config),
-                         min_lr=config.optim.min_lr)
+                         decay_mask=decay_mask_of(config, model, params))
     loss_scaling = loss_scaling_of(config)
     state = layout.place_state(TrainState.create(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling))
     train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,

@@ -68,7 +68,7 @@ import json, jax, numpy as np
 from flax import nnx
 import convnext_jax as cj
 from tests.train.test_steps import _batch, _optim, _stack
-from convnext_jax.train.optim import build_optimizer, lr_schedule
+from convnext_jax.train.optim import LearningRate, build_optimizer
 from convnext_jax.train.parallel import make_layout, state_bytes_per_device
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step
@@ -77,7 +77,7 @@ model = cj.create_model("convnextv2_atto", num_classes=16, rngs=0, depths=(1, 1,
                         dwconv_impl="lax", scan_blocks=True, drop_path_rate=0.1)
 graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 # clip 0.05: every step is clipped, so the clip must use the norm of the whole gradient
-tx = build_optimizer(_optim(name="adamw", clip_grad_norm=0.05, weight_decay=0.05), params, lr_schedule(1e-2, 100))
+tx = build_optimizer(_optim(name="adamw", clip_grad_norm=0.05, weight_decay=0.05), params, LearningRate(100), peak_lr=1e-2)
 out = {}
 for data, fsdp in [(8, 1), (4, 2)]:
     layout = make_layout(data, fsdp, min_shard_size=64)

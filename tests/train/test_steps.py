@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 import convnext_jax as cj
-from convnext_jax.train.optim import build_optimizer, lr_schedule
+from convnext_jax.train.optim import LearningRate, build_optimizer
 from convnext_jax.train.state import LossScaling, TrainState
 from convnext_jax.train.steps import make_train_step
 from convnext_jax.train.tasks import Classification
@@ -32,7 +32,7 @@ def _optim(**kw):
 def _setup(dtype="float32", optim=None, loss_scaling=None):
     model = cj.create_model("convnextv2_atto", num_classes=10, dtype=dtype, rngs=0, **TINY)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = build_optimizer(optim or _optim(), params, lr_schedule(0.1, 100, schedule="constant"))
+    tx = build_optimizer(optim or _optim(), params, LearningRate(100, schedule="constant"), peak_lr=0.1)
     step = jax.jit(make_train_step(graphdef, rest, tx, Classification(10, 0.1), loss_scaling=loss_scaling))
     return step, TrainState.create(params, tx, loss_scaling=loss_scaling)
 
@@ -67,13 +67,13 @@ from flax import nnx
 import convnext_jax as cj
 from convnext_jax.bench.collectives import all_reduce_stats
 from tests.train.test_steps import TINY, _batch, _optim, _stack
-from convnext_jax.train.optim import build_optimizer, lr_schedule
+from convnext_jax.train.optim import LearningRate, build_optimizer
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step
 from convnext_jax.train.tasks import Classification
 model = cj.create_model("convnextv2_atto", num_classes=10, rngs=0, **TINY)
 graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-tx = build_optimizer(_optim(name="adamw", clip_grad_norm=1.0), params, lr_schedule(0.1, 100))
+tx = build_optimizer(_optim(name="adamw", clip_grad_norm=1.0), params, LearningRate(100), peak_lr=0.1)
 step = jax.jit(make_train_step(graphdef, rest, tx, Classification(10, 0.1)), donate_argnums=(0,))
 out = {"devices": jax.device_count(), "param_bytes": 4 * cj.count_params(params)}
 for accum in (1, 4):
