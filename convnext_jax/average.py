@@ -18,6 +18,7 @@ import numpy as np
 
 from convnext_jax.cli import ArgumentParser, reports_user_errors
 from convnext_jax.errors import ConfigError
+from convnext_jax.run_files import CONFIG_FILE
 from convnext_jax.weights import checkpoints, tree
 
 METRICS = {"val_top1": max, "val_top1_ema": max, "val_top1_best": max, "val_loss": min, "val_loss_ema": min}
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.top_k < 1:
         raise ConfigError(f"--top_k must be >= 1; got {args.top_k}")
-    if not os.path.isfile(os.path.join(args.workdir, "config.json")):
+    if not os.path.isfile(os.path.join(args.workdir, CONFIG_FILE)):
         raise ConfigError(f"{args.workdir} is not a training workdir (no config.json)")
     metric = args.metric or selection_metric(RunDir(args.workdir).stored_config())[0]
     use_ema = args.ema or metric.endswith("_ema")

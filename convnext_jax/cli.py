@@ -9,7 +9,8 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from convnext_jax.errors import ConfigError, UserError
 

@@ -40,9 +40,9 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in 
 
 def resolve_config(workdir: str, mode: str):
     """The config of this command: the --config file (+ overrides), or the workdir's run config."""
+    from convnext_jax.train.config import run_keys
     from convnext_jax.train.run import eval_config
     from convnext_jax.train.workdir import RunDir, differing
-    from convnext_jax.train.config import run_keys
 
     run = RunDir(workdir)
     given = loaded_config(_CONFIG)

@@ -28,6 +28,7 @@ from convnext_jax.cli import ArgumentParser, reports_user_errors
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.naming import forward_macs
 from convnext_jax.models.variants import display_name
+from convnext_jax.run_files import CONFIG_FILE
 from convnext_jax.weights import checkpoints, load, pytorch, tree
 
 COLUMNS = ("model", "top1", "top1_err", "top5", "top5_err", "loss", "param_count", "gmacs", "img_size", "crop_pct",
@@ -110,7 +111,7 @@ def _load_model(path: str, kind: str, args: Any) -> tuple[Any, str]:
             try:
                 step = int(args.checkpoint)
             except ValueError:
-                raise ConfigError(f"--checkpoint must be latest, best or a step number; got {args.checkpoint!r}")
+                raise ConfigError(f"--checkpoint must be latest, best or a step number; got {args.checkpoint!r}") from None
         step = checkpoints.checkpoint_steps(path)[-1] if step is None else step
         params = checkpoints.read_checkpoint_params(path, step, use_ema=use_ema)
         cfg = tree.infer_fcmae_config(params) if tree.is_fcmae_tree(params) else tree.infer_config(params)
@@ -166,7 +167,7 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
     kind = load.source_kind(args.weights)
     if defaults is not None:
         evaluation = dataclasses.replace(defaults)
-    elif kind == "workdir" and os.path.isfile(os.path.join(args.weights, "config.json")):
+    elif kind == "workdir" and os.path.isfile(os.path.join(args.weights, CONFIG_FILE)):
         evaluation = workdir_defaults(args.weights)
     elif kind == "weights_dir" and weights_dir_defaults(args.weights) is not None:
         evaluation = weights_dir_defaults(args.weights)

@@ -1,7 +1,6 @@
 """Shared helpers for the tests."""
 
 import os
-
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -197,7 +197,6 @@ def test_fcmae_pretraining_then_fine_tuning(tmp_path):
 def _run_until(args, line_start, sig, *, group=True, twice=False):
     """Start main, send `sig` (to its process group, as a terminal's Ctrl-C does) once a stdout line
     starts with `line_start`; returns (exit code, stdout, stderr)."""
-    import signal
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "convnext_jax.main", *map(str, args)], cwd=ROOT, text=True,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def time_calls(fn: Callable[[], object], *, steps: int, warmup: int) -> dict[str, float]:

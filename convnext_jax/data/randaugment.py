@@ -7,7 +7,8 @@ list and applied with probability `prob`; its magnitude is N(m, mstd) clipped to
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grain
 import numpy as np

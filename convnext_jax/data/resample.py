@@ -9,7 +9,7 @@ faster than Pillow's (packed RGB instead of RGBX, SIMD), and ctypes releases the
 from __future__ import annotations
 
 import ctypes
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image

@@ -9,7 +9,8 @@ One parameter layout serves every execution mode, so checkpoints do not depend o
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 from flax import nnx
@@ -55,7 +56,7 @@ def run_block_stack(graphdef: nnx.GraphDef, stacked_state: nnx.State, x: jax.Arr
             h, _ = jax.lax.scan(one_block, h, (params, inputs))
             return h
         for i in range(length):
-            h, _ = one_block(h, jax.tree.map(lambda a: a[i], (params, inputs)))
+            h, _ = one_block(h, jax.tree.map(lambda a, i=i: a[i], (params, inputs)))
         return h
 
     if remat != "none":

@@ -78,7 +78,7 @@ class ConvNeXtConfig:
         """2 for ConvNeXt V2 (GRN), 1 otherwise."""
         return 2 if self.use_grn else 1
 
-    def replace(self, **changes: Any) -> "ConvNeXtConfig":
+    def replace(self, **changes: Any) -> ConvNeXtConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -17,8 +17,15 @@ from flax import nnx
 
 from convnext_jax.models.block_stack import run_block_stack
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.layers import (Dense, DepthwiseConv, GlobalResponseNorm, LayerNorm, constant, drop_path,
-                                       trunc_normal)
+from convnext_jax.models.layers import (
+    Dense,
+    DepthwiseConv,
+    GlobalResponseNorm,
+    LayerNorm,
+    constant,
+    drop_path,
+    trunc_normal,
+)
 from convnext_jax.ops import OpSet, resolve_ops
 
 

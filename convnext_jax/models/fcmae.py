@@ -69,7 +69,7 @@ class FCMAEConfig:
                                    use_grn=True, ls_init_value=None, grn_stats="sample", drop_path_rate=0.0,
                                    num_classes=0)
 
-    def replace(self, **changes: Any) -> "FCMAEConfig":
+    def replace(self, **changes: Any) -> FCMAEConfig:
         return dataclasses.replace(self, **changes)
 
 

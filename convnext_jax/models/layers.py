@@ -9,7 +9,8 @@ resolved once by the model; the XLA one by default).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -50,7 +50,7 @@ def create_fcmae(name: str, *, mask_ratio: float = 0.6, patch_size: int = 32, de
                  decoder_depth: int = 1, norm_pix_loss: bool = False, grn_stats: str = "sample",
                  drop_path_rate: float = 0.0, dtype: Any = "float32", init: str = "official",
                  rngs: nnx.Rngs | int | None = None, depth_multiplier: float = 1.0, width_multiplier: float = 1.0,
-                 **overrides: Any) -> "FCMAE":
+                 **overrides: Any) -> FCMAE:
     """Build the FCMAE pre-training model of a named variant (ConvNeXt-V2 for the official models).
 
     Args:
@@ -74,7 +74,7 @@ def create_fcmae(name: str, *, mask_ratio: float = 0.6, patch_size: int = 32, de
     return build_fcmae(cfg, rngs)
 
 
-def build_fcmae(cfg: "FCMAEConfig", rngs: nnx.Rngs | int | None = None) -> "FCMAE":
+def build_fcmae(cfg: FCMAEConfig, rngs: nnx.Rngs | int | None = None) -> FCMAE:
     """Instantiate an FCMAE from its config."""
     from convnext_jax.models.fcmae import FCMAE
 

@@ -11,7 +11,7 @@ against `lax.conv_general_dilated`; `docs/BENCHMARKS.md` records their speed). T
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,7 @@ from jax import lax
 
 from convnext_jax.kernels import targets
 from convnext_jax.kernels.calls import ffi_call, sum_over_new_axes
+
 
 def depthwise_conv_lax(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Grouped convolution with one group per channel. x: (N,H,W,C), kernel: (k,k,1,C)."""

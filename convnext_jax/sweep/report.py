@@ -21,6 +21,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from convnext_jax.run_files import METRICS_FILE
 from convnext_jax.sweep.spec import SweepSpec, split_config
 from convnext_jax.sweep.study import load_sweep, open_storage
 from convnext_jax.sweep.surge import bracketed, fit_surge, optimal_lr, surge_curve
@@ -335,7 +336,7 @@ def _curves_plot(rows, spec, workdir, path, top: int = 5) -> bool:
     done.sort(key=lambda r: -r["value"] if spec.direction == "maximize" else r["value"])
     runs = []
     for r in done[:top]:
-        if os.path.exists(os.path.join(workdir, r["workdir"], "metrics.jsonl")):
+        if os.path.exists(os.path.join(workdir, r["workdir"], METRICS_FILE)):
             label = f"#{r['number']} " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["params"].items())
             runs.append((label, read_metrics(os.path.join(workdir, r["workdir"]))))
     return plot_curves(runs, path)

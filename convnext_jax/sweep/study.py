@@ -30,6 +30,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from convnext_jax.errors import UserError
+from convnext_jax.run_files import METRICS_FILE
 from convnext_jax.schema import json_tuples
 from convnext_jax.sweep.space import SearchSpaceError, apply_params, grid_points
 from convnext_jax.sweep.spec import SweepSpec, split_config
@@ -279,7 +280,7 @@ class Objective:
 def _diverged_summary(run_dir: str, config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Best/last validation before a run diverged (loss: +inf when it never evaluated)."""
     evals = [r for r in read_metrics(run_dir) if "val_top1" in r] if os.path.exists(
-        os.path.join(run_dir, "metrics.jsonl")) else []
+        os.path.join(run_dir, METRICS_FILE)) else []
     top1 = [r["val_top1"] for r in evals]
     reached = [r["epoch"] for r in evals if config.target_accuracy and r["val_top1"] >= config.target_accuracy]
     return {"best_val_top1": max(top1, default=0.0), "final_val_top1": top1[-1] if top1 else 0.0,
@@ -314,7 +315,7 @@ class _Heartbeat:
         while not self.stop.wait(self.interval):
             self.storage.record_heartbeat(self.trial_id)
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> _Heartbeat:
         self.storage.record_heartbeat(self.trial_id)
         self.thread.start()
         return self

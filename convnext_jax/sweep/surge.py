@@ -8,7 +8,7 @@ size up to B* and falls after it. We fit lr_max and B* in log space by least squ
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -15,6 +15,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from convnext_jax.run_files import CHECKPOINTS_DIR
+
 
 class _QuietUntrackedSaves(logging.Filter):
     """Drops orbax's warning for a save without metrics (a preemption or periodic save): it is kept
@@ -44,7 +46,7 @@ class Checkpointer:
             create=True, enable_async_checkpointing=True,
             best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None, best_mode=best_mode,
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies))
-        self.manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
+        self.manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS_DIR), options=options,
                                              item_names=("state", "data"))
 
     def latest_step(self) -> int | None:

@@ -3,7 +3,8 @@ per step (WORKDIR/curves.png at the end of every run; the sweep report's best tr
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def plot_curves(runs: Sequence[tuple[str, list[dict[str, Any]]]], path: str, *,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grain
 import jax
@@ -20,19 +21,19 @@ from flax import nnx
 from convnext_jax.data import create_loader, shard_batch
 from convnext_jax.data.sources import SKIPPED
 from convnext_jax.errors import UserError
-from convnext_jax.text import plural
 from convnext_jax.models.naming import forward_macs
-from convnext_jax.models.variants import display_name
 from convnext_jax.models.params import count_params
+from convnext_jax.models.variants import display_name
+from convnext_jax.text import plural
 from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.evaluate import Evaluator, evaluator_of
 from convnext_jax.train.metrics import MetricsWriter
 from convnext_jax.train.parallel import state_bytes_per_device
+from convnext_jax.train.preemption import Preempted, PreemptionWatch
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, eval_transforms_of
 from convnext_jax.train.state import TrainState
-from convnext_jax.train.preemption import Preempted, PreemptionWatch
 from convnext_jax.train.steps import make_train_step
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -243,7 +244,7 @@ class Engine:
         best = BestSoFar(*train_config.selection_metric(config), config.target_accuracy)
         for record in history:
             best.add(record.get("epoch"), record)
-        train_step, compile_s, last_eval, throughputs = None, None, {}, []
+        train_step, compile_s, last_eval, throughputs, metrics = None, None, {}, [], {}
         warned_wait, skipped_files = False, set()
         for step in range(start, s.total_steps):
             fetch = time.perf_counter()

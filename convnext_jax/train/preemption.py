@@ -46,7 +46,7 @@ class PreemptionWatch:
         self._previous: dict[int, Any] = {}
         self._multi = jax.process_count() > 1
 
-    def __enter__(self) -> "PreemptionWatch":
+    def __enter__(self) -> PreemptionWatch:
         import threading
 
         if threading.current_thread() is not threading.main_thread():

@@ -13,9 +13,9 @@ import ml_collections
 from flax import nnx
 
 from convnext_jax import schema
+from convnext_jax.errors import ConfigError
 from convnext_jax.models.variants import display_name, variant_name
 from convnext_jax.text import plural
-from convnext_jax.errors import ConfigError
 from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.cluster import enable_compile_cache

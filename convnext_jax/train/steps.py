@@ -12,7 +12,8 @@ data), and updates each device's shard of params, optimizer state and EMA; the g
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -11,9 +11,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from convnext_jax.run_files import CHECKPOINTS_DIR
 from convnext_jax.weights.pytorch import WeightImportError
 
-CHECKPOINTS_DIR = "checkpoints"
 STATE_ITEM = "state"
 
 

@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 from convnext_jax.cli import ArgumentParser, reports_user_errors
-from convnext_jax.weights.pytorch import (WeightsExistError, describe, export_pytorch_weights, flat_tensors,
-                                          infer_config, infer_fcmae_config, load_pytorch_weights, read_state_dict,
-                                          to_timm_layout, write_state_dict)
+from convnext_jax.weights.pytorch import (
+    WeightsExistError,
+    describe,
+    export_pytorch_weights,
+    flat_tensors,
+    infer_config,
+    infer_fcmae_config,
+    load_pytorch_weights,
+    read_state_dict,
+    to_timm_layout,
+    write_state_dict,
+)
 
 
 def _parser() -> ArgumentParser:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +20,13 @@ from flax import nnx
 
 from convnext_jax.errors import UserError
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.naming import (fcmae_to_official_classifier, is_fcmae_checkpoint, is_head_classifier,
-                                        model_parameter_names, official_to_timm_key)
+from convnext_jax.models.naming import (
+    fcmae_to_official_classifier,
+    is_fcmae_checkpoint,
+    is_head_classifier,
+    model_parameter_names,
+    official_to_timm_key,
+)
 from convnext_jax.models.variants import model_config, variant_name
 
 _WRAPPER_KEYS = ("state_dict", "model", "module")

@@ -3,7 +3,8 @@ flatten, load into a model with every path and shape checked, and recover the ar
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 from flax import nnx

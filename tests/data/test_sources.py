@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convnext_jax.data import (BadImageError, DigitsSource, ImageFolderSource, SyntheticSource, create_loader,
-                               eval_transforms, load_image, make_source)
+from convnext_jax.data import (
+    BadImageError,
+    DigitsSource,
+    ImageFolderSource,
+    SyntheticSource,
+    create_loader,
+    eval_transforms,
+    load_image,
+    make_source,
+)
 
 
 def test_digits_is_real_deterministic_and_split():

@@ -7,6 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import convnext_jax as cj
+from configs import embedded_digits
 from convnext_jax.data.on_device import normalize
 from convnext_jax.data.robustness import class_subset
 from convnext_jax.errors import ConfigError
@@ -14,8 +15,6 @@ from convnext_jax.sweep.space import apply_params
 from convnext_jax.train import train_and_evaluate
 from convnext_jax.validate import parser, validate
 from convnext_jax.weights.directory import save_weights
-
-from configs import embedded_digits
 
 TINY = dict(depths=(1, 1, 1, 1), dims=(8, 16, 16, 16), dwconv_impl="lax")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -11,6 +11,7 @@ import convnext_jax as cj
 from convnext_jax.models.layers import LayerNorm, drop_path, trunc_normal
 from convnext_jax.ops import implementation, resolve_impl
 
+
 def test_layer_norm_module_with_each_implementation():
     x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 4, 4, 40)) * 3 + 1, jnp.float32)
     outs = {}

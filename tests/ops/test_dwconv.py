@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from convnext_jax.ops import implementation
-from convnext_jax.ops.dwconv import (depthwise_conv_ffi, depthwise_conv_lax, depthwise_conv_lax_vjp,
-                                     depthwise_conv_shift)
+from convnext_jax.ops.dwconv import depthwise_conv_ffi, depthwise_conv_lax, depthwise_conv_lax_vjp, depthwise_conv_shift
 
 # Shapes cover: channels below, at and not a multiple of the kernel's 8-lane vectors, images
 # smaller than the kernel, widths that are not a multiple of the 4-pixel tile, 1x1 and wide kernels.

@@ -14,8 +14,8 @@ import warnings
 import optuna
 import pytest
 
-from convnext_jax.sweep import SearchSpaceError, create_study, with_sweep, write_report
 from configs.common import tiny_study_base
+from convnext_jax.sweep import SearchSpaceError, create_study, with_sweep, write_report
 from convnext_jax.sweep.spec import split_config
 from convnext_jax.sweep.study import StorageError, derive_accumulation, open_storage, with_driver
 from convnext_jax.train.metrics import read_metrics

@@ -73,6 +73,6 @@ def test_cross_key_rules():
 def test_describe_lists_every_key_with_its_meaning():
     config = embedded_digits.get_config()
     text = train_config.describe(config)
-    for dotted, key in __import__("convnext_jax.schema", fromlist=["walk"]).walk(train_config.SCHEMA):
+    for dotted, _key in __import__("convnext_jax.schema", fromlist=["walk"]).walk(train_config.SCHEMA):
         assert f"\n{dotted} = " in "\n" + text, dotted
     assert "model.scan_blocks = True  (default False)" in text and "(may change when resuming)" in text

@@ -14,7 +14,6 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from configs import embedded_digits  # noqa: E402
-
 from convnext_jax.errors import ConfigError  # noqa: E402
 from convnext_jax.sweep.space import apply_params  # noqa: E402
 from convnext_jax.train import evaluate_checkpoint, train_and_evaluate  # noqa: E402

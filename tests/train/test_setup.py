@@ -37,8 +37,9 @@ def test_model_architecture_from_the_pretrained_weights(tmp_path):
 def test_batch_sizes_that_cannot_work_are_config_errors():
     with pytest.raises(ConfigError, match="larger than the training set .1437 images."):
         setup_lib.build(_config(batch_size=2048))
-    from convnext_jax.train.parallel import data_parallel
     import jax
+
+    from convnext_jax.train.parallel import data_parallel
 
     layout = data_parallel([jax.devices()[0]] * 1)
     assert setup_lib.micro_batch_per_process(_config(batch_size=64, **{"optim.grad_accum_steps": 4}), layout) == 16

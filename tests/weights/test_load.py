@@ -52,8 +52,9 @@ def test_our_weights_load_without_torch(tmp_path):
 
 
 def test_training_workdir_checkpoint_params_and_ema(tmp_path):
-    from convnext_jax.train.state import TrainState
     import optax
+
+    from convnext_jax.train.state import TrainState
 
     model = cj.create_model("convnextv2_atto", num_classes=5, rngs=1, **SMALL)
     params = nnx.state(model, nnx.Param)
