@@ -33,17 +33,23 @@ def ranked_steps(workdir: str, metric: str, top_k: int) -> list[tuple[int, float
         raise ConfigError(f"{workdir} has no checkpoints to average")
     evals = {r["step"]: r[metric] for r in read_metrics(workdir) if metric in r and r.get("step") in kept}
     if len(evals) < top_k:
-        raise ConfigError(f"--top_k {top_k}, but only {len(evals)} of the kept checkpoints of {workdir} have a "
-                          f"{metric} evaluation (steps {sorted(evals) or sorted(kept)}): keep more with "
-                          f"checkpoint.keep_best when training, or average fewer")
+        raise ConfigError(
+            f"--top_k {top_k}, but only {len(evals)} of the kept checkpoints of {workdir} have a "
+            f"{metric} evaluation (steps {sorted(evals) or sorted(kept)}): keep more with "
+            f"checkpoint.keep_best when training, or average fewer"
+        )
     order = sorted(evals.items(), key=lambda item: item[1], reverse=METRICS[metric] is max)
     return order[:top_k]
 
 
 def average_params(trees: list[Any]) -> Any:
     """The element-wise mean of parameter trees (accumulated in float64)."""
-    return jax.tree.map(lambda *leaves: (np.sum([np.asarray(x, np.float64) for x in leaves], axis=0)
-                                         / len(leaves)).astype(np.asarray(leaves[0]).dtype), *trees)
+    return jax.tree.map(
+        lambda *leaves: (np.sum([np.asarray(x, np.float64) for x in leaves], axis=0) / len(leaves)).astype(
+            np.asarray(leaves[0]).dtype
+        ),
+        *trees,
+    )
 
 
 def parser() -> ArgumentParser:
@@ -89,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     tree.load_tree(model, averaged, source="the averaged weights")
     defaults = validate.workdir_defaults(args.workdir)
     save_weights(model, out, overwrite=args.force, evaluation=dataclasses.asdict(defaults))  # validate DIR uses it
-    print(f"averaged {'EMA ' if use_ema else ''}weights of steps "
-          + ", ".join(f"{step} ({metric} {value:.4f})" for step, value in ranked) + f" -> {out}", file=sys.stderr)
+    print(
+        f"averaged {'EMA ' if use_ema else ''}weights of steps "
+        + ", ".join(f"{step} ({metric} {value:.4f})" for step, value in ranked)
+        + f" -> {out}",
+        file=sys.stderr,
+    )
     row = validate.validate(validate.parser().parse_args([out, "--batch_size", str(args.batch_size)]), defaults)
     row["model"] = f"{row['model']} avg{args.top_k}"
     row["weights"] = f"{out} (mean of steps {', '.join(str(step) for step, _ in ranked)})"

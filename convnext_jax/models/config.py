@@ -90,8 +90,9 @@ def round_to_multiple(value: float, multiple: int = 8) -> int:
     return rounded
 
 
-def scale_architecture(depths: tuple[int, ...], dims: tuple[int, ...], depth_multiplier: float = 1.0,
-                       width_multiplier: float = 1.0) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def scale_architecture(
+    depths: tuple[int, ...], dims: tuple[int, ...], depth_multiplier: float = 1.0, width_multiplier: float = 1.0
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The scaling rule: every stage depth x `depth_multiplier` (rounded up, >= 1), every
     stage width x `width_multiplier` (rounded to a multiple of 8).
 

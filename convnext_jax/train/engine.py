@@ -48,9 +48,14 @@ def picture_of(setup: Setup) -> tuple[Any, jax.Array] | None:
     count = setup.config.fcmae.pictures if setup.config.task == "fcmae" else 0
     if not count or not hasattr(setup.task, "picture_columns"):
         return None
-    loader = create_loader(setup.val_source, batch_size=min(count, len(setup.val_source)), shuffle=False,
-                           num_epochs=1, transforms=eval_transforms_of(setup.config),
-                           shard_options=grain.sharding.NoSharding())
+    loader = create_loader(
+        setup.val_source,
+        batch_size=min(count, len(setup.val_source)),
+        shuffle=False,
+        num_epochs=1,
+        transforms=eval_transforms_of(setup.config),
+        shard_options=grain.sharding.NoSharding(),
+    )
     images = jax.device_put(next(iter(loader))["image"], setup.layout.sharding(jax.sharding.PartitionSpec()))
     graphdef, rest, task, inputs = setup.graphdef, setup.rest, setup.task, setup.inputs
 
@@ -82,12 +87,16 @@ def data_wait_advice(setup: Setup, fraction: float) -> str | None:
     if jax.default_backend() == "cpu":
         return None
     config = setup.config
-    head = f"warning: {100 * fraction:.0f}% of the step time is spent waiting for data (the input pipeline is the " \
-           "bottleneck): "
+    head = (
+        f"warning: {100 * fraction:.0f}% of the step time is spent waiting for data (the input pipeline is the "
+        "bottleneck): "
+    )
     if config.data.source.startswith(IN_MEMORY_SOURCES):
         return head + f"raise data.threads (now {config.data.threads or 'auto'}), or use a larger batch_size"
-    return head + (f"raise data.workers (now {config.data.workers}), or train on a prepared dataset of smaller JPEGs "
-                   "(python -m convnext_jax.data.prepare)")
+    return head + (
+        f"raise data.workers (now {config.data.workers}), or train on a prepared dataset of smaller JPEGs "
+        "(python -m convnext_jax.data.prepare)"
+    )
 
 
 class LogWindow:
@@ -134,10 +143,14 @@ class LogWindow:
             raise NonFiniteLossError(
                 f"non-finite loss/gradient at step {bad[0]} (latest: loss={metrics['loss']}, "
                 f"grad_norm={metrics['grad_norm']}); the update was not applied and the last good checkpoint in "
-                f"{self.workdir} is intact. Lower optim.lr, keep optim.clip_grad_norm > 0, or use float32.")
+                f"{self.workdir} is intact. Lower optim.lr, keep optim.clip_grad_norm > 0, or use float32."
+            )
         self.skipped_steps += len(bad)
-        values = {f"train_{k}" if k not in ("grad_norm", "loss_scale") else k: float(v) for k, v in metrics.items()
-                  if k != "finite"}
+        values = {
+            f"train_{k}" if k not in ("grad_norm", "loss_scale") else k: float(v)
+            for k, v in metrics.items()
+            if k != "finite"
+        }
         if self.loss_scaling is not None:
             values["skipped_steps"] = self.skipped_steps
             if metrics["loss_scale"] < self.optim.loss_scale_min:
@@ -145,7 +158,8 @@ class LogWindow:
                     f"float16 loss scale fell to {metrics['loss_scale']:.3g} at step {done} after "
                     f"{self.skipped_steps} skipped non-finite steps (first at step {bad[0] if bad else '?'}): the "
                     f"loss itself is NaN/inf. The last good checkpoint in {self.workdir} is intact. Lower "
-                    "optim.lr, or use bfloat16.")
+                    "optim.lr, or use bfloat16."
+                )
         if self.steps:  # the compilation step is not timed
             elapsed = time.perf_counter() - self.began
             values["step_time_s"] = elapsed / self.steps
@@ -189,8 +203,11 @@ class BestSoFar:
 
     def summary(self) -> dict[str, Any]:
         """best_<metric> for each reported top-1 and the selected metric, and which one selects."""
-        return {**{f"best_{name}": value for name, value in self.bests.items()}, f"best_{self.metric}": self.best,
-                "selected_on": self.metric}
+        return {
+            **{f"best_{name}": value for name, value in self.bests.items()},
+            f"best_{self.metric}": self.best,
+            "selected_on": self.metric,
+        }
 
 
 def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool:
@@ -201,9 +218,16 @@ def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool
 class Engine:
     """Runs a `Setup` from `start` to its last step, writing into `workdir`."""
 
-    def __init__(self, setup: Setup, workdir: str, checkpointer: Checkpointer, writer: MetricsWriter,
-                 progress: Progress, epoch_callback: EpochCallback | None = None,
-                 preemption: PreemptionWatch | None = None):
+    def __init__(
+        self,
+        setup: Setup,
+        workdir: str,
+        checkpointer: Checkpointer,
+        writer: MetricsWriter,
+        progress: Progress,
+        epoch_callback: EpochCallback | None = None,
+        preemption: PreemptionWatch | None = None,
+    ):
         self.setup, self.workdir, self.checkpointer = setup, workdir, checkpointer
         self.writer, self.progress, self.epoch_callback = writer, progress, epoch_callback
         self.preemption = preemption
@@ -218,8 +242,16 @@ class Engine:
         """Compile the train step once for these shapes (a later batch of another shape is an
         error, never a silent recompilation); returns it with the compile time."""
         s = self.setup
-        step = make_train_step(s.graphdef, s.rest, s.tx, s.task, ema_decay=s.config.ema_decay,
-                               loss_scaling=s.loss_scaling, layout=s.layout, inputs=s.inputs)
+        step = make_train_step(
+            s.graphdef,
+            s.rest,
+            s.tx,
+            s.task,
+            ema_decay=s.config.ema_decay,
+            loss_scaling=s.loss_scaling,
+            layout=s.layout,
+            inputs=s.inputs,
+        )
         began = time.perf_counter()
         compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, key).compile()
         return compiled, time.perf_counter() - began
@@ -234,8 +266,7 @@ class Engine:
                 metrics["val_top1_best"] = max(metrics["val_top1"], metrics["val_top1_ema"])
         return metrics
 
-    def run(self, state: TrainState, train_iter: Any, start: int,
-            history: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    def run(self, state: TrainState, train_iter: Any, start: int, history: list[dict[str, Any]] = ()) -> dict[str, Any]:
         """Train from optimizer step `start`; returns the run's summary. `history`: the metric
         records of the steps before `start` (a resumed run's best and epochs-to-target count them)."""
         s, config = self.setup, self.setup.config
@@ -295,17 +326,28 @@ class Engine:
             self.writer.write(s.total_steps, **extra)
             last_eval = {**last_eval, **extra}
         self.checkpointer.wait_until_finished()
-        return {"steps": s.total_steps, "epochs": config.num_epochs, "num_classes": s.num_classes,
-                "global_batch": config.batch_size, "grad_accum_steps": s.accum, "devices": jax.device_count(),
-                "processes": jax.process_count(), "mesh": dict(s.layout.mesh.shape),
-                "state_bytes_per_device": state_bytes_per_device(state), "params": count_params(state.params),
-                "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
-                "img_per_s": float(np.median(throughputs)) if throughputs else None, "compile_s": compile_s,
-                "data_wait_fraction": window.data_wait_fraction, "skipped_images": len(skipped_files),
-                "skipped_val_images": self.evaluate.skipped,
-                **best.summary(), "epochs_to_target": best.epochs_to_target,
-                **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
-                **{f"final_{k}": v for k, v in last_eval.items()}}
+        return {
+            "steps": s.total_steps,
+            "epochs": config.num_epochs,
+            "num_classes": s.num_classes,
+            "global_batch": config.batch_size,
+            "grad_accum_steps": s.accum,
+            "devices": jax.device_count(),
+            "processes": jax.process_count(),
+            "mesh": dict(s.layout.mesh.shape),
+            "state_bytes_per_device": state_bytes_per_device(state),
+            "params": count_params(state.params),
+            "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
+            "img_per_s": float(np.median(throughputs)) if throughputs else None,
+            "compile_s": compile_s,
+            "data_wait_fraction": window.data_wait_fraction,
+            "skipped_images": len(skipped_files),
+            "skipped_val_images": self.evaluate.skipped,
+            **best.summary(),
+            "epochs_to_target": best.epochs_to_target,
+            **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
+            **{f"final_{k}": v for k, v in last_eval.items()},
+        }
 
     def _write_picture(self, state: TrainState, epoch: int, done: int) -> None:
         """The task's picture of the fixed val images: WORKDIR/pictures/epoch_NNNN.png and TensorBoard."""
@@ -327,8 +369,9 @@ class Engine:
         for name, source in s.extra_sources.items():
             label = name.replace("/", "_").replace(":", "_")
             task = Classification(s.num_classes, eval_classes=eval_classes_of(name))
-            evaluator = Evaluator(source, eval_transforms_of(s.config), s.graphdef, s.rest, task, s.layout,
-                                  s.micro_batch, s.inputs)
+            evaluator = Evaluator(
+                source, eval_transforms_of(s.config), s.graphdef, s.rest, task, s.layout, s.micro_batch, s.inputs
+            )
             weights = [("", state.params)] + ([("_ema", state.ema)] if state.ema is not None else [])
             for suffix, params in weights:
                 for key, value in evaluator(params).items():
@@ -337,8 +380,10 @@ class Engine:
                     out[f"{label}_{key.removeprefix('val_')}{suffix}"] = value
             self._note_left_out(evaluator, name)
             out[f"{label}_skipped"] = evaluator.skipped
-            self.progress.message(f"{name}: top-1 {out[f'{label}_top1']:.4f} top-5 {out[f'{label}_top5']:.4f}"
-                                  + (f" (EMA top-1 {out[f'{label}_top1_ema']:.4f})" if state.ema is not None else ""))
+            self.progress.message(
+                f"{name}: top-1 {out[f'{label}_top1']:.4f} top-5 {out[f'{label}_top5']:.4f}"
+                + (f" (EMA top-1 {out[f'{label}_top1_ema']:.4f})" if state.ema is not None else "")
+            )
         return out
 
     def _write_confusion(self, last_eval: dict[str, Any]) -> None:
@@ -348,17 +393,23 @@ class Engine:
         from convnext_jax.train.confusion import write_confusion
 
         s = self.setup
-        write_confusion(self.confusion, self.workdir, getattr(s.train_source, "class_names", None),
-                        title=f"{display_name(s.config.model.name, s.model_cfg)}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
-                              f"after {plural(s.config.num_epochs, 'epoch')}")
+        write_confusion(
+            self.confusion,
+            self.workdir,
+            getattr(s.train_source, "class_names", None),
+            title=f"{display_name(s.config.model.name, s.model_cfg)}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
+            f"after {plural(s.config.num_epochs, 'epoch')}",
+        )
 
     def _note_left_out(self, evaluator: Evaluator, what: str) -> None:
         """Name each unreadable evaluation image once (it is left out of the metrics, never replaced)."""
         for path in evaluator.left_out:
             if path not in self.left_out:
                 self.left_out.add(path)
-                self.progress.message(f"warning: unreadable {what} image {path} is left out of the metrics (each is "
-                                      f"named once; summary.json counts them as skipped_val_images)")
+                self.progress.message(
+                    f"warning: unreadable {what} image {path} is left out of the metrics (each is "
+                    f"named once; summary.json counts them as skipped_val_images)"
+                )
 
     def _note_skipped(self, skipped: Any, seen: set[str]) -> None:
         """Warn once per unreadable training image (named by the source, in any worker process)."""
@@ -367,8 +418,10 @@ class Engine:
         for path in (p for entry in np.asarray(skipped).ravel() for p in str(entry).split("\n") if p):
             if path not in seen:
                 seen.add(path)
-                self.progress.message(f"warning: skipping unreadable image {path} (each is warned about once; "
-                                      "summary.json counts them as skipped_images)")
+                self.progress.message(
+                    f"warning: skipping unreadable image {path} (each is warned about once; "
+                    "summary.json counts them as skipped_images)"
+                )
 
     def _save(self, done: int, state: TrainState, train_iter: Any, metrics: dict[str, float] | None = None) -> None:
         self.checkpointer.save(done, state.to_checkpoint(), train_iter, metrics=metrics)
@@ -398,8 +451,10 @@ class Engine:
         metrics = self._evaluate(state)
         best.add(epoch, metrics)
         self.writer.write(done, epoch=epoch, **metrics)
-        self.progress.message(f"epoch {epoch}/{config.num_epochs}: "
-                              + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "val_count"))
+        self.progress.message(
+            f"epoch {epoch}/{config.num_epochs}: "
+            + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "val_count")
+        )
         if self.picture is not None:
             self._write_picture(state, epoch, done)
         if checkpoint_due(config, epoch, done, self.setup.total_steps):

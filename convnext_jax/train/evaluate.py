@@ -24,8 +24,10 @@ def pad_batch(batch: dict[str, np.ndarray], size: int, valid: np.ndarray | None 
     """Pad a batch to `size` examples, with mask=0 on the padding and on the examples that are not
     `valid` (unreadable images left out): each readable example counts once."""
     count = len(next(iter(batch.values())))
-    padded = {k: np.concatenate([v, np.zeros((size - count,) + v.shape[1:], v.dtype)]) if count < size else v
-              for k, v in batch.items()}
+    padded = {
+        k: np.concatenate([v, np.zeros((size - count,) + v.shape[1:], v.dtype)]) if count < size else v
+        for k, v in batch.items()
+    }
     mask = np.arange(size) < count
     if valid is not None:
         mask[:count] &= np.asarray(valid, bool)
@@ -45,8 +47,17 @@ def _process_sum(value: int) -> int:
 class Evaluator:
     """params -> the task's validation metrics over the whole split (pad-and-mask batches)."""
 
-    def __init__(self, source: Any, transforms: list, graphdef: nnx.GraphDef, rest: nnx.State, task: Task,
-                 layout: Layout, batch_size: int, inputs: InputStage | None = None):
+    def __init__(
+        self,
+        source: Any,
+        transforms: list,
+        graphdef: nnx.GraphDef,
+        rest: nnx.State,
+        task: Task,
+        layout: Layout,
+        batch_size: int,
+        inputs: InputStage | None = None,
+    ):
         self.source, self.transforms, self.task, self.layout = source, transforms, task, layout
         self.batch_size = batch_size  # per process
         self.step = jax.jit(make_eval_step(graphdef, rest, task, layout, inputs))
@@ -68,9 +79,16 @@ class Evaluator:
         return metrics
 
     def _evaluate(self, params: Any) -> dict[str, float]:
-        loader = create_loader(self.source, batch_size=self.batch_size, shuffle=False, num_epochs=1,
-                               drop_remainder=False, transforms=self.transforms, leave_out_bad=True,
-                               shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=False))
+        loader = create_loader(
+            self.source,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_epochs=1,
+            drop_remainder=False,
+            transforms=self.transforms,
+            leave_out_bad=True,
+            shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=False),
+        )
         sharding = self.layout.sharding(self.layout.batch_spec)
         totals, template, compile_s, images = None, None, 0.0, 0
         self.left_out = []
@@ -105,5 +123,13 @@ def evaluator_of(setup: Any) -> Evaluator:
     its forward pass)."""
     from convnext_jax.train.setup import eval_transforms_of
 
-    return Evaluator(setup.val_source, eval_transforms_of(setup.config), setup.graphdef, setup.rest, setup.task,
-                     setup.layout, setup.micro_batch, setup.inputs)
+    return Evaluator(
+        setup.val_source,
+        eval_transforms_of(setup.config),
+        setup.graphdef,
+        setup.rest,
+        setup.task,
+        setup.layout,
+        setup.micro_batch,
+        setup.inputs,
+    )

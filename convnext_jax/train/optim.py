@@ -53,8 +53,9 @@ class LearningRate:
         """The LR of optimizer step `step` (0-based: the first update uses step 0)."""
         warmup = min(self.warmup_steps, self.total_steps)
         if self.schedule == "onecycle":  # its own warmup (pct_start) and final LR; min_lr does not apply
-            return peak_lr * optax.cosine_onecycle_schedule(self.total_steps, 1.0,
-                                                            pct_start=max(warmup, 1) / self.total_steps)(step)
+            return peak_lr * optax.cosine_onecycle_schedule(
+                self.total_steps, 1.0, pct_start=max(warmup, 1) / self.total_steps
+            )(step)
         step = jnp.asarray(step, jnp.float32)
         rising = step / warmup if warmup else jnp.ones_like(step)
         if self.schedule == "constant":
@@ -78,8 +79,9 @@ def scale_by_learning_rate(learning_rate: LearningRate, peak_lr: float, min_lr: 
 
     def init(params: Any) -> ScheduledLRState:
         del params
-        return ScheduledLRState(jnp.zeros([], jnp.int32), jnp.asarray(peak_lr, jnp.float32),
-                                jnp.asarray(min_lr, jnp.float32))
+        return ScheduledLRState(
+            jnp.zeros([], jnp.int32), jnp.asarray(peak_lr, jnp.float32), jnp.asarray(min_lr, jnp.float32)
+        )
 
     def update(updates: Any, state: ScheduledLRState, params: Any = None) -> tuple[Any, ScheduledLRState]:
         del params
@@ -120,9 +122,16 @@ def refresh_hyperparameters(restored: Any, fresh: Any) -> Any:
     return jax.tree.map(pick, restored, fresh, is_leaf=lambda x: isinstance(x, kinds))
 
 
-def build_optimizer(optim: Any, params: Any, learning_rate: LearningRate, *, peak_lr: float, min_lr: float = 0.0,
-                    layer_ids: Mapping[tuple[Any, ...], np.ndarray] | None = None,
-                    decay_mask: Any = None) -> optax.GradientTransformation:
+def build_optimizer(
+    optim: Any,
+    params: Any,
+    learning_rate: LearningRate,
+    *,
+    peak_lr: float,
+    min_lr: float = 0.0,
+    layer_ids: Mapping[tuple[Any, ...], np.ndarray] | None = None,
+    decay_mask: Any = None,
+) -> optax.GradientTransformation:
     """Global-norm clipping (every precision mode) -> AdamW/Adam/SGD with the weight-decay mask
     (`decay_mask`, default `weight_decay_mask(params)`: kernels only) -> layer-wise LR decay when
     `optim.layer_decay` is in (0, 1), with the model's `layer_ids` (`models.naming.layer_ids`)
@@ -146,17 +155,31 @@ def build_optimizer(optim: Any, params: Any, learning_rate: LearningRate, *, pea
         parts.append(optax.inject_hyperparams(clip_by_global_norm)(max_norm=optim.clip_grad_norm))
     mask = weight_decay_mask(params) if decay_mask is None else decay_mask
     if optim.name == "adamw":
-        parts.append(optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
-            learning_rate=inner_lr, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
-            mask=mask))
+        parts.append(
+            optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
+                learning_rate=inner_lr,
+                b1=optim.b1,
+                b2=optim.b2,
+                eps=optim.eps,
+                weight_decay=optim.weight_decay,
+                mask=mask,
+            )
+        )
     elif optim.name == "adam":  # L2-free Adam, as torch.optim.Adam(weight_decay=0)
-        parts.append(optax.inject_hyperparams(optax.adam)(learning_rate=inner_lr, b1=optim.b1, b2=optim.b2,
-                                                          eps=optim.eps))
+        parts.append(
+            optax.inject_hyperparams(optax.adam)(learning_rate=inner_lr, b1=optim.b1, b2=optim.b2, eps=optim.eps)
+        )
     else:
-        parts.append(optax.inject_hyperparams(optax.add_decayed_weights, static_args=("mask",))(
-            weight_decay=optim.weight_decay, mask=mask))
-        parts.append(optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))(
-            learning_rate=inner_lr, momentum=optim.momentum, nesterov=True))
+        parts.append(
+            optax.inject_hyperparams(optax.add_decayed_weights, static_args=("mask",))(
+                weight_decay=optim.weight_decay, mask=mask
+            )
+        )
+        parts.append(
+            optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))(
+                learning_rate=inner_lr, momentum=optim.momentum, nesterov=True
+            )
+        )
     layer_decay = optim.get("layer_decay", 0.0)
     if layer_decay and layer_decay != 1.0:
         if not 0.0 < layer_decay < 1.0:

@@ -41,25 +41,35 @@ def _say(text: str) -> None:
 def describe_start(setup: Setup, start: int) -> str:
     """The start-up lines: what was found and what will run."""
     config, train = setup.config, setup.train_source
-    lines = [f"data: {config.data.source}: {len(train)} train / {len(setup.val_source)} val images, "
-             f"{setup.num_classes} classes; {setup.steps_per_epoch} steps of {config.batch_size} per epoch, "
-             f"{plural(config.num_epochs, 'epoch')}"]
+    lines = [
+        f"data: {config.data.source}: {len(train)} train / {len(setup.val_source)} val images, "
+        f"{setup.num_classes} classes; {setup.steps_per_epoch} steps of {config.batch_size} per epoch, "
+        f"{plural(config.num_epochs, 'epoch')}"
+    ]
     if setup.dropped_per_epoch:
-        lines.append(f"note: {setup.dropped_per_epoch} of {len(train)} training images are left out of each epoch "
-                     f"(the last partial batch; a new random selection every epoch). A batch_size that divides "
-                     f"{len(train)} uses them all.")
+        lines.append(
+            f"note: {setup.dropped_per_epoch} of {len(train)} training images are left out of each epoch "
+            f"(the last partial batch; a new random selection every epoch). A batch_size that divides "
+            f"{len(train)} uses them all."
+        )
     arch = getattr(setup.model_cfg, "encoder", setup.model_cfg)
     what = "FCMAE pre-training of " if config.task == "fcmae" else ""
     source = f" from {config.model.init_from}" if config.model.init_from else ""
-    lines.append(f"model: {what}{display_name(config.model.name, setup.model_cfg)}{source} {arch.depths} x {arch.dims}, "
-                 f"{config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)"
-                 + (f", mesh {setup.layout.replicas // setup.layout.fsdp} data x {setup.layout.fsdp} fsdp "
-                    f"({state_bytes_per_device(setup.state) / 2**20:.1f} MiB of state per device)"
-                    if setup.layout.fsdp > 1 else ""))
+    lines.append(
+        f"model: {what}{display_name(config.model.name, setup.model_cfg)}{source} {arch.depths} x {arch.dims}, "
+        f"{config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)"
+        + (
+            f", mesh {setup.layout.replicas // setup.layout.fsdp} data x {setup.layout.fsdp} fsdp "
+            f"({state_bytes_per_device(setup.state) / 2**20:.1f} MiB of state per device)"
+            if setup.layout.fsdp > 1
+            else ""
+        )
+    )
     if setup.pretrained:
         lines.append(setup.pretrained)
-    lines += short_run_notes(config, setup.steps_per_epoch, setup.total_steps,
-                             warmup_steps_of(config, setup.steps_per_epoch))
+    lines += short_run_notes(
+        config, setup.steps_per_epoch, setup.total_steps, warmup_steps_of(config, setup.steps_per_epoch)
+    )
     if start:
         lines.append(f"resumed from step {start}/{setup.total_steps} (epoch {start // setup.steps_per_epoch})")
     return "\n".join(lines)
@@ -94,8 +104,13 @@ def finetuning_stage(config: ml_collections.ConfigDict, pretrain_dir: str) -> ml
     return stage
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, epoch_callback: EpochCallback | None = None,
-                       *, extend: bool = False) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    epoch_callback: EpochCallback | None = None,
+    *,
+    extend: bool = False,
+) -> dict[str, Any]:
     """Train `config` in `workdir` (see `train_run`); with fcmae.pretrain_epochs > 0, first pre-train
     the encoder with FCMAE in WORKDIR/pretrain, then fine-tune it for the remaining epochs (the
     summary counts both: `total_epochs`, `pretrain_*`)."""
@@ -107,15 +122,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, epoch_ca
     pretrained = train_run(pretraining_stage(config), pretrain_dir)
     _say(f"stage 2/2: fine-tuning, {plural(config.num_epochs - config.fcmae.pretrain_epochs, 'epoch')}, in {workdir}")
     summary = train_run(finetuning_stage(config, pretrain_dir), workdir, epoch_callback, extend=extend)
-    summary.update(total_epochs=config.num_epochs, pretrain_epochs=config.fcmae.pretrain_epochs,
-                   pretrain_best_val_loss=pretrained.get("best_val_loss"))
+    summary.update(
+        total_epochs=config.num_epochs,
+        pretrain_epochs=config.fcmae.pretrain_epochs,
+        pretrain_best_val_loss=pretrained.get("best_val_loss"),
+    )
     if jax.process_index() == 0:
         write_json(RunDir(workdir).file(SUMMARY_FILE), summary)
     return summary
 
 
-def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: EpochCallback | None = None,
-              *, extend: bool = False) -> dict[str, Any]:
+def train_run(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    epoch_callback: EpochCallback | None = None,
+    *,
+    extend: bool = False,
+) -> dict[str, Any]:
     """Train `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
     Steps are optimizer steps; each consumes `batch_size` examples as `grad_accum_steps`
@@ -132,9 +155,11 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         run.check_resumable(config, extend=extend)
         finished = run.finished_summary(config)
         if finished is not None:
-            _say(f"{run.path}: this run is finished ({plural(finished['epochs'], 'epoch')}, best "
-                 f"{_best_line(finished)}); results in {run.file(SUMMARY_FILE)} and {run.file(METRICS_FILE)}. "
-                 "To train it longer: --config.num_epochs=N --extend; for a new run use another --workdir.")
+            _say(
+                f"{run.path}: this run is finished ({plural(finished['epochs'], 'epoch')}, best "
+                f"{_best_line(finished)}); results in {run.file(SUMMARY_FILE)} and {run.file(METRICS_FILE)}. "
+                "To train it longer: --config.num_epochs=N --extend; for a new run use another --workdir."
+            )
             return finished
     start = run.latest_step() or 0
     before = run.listing()
@@ -146,9 +171,13 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
             if hasattr(setup.train_source, "class_names"):
                 run.write_class_names(list(setup.train_source.class_names))
         best_metric, best_mode = train_config.selection_metric(config)
-        checkpointer = Checkpointer(run.path, keep_latest=config.checkpoint.keep,
-                                    keep_best=config.checkpoint.keep_best, best_metric=best_metric,
-                                    best_mode=best_mode)
+        checkpointer = Checkpointer(
+            run.path,
+            keep_latest=config.checkpoint.keep,
+            keep_best=config.checkpoint.keep_best,
+            best_metric=best_metric,
+            best_mode=best_mode,
+        )
     except BaseException:
         if jax.process_index() == 0 and not start:
             run.remove_new_files(before)  # a failed start leaves nothing behind
@@ -159,8 +188,11 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         if start:
             state = _restore(checkpointer, start, state, train_iter, run.path)
         _say(describe_start(setup, start))
-        history = [r for r in read_metrics(run.path) if r.get("step", 0) <= start] if start and os.path.isfile(
-            run.file(METRICS_FILE)) else []
+        history = (
+            [r for r in read_metrics(run.path) if r.get("step", 0) <= start]
+            if start and os.path.isfile(run.file(METRICS_FILE))
+            else []
+        )
         writer = MetricsWriter(run.path, resume_step=start, enabled=jax.process_index() == 0)
         progress = Progress(setup.total_steps, start, enabled=jax.process_index() == 0)
         try:
@@ -174,12 +206,16 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         _close(train_iter)  # worker processes stop, their shared-memory batches are freed
         if writer is not None:
             writer.close()
-    summary.update(summary_fields(config, setup.total_steps), model=display_name(config.model.name, setup.model_cfg),
-                   finished=True)
+    summary.update(
+        summary_fields(config, setup.total_steps), model=display_name(config.model.name, setup.model_cfg), finished=True
+    )
     if jax.process_index() == 0:
         write_json(run.file(SUMMARY_FILE), summary)
-        plot_curves([(os.path.basename(run.path), read_metrics(run.path))], run.file(CURVES_FILE),
-                    val_metric=setup.task.best_metric)
+        plot_curves(
+            [(os.path.basename(run.path), read_metrics(run.path))],
+            run.file(CURVES_FILE),
+            val_metric=setup.task.best_metric,
+        )
     return summary
 
 
@@ -212,9 +248,11 @@ def _restore(checkpointer: Checkpointer, step: int, state: TrainState, train_ite
     try:
         restored = checkpointer.restore(step, state.to_checkpoint(), train_iter)
     except ValueError as e:
-        raise ConfigError(f"cannot resume from {workdir}/checkpoints/{step}: it was written by a different model, "
-                          f"optimizer or precision configuration ({str(e).splitlines()[0][:300]}). Use a new "
-                          "--workdir, or the original config.") from e
+        raise ConfigError(
+            f"cannot resume from {workdir}/checkpoints/{step}: it was written by a different model, "
+            f"optimizer or precision configuration ({str(e).splitlines()[0][:300]}). Use a new "
+            "--workdir, or the original config."
+        ) from e
     restored = TrainState.from_checkpoint(restored)
     # the optimizer's numbers (LRs, weight decay, ...) come from the config, not the checkpoint
     return restored.replace(opt_state=refresh_hyperparameters(restored.opt_state, state.opt_state))
@@ -244,8 +282,11 @@ def eval_config(stored: ml_collections.ConfigDict, overrides: dict[str, Any]) ->
             node = node[name]
         node[leaf] = value
     if wrong:
-        raise ConfigError("the checkpoint's model cannot change at evaluation: " + "; ".join(wrong)
-                          + ". Leave these keys out: the run's config.json has them.")
+        raise ConfigError(
+            "the checkpoint's model cannot change at evaluation: "
+            + "; ".join(wrong)
+            + ". Leave these keys out: the run's config.json has them."
+        )
     config.lock()
     return config
 
@@ -273,4 +314,3 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     if jax.process_index() == 0:
         write_json(run.file(f"eval_{step}.json"), result)
     return result
-

@@ -39,8 +39,10 @@ def extra_sources_of(config: ml_collections.ConfigDict, num_classes: int) -> dic
 
     names = list(config.eval.extra_sets)
     if names and num_classes != IMAGENET_CLASSES:
-        raise ConfigError(f"eval.extra_sets ({', '.join(names)}) are ImageNet-1k benchmarks, but the model has "
-                          f"{num_classes} classes: leave them out for this dataset")
+        raise ConfigError(
+            f"eval.extra_sets ({', '.join(names)}) are ImageNet-1k benchmarks, but the model has "
+            f"{num_classes} classes: leave them out for this dataset"
+        )
     sources = {}
     for name in names:
         try:
@@ -53,10 +55,17 @@ def extra_sources_of(config: ml_collections.ConfigDict, num_classes: int) -> dic
 def data_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
     """The train and val sources; val uses the train split's class names (image folders)."""
     options = {"on_bad_image": config.data.on_bad_image} if config.data.source.startswith("folder:") else {}
-    train = make_source(config.data.source, "train", data_dir=config.data.data_dir or None,
-                        image_size=config.data.image_size, **options)
-    val = make_source(config.data.source, "val", data_dir=config.data.data_dir or None,
-                      image_size=config.data.image_size, class_names=getattr(train, "class_names", None), **options)
+    train = make_source(
+        config.data.source, "train", data_dir=config.data.data_dir or None, image_size=config.data.image_size, **options
+    )
+    val = make_source(
+        config.data.source,
+        "val",
+        data_dir=config.data.data_dir or None,
+        image_size=config.data.image_size,
+        class_names=getattr(train, "class_names", None),
+        **options,
+    )
     return train, val
 
 
@@ -70,9 +79,15 @@ def normalisation(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def train_transforms_of(config: ml_collections.ConfigDict) -> list:
     """The per-example host transforms of training (to uint8 pixels)."""
     aug = config.data.augment
-    return train_transforms(config.data.image_size, scale=tuple(aug.scale), hflip=aug.hflip,
-                            auto_augment=aug.auto_augment or None, color_jitter=aug.color_jitter,
-                            mean=tuple(config.data.mean), image_ops=config.data.image_ops)
+    return train_transforms(
+        config.data.image_size,
+        scale=tuple(aug.scale),
+        hflip=aug.hflip,
+        auto_augment=aug.auto_augment or None,
+        color_jitter=aug.color_jitter,
+        mean=tuple(config.data.mean),
+        image_ops=config.data.image_ops,
+    )
 
 
 def eval_transforms_of(config: ml_collections.ConfigDict) -> list:
@@ -84,8 +99,14 @@ def input_stage_of(config: ml_collections.ConfigDict, num_classes: int) -> Input
     (classification) and random erasing."""
     aug, mixup = config.data.augment, None
     if config.task == "classification" and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0):
-        mixup = MixupCutmix(num_classes, aug.mixup_alpha, aug.cutmix_alpha, aug.mixup_prob, aug.mixup_switch_prob,
-                            config.label_smoothing)
+        mixup = MixupCutmix(
+            num_classes,
+            aug.mixup_alpha,
+            aug.cutmix_alpha,
+            aug.mixup_prob,
+            aug.mixup_switch_prob,
+            config.label_smoothing,
+        )
     return InputStage(**normalisation(config), re_prob=aug.re_prob, mixup=mixup)
 
 
@@ -126,8 +147,10 @@ def model_of(config: ml_collections.ConfigDict, num_classes: int) -> Any:
 def steps_per_epoch_of(config: ml_collections.ConfigDict, train_size: int) -> int:
     steps = train_size // config.batch_size
     if steps < 1:
-        raise ConfigError(f"batch_size {config.batch_size} is larger than the training set ({train_size} images): "
-                          f"use a batch_size of at most {train_size}")
+        raise ConfigError(
+            f"batch_size {config.batch_size} is larger than the training set ({train_size} images): "
+            f"use a batch_size of at most {train_size}"
+        )
     return steps
 
 
@@ -144,8 +167,11 @@ def warmup_steps_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
 
 def learning_rate_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> LearningRate:
     """The run's LR schedule (warmup and decay over its optimizer steps)."""
-    return LearningRate(config.num_epochs * steps_per_epoch, schedule=config.optim.schedule,
-                        warmup_steps=warmup_steps_of(config, steps_per_epoch))
+    return LearningRate(
+        config.num_epochs * steps_per_epoch,
+        schedule=config.optim.schedule,
+        warmup_steps=warmup_steps_of(config, steps_per_epoch),
+    )
 
 
 def schedule_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Callable[[int], float]:
@@ -165,23 +191,35 @@ def micro_batch_per_process(config: ml_collections.ConfigDict, layout: Layout) -
     accum = config.optim.grad_accum_steps
     micro = config.batch_size // accum
     if micro % layout.replicas:
-        raise ConfigError(f"the micro-batch (batch_size {config.batch_size} / {accum} accumulation steps = {micro}) "
-                          f"does not split over the {layout.replicas} devices: use a batch_size that is a multiple "
-                          f"of {layout.replicas * accum}")
+        raise ConfigError(
+            f"the micro-batch (batch_size {config.batch_size} / {accum} accumulation steps = {micro}) "
+            f"does not split over the {layout.replicas} devices: use a batch_size that is a multiple "
+            f"of {layout.replicas * accum}"
+        )
     aug = config.data.augment
-    if config.task == "classification" and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0) \
-            and (micro // layout.replicas) % 2:
-        raise ConfigError(f"mixup/cutmix pairs each image with another on its device, so the micro-batch per device "
-                          f"({micro // layout.replicas}) must be even: use a batch_size that is a multiple of "
-                          f"{2 * layout.replicas * accum}")
+    if (
+        config.task == "classification"
+        and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0)
+        and (micro // layout.replicas) % 2
+    ):
+        raise ConfigError(
+            f"mixup/cutmix pairs each image with another on its device, so the micro-batch per device "
+            f"({micro // layout.replicas}) must be even: use a batch_size that is a multiple of "
+            f"{2 * layout.replicas * accum}"
+        )
     return micro // jax.process_count()
 
 
 def task_of(config: ml_collections.ConfigDict, num_classes: int) -> Task:
     if config.task == "fcmae":
         return MaskedImageModeling(**normalisation(config))
-    return Classification(num_classes=num_classes, label_smoothing=config.label_smoothing, loss_kind=config.loss,
-                          bce_target_threshold=config.bce_target_thresh, bce_sum=config.bce_sum)
+    return Classification(
+        num_classes=num_classes,
+        label_smoothing=config.label_smoothing,
+        loss_kind=config.loss,
+        bce_target_threshold=config.bce_target_thresh,
+        bce_sum=config.bce_sum,
+    )
 
 
 def decay_mask_of(config: ml_collections.ConfigDict, model: Any, params: Any) -> Any:
@@ -246,21 +284,47 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
         pretrained = load(model, os.path.expanduser(config.model.init_from), reset_head=config.model.reset_head)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     schedule = schedule_of(config, steps_per_epoch)
-    tx = build_optimizer(config.optim, params, learning_rate_of(config, steps_per_epoch), peak_lr=peak_lr_of(config),
-                         min_lr=config.optim.min_lr,
-                         layer_ids=layer_ids(model.cfg) if config.optim.layer_decay else None,
-                         decay_mask=decay_mask_of(config, model, params))
+    tx = build_optimizer(
+        config.optim,
+        params,
+        learning_rate_of(config, steps_per_epoch),
+        peak_lr=peak_lr_of(config),
+        min_lr=config.optim.min_lr,
+        layer_ids=layer_ids(model.cfg) if config.optim.layer_decay else None,
+        decay_mask=decay_mask_of(config, model, params),
+    )
     loss_scaling = loss_scaling_of(config)
     state = layout.place_state(TrainState.create(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling))
-    train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,
-                                 seed=config.seed, worker_count=config.data.workers,
-                                 threads=config.data.threads or None,
-                                 transforms=train_transforms_of(config), repeats=config.data.aug_repeats,
-                                 slots_per_process=config.optim.grad_accum_steps * layout.replicas
-                                 // jax.process_count())
-    return Setup(config=config, train_source=train_source, val_source=val_source, num_classes=num_classes,
-                 model_cfg=model.cfg, graphdef=graphdef, rest=rest, task=task_of(config, num_classes),
-                 inputs=input_stage_of(config, num_classes), tx=tx,
-                 schedule=schedule, loss_scaling=loss_scaling, layout=layout, state=state, train_loader=train_loader,
-                 steps_per_epoch=steps_per_epoch, micro_batch=micro, pretrained=pretrained, ops=model.ops.describe(),
-                 extra_sources=extra_sources)
+    train_loader = create_loader(
+        train_source,
+        batch_size=micro * config.optim.grad_accum_steps,
+        shuffle=True,
+        seed=config.seed,
+        worker_count=config.data.workers,
+        threads=config.data.threads or None,
+        transforms=train_transforms_of(config),
+        repeats=config.data.aug_repeats,
+        slots_per_process=config.optim.grad_accum_steps * layout.replicas // jax.process_count(),
+    )
+    return Setup(
+        config=config,
+        train_source=train_source,
+        val_source=val_source,
+        num_classes=num_classes,
+        model_cfg=model.cfg,
+        graphdef=graphdef,
+        rest=rest,
+        task=task_of(config, num_classes),
+        inputs=input_stage_of(config, num_classes),
+        tx=tx,
+        schedule=schedule,
+        loss_scaling=loss_scaling,
+        layout=layout,
+        state=state,
+        train_loader=train_loader,
+        steps_per_epoch=steps_per_epoch,
+        micro_batch=micro,
+        pretrained=pretrained,
+        ops=model.ops.describe(),
+        extra_sources=extra_sources,
+    )

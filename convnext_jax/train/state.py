@@ -49,11 +49,21 @@ class TrainState:
     loss_scale: Any = None
 
     @classmethod
-    def create(cls, params: Any, tx: optax.GradientTransformation, *, ema: bool = False,
-               loss_scaling: LossScaling | None = None) -> TrainState:
-        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                   ema=jax.tree.map(jnp.copy, params) if ema else None,
-                   loss_scale=loss_scaling.initial_state() if loss_scaling is not None else None)
+    def create(
+        cls,
+        params: Any,
+        tx: optax.GradientTransformation,
+        *,
+        ema: bool = False,
+        loss_scaling: LossScaling | None = None,
+    ) -> TrainState:
+        return cls(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=tx.init(params),
+            ema=jax.tree.map(jnp.copy, params) if ema else None,
+            loss_scale=loss_scaling.initial_state() if loss_scaling is not None else None,
+        )
 
     def replace(self, **changes: Any) -> TrainState:
         return dataclasses.replace(self, **changes)

@@ -93,8 +93,12 @@ class RunDir:
     def finished_summary(self, config: ml_collections.ConfigDict) -> dict[str, Any] | None:
         """The summary of a run that finished with this many epochs (its last checkpoint is its last step)."""
         summary = self.summary()
-        if summary and summary.get("finished") and summary.get("epochs") == config.num_epochs and \
-                self.latest_step() == summary.get("steps"):
+        if (
+            summary
+            and summary.get("finished")
+            and summary.get("epochs") == config.num_epochs
+            and self.latest_step() == summary.get("steps")
+        ):
             return summary
         return None
 
@@ -110,13 +114,18 @@ class RunDir:
             raise ConfigError(
                 f"{self.path} holds a run with another config; changed: " + "; ".join(changed) + ". Use a new "
                 "--workdir for a new run, or the run's own config (omit --config to take its config.json)."
-                + (" To train it longer: --config.num_epochs=N --extend." if any(
-                    c.startswith("num_epochs:") for c in changed) else ""))
+                + (
+                    " To train it longer: --config.num_epochs=N --extend."
+                    if any(c.startswith("num_epochs:") for c in changed)
+                    else ""
+                )
+            )
         if extend:
             trained = self.summary() or {}
             if config.num_epochs < stored.num_epochs or config.num_epochs < trained.get("epochs", 0):
-                raise ConfigError(f"--extend trains longer: num_epochs {config.num_epochs} is below the run's "
-                                  f"{stored.num_epochs}")
+                raise ConfigError(
+                    f"--extend trains longer: num_epochs {config.num_epochs} is below the run's {stored.num_epochs}"
+                )
 
     def remove_new_files(self, before: set[str] | None) -> None:
         """Undo a start that failed: remove what this attempt created (the whole directory if it

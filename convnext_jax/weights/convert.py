@@ -30,12 +30,17 @@ from convnext_jax.weights.pytorch import (
 
 
 def _parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m convnext_jax.convert", description=__doc__,
-                            formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    parser.add_argument("src", help="PyTorch .pth/.pt/.bin/.safetensors file, a weights directory or a training "
-                                    "workdir")
-    parser.add_argument("dst", help="output: a directory (convnext_jax weights) or a .safetensors/.pth file "
-                                    "(timm layout)")
+    parser = ArgumentParser(
+        prog="python -m convnext_jax.convert",
+        description=__doc__,
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "src", help="PyTorch .pth/.pt/.bin/.safetensors file, a weights directory or a training workdir"
+    )
+    parser.add_argument(
+        "dst", help="output: a directory (convnext_jax weights) or a .safetensors/.pth file (timm layout)"
+    )
     parser.add_argument("--model", help="variant name (default: inferred from the checkpoint)")
     parser.add_argument("--num_classes", type=int, help="classifier size (default: from the checkpoint)")
     parser.add_argument("--reset_head", action="store_true", help="do not import the classifier (fine-tuning)")

@@ -68,8 +68,16 @@ def folder(tmp_path):
 
 
 def test_every_mode_decodes_to_rgb_uint8(folder):
-    for name in ["cat/a.jpg", "cat/gray.png", "cat/la.png", "cat/palette.png", "dog/rgba.png", "dog/cmyk.jpg",
-                 "dog/deep.png", "dog/tiny.png"]:
+    for name in [
+        "cat/a.jpg",
+        "cat/gray.png",
+        "cat/la.png",
+        "cat/palette.png",
+        "dog/rgba.png",
+        "dog/cmyk.jpg",
+        "dog/deep.png",
+        "dog/tiny.png",
+    ]:
         image = load_image(folder / "train" / name)
         assert image.ndim == 3 and image.shape[-1] == 3 and image.dtype == np.uint8, name
     deep = load_image(folder / "train" / "dog" / "deep.png")

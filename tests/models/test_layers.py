@@ -34,8 +34,9 @@ def test_trunc_normal_uses_absolute_bounds_like_pytorch():
 
 def test_traced_and_eager_init_agree():
     eager = cj.create_model("convnext_atto", depths=(1, 1, 1, 1), dims=(8, 8, 8, 8), num_classes=3, rngs=4)
-    traced = nnx.jit(lambda: cj.create_model("convnext_atto", depths=(1, 1, 1, 1), dims=(8, 8, 8, 8),
-                                             num_classes=3, rngs=4))()
+    traced = nnx.jit(
+        lambda: cj.create_model("convnext_atto", depths=(1, 1, 1, 1), dims=(8, 8, 8, 8), num_classes=3, rngs=4)
+    )()
     for a, b in zip(jax.tree.leaves(nnx.state(eager, nnx.Param)), jax.tree.leaves(nnx.state(traced, nnx.Param))):
         np.testing.assert_array_equal(a, b)
 

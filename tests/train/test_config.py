@@ -46,9 +46,16 @@ def test_validation_lists_every_problem_with_the_closest_name(tmp_path):
     with pytest.raises(ConfigError) as info:
         train_config.validate(config)
     message = str(info.value)
-    for expected in ("batch_size must be >= 1; got 0", "model.dtype must be one of float32, bfloat16, float16",
-                     "did you mean 'convnext_tiny'", "did you mean 'cosine'", "optim.layer_decay must be in",
-                     "missing does not exist", "nope.pth does not exist", "--show_config"):
+    for expected in (
+        "batch_size must be >= 1; got 0",
+        "model.dtype must be one of float32, bfloat16, float16",
+        "did you mean 'convnext_tiny'",
+        "did you mean 'cosine'",
+        "optim.layer_decay must be in",
+        "missing does not exist",
+        "nope.pth does not exist",
+        "--show_config",
+    ):
         assert expected in message, (expected, message)
     assert "Traceback" not in message
 

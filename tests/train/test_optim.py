@@ -49,14 +49,31 @@ def test_the_logged_lr_is_the_lr_the_optimizer_applied(schedule, warmup):
 
     from convnext_jax.train.setup import schedule_of
 
-    config = ml_collections.ConfigDict({"num_epochs": 5, "optim": {
-        "schedule": schedule, "warmup_steps": warmup, "warmup_epochs": 0, "lr": 3e-3, "min_lr": 1e-5,
-        "lr_scaling": "none", "lr_base_batch": 256}, "batch_size": 64})
+    config = ml_collections.ConfigDict(
+        {
+            "num_epochs": 5,
+            "optim": {
+                "schedule": schedule,
+                "warmup_steps": warmup,
+                "warmup_epochs": 0,
+                "lr": 3e-3,
+                "min_lr": 1e-5,
+                "lr_scaling": "none",
+                "lr_base_batch": 256,
+            },
+            "batch_size": 64,
+        }
+    )
     logged = schedule_of(config, steps_per_epoch=4)  # 20 optimizer steps
     from convnext_jax.train.setup import learning_rate_of
 
-    tx = build_optimizer(_optim(name="sgd", momentum=0.0, weight_decay=0.0), {"w": jnp.zeros(3)},
-                         learning_rate_of(config, 4), peak_lr=3e-3, min_lr=1e-5)
+    tx = build_optimizer(
+        _optim(name="sgd", momentum=0.0, weight_decay=0.0),
+        {"w": jnp.zeros(3)},
+        learning_rate_of(config, 4),
+        peak_lr=3e-3,
+        min_lr=1e-5,
+    )
     params, gradient = {"w": jnp.zeros(3)}, {"w": jnp.ones(3)}
     state = tx.init(params)
     for step in range(20):
@@ -74,8 +91,16 @@ def test_lr_scaling_rules():
 
 
 def _optim(**kw):
-    base = dict(name="adamw", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.05, clip_grad_norm=0.0, momentum=0.9,
-                grad_accum_steps=1)
+    base = dict(
+        name="adamw",
+        b1=0.9,
+        b2=0.999,
+        eps=1e-8,
+        weight_decay=0.05,
+        clip_grad_norm=0.0,
+        momentum=0.9,
+        grad_accum_steps=1,
+    )
     base.update(kw)
     return ml_collections.ConfigDict(base)
 
@@ -87,8 +112,12 @@ def test_adamw_with_mask_matches_torch_param_groups():
     updates, _ = tx.update(grads, tx.init(params), params)
     kernel = torch.nn.Parameter(torch.ones(3, 3))
     bias = torch.nn.Parameter(torch.ones(3))
-    opt = torch.optim.AdamW([{"params": [kernel], "weight_decay": 0.05}, {"params": [bias], "weight_decay": 0.0}],
-                            lr=0.1, betas=(0.9, 0.999), eps=1e-8)
+    opt = torch.optim.AdamW(
+        [{"params": [kernel], "weight_decay": 0.05}, {"params": [bias], "weight_decay": 0.0}],
+        lr=0.1,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+    )
     kernel.grad, bias.grad = torch.full((3, 3), 0.5), torch.full((3,), -0.5)
     opt.step()
     np.testing.assert_allclose(1 + updates["conv"]["kernel"], kernel.detach().numpy(), rtol=1e-6)
@@ -97,8 +126,12 @@ def test_adamw_with_mask_matches_torch_param_groups():
 
 def test_clipping_and_unknown_optimizer():
     params = {"w": {"kernel": jnp.zeros((4,))}}
-    tx = build_optimizer(_optim(name="sgd", momentum=0.0, weight_decay=0.0, clip_grad_norm=1.0), params,
-                         LearningRate(10, schedule="constant"), peak_lr=1.0)
+    tx = build_optimizer(
+        _optim(name="sgd", momentum=0.0, weight_decay=0.0, clip_grad_norm=1.0),
+        params,
+        LearningRate(10, schedule="constant"),
+        peak_lr=1.0,
+    )
     updates, _ = tx.update({"w": {"kernel": jnp.full((4,), 10.0)}}, tx.init(params), params)
     assert float(jnp.linalg.norm(updates["w"]["kernel"])) == pytest.approx(1.0, rel=1e-5)
     with pytest.raises(ValueError, match="optim.name"):
@@ -163,8 +196,10 @@ def test_adamw_steps_match_pytorch(name):
     np.testing.assert_allclose(jax_losses, torch_losses, rtol=1e-5)
     ours = cj.export_pytorch_weights(model)
     diffs = np.concatenate([np.abs(ours[k] - v.numpy()).ravel() for k, v in reference.state_dict().items()])
-    print(f"{name}: {diffs.size} weights, max diff {diffs.max():.2e}, "
-          f">1e-6: {(diffs > 1e-6).sum()}, >1e-5: {(diffs > 1e-5).sum()}")
+    print(
+        f"{name}: {diffs.size} weights, max diff {diffs.max():.2e}, "
+        f">1e-6: {(diffs > 1e-6).sum()}, >1e-5: {(diffs > 1e-5).sum()}"
+    )
     # Adam's step is m / (sqrt(v) + eps): where a gradient is at float32 rounding level its
     # direction is noise, so a handful of weights may differ by a fraction of LR; all others agree
     # to float32 precision.
@@ -181,8 +216,9 @@ def test_gradients_match_pytorch(name):
     labels = jax.nn.one_hot(jnp.asarray(y.numpy()), 10)
 
     def loss_fn(params):
-        return optax.softmax_cross_entropy(nnx.merge(graphdef, params, rest)(jnp.asarray(nchw_to_nhwc(x))),
-                                           labels).mean()
+        return optax.softmax_cross_entropy(
+            nnx.merge(graphdef, params, rest)(jnp.asarray(nchw_to_nhwc(x))), labels
+        ).mean()
 
     grads = jax.jit(jax.grad(loss_fn))(params)
     grad_model = nnx.merge(graphdef, grads, rest)  # same structure: export maps it to timm names
@@ -205,8 +241,7 @@ def test_the_numbers_a_sweep_changes_are_not_compiled_in():
 
     texts, updates = [], []
     for lr, extra in ((3e-3, {}), (1e-3, {"optim.min_lr": 1e-4, "optim.weight_decay": 0.3, "optim.b2": 0.99})):
-        s = build(apply_params(tiny_study_base(), {"optim.lr": lr, "num_epochs": 1, "optim.warmup_epochs": 0,
-                                                   **extra}))
+        s = build(apply_params(tiny_study_base(), {"optim.lr": lr, "num_epochs": 1, "optim.warmup_epochs": 0, **extra}))
         step = make_train_step(s.graphdef, s.rest, s.tx, s.task, layout=s.layout, inputs=s.inputs)
         batch = {"image": np.zeros((1, 64, 32, 32, 3), np.uint8), "label": np.zeros((1, 64), np.int32)}
         lowered = jax.jit(step).lower(s.state, batch, jax.random.key(0))

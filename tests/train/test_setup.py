@@ -25,8 +25,15 @@ def test_build_sizes_and_dropped_images():
 def test_model_architecture_from_the_pretrained_weights(tmp_path):
     pretrained = cj.create_model("convnext_atto", num_classes=3, depths=(1, 1, 2, 1), rngs=3)
     cj.save_weights(pretrained, tmp_path / "w")
-    config = _config(**{"model.name": "", "model.depths": (), "model.dims": (), "model.init_from": str(tmp_path / "w"),
-                        "model.reset_head": True})
+    config = _config(
+        **{
+            "model.name": "",
+            "model.depths": (),
+            "model.dims": (),
+            "model.init_from": str(tmp_path / "w"),
+            "model.reset_head": True,
+        }
+    )
     s = setup_lib.build(config)
     assert s.model_cfg.depths == (1, 1, 2, 1) and s.model_cfg.dims == (40, 80, 160, 320) and not s.model_cfg.use_grn
     assert s.model_cfg.num_classes == 10 and "with a fresh classifier" in s.pretrained

@@ -19,8 +19,9 @@ def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float) ->
     return optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
 
 
-def binary_cross_entropy(logits: jax.Array, targets: jax.Array, *, target_threshold: float = 0.0,
-                         sum_classes: bool = False) -> jax.Array:
+def binary_cross_entropy(
+    logits: jax.Array, targets: jax.Array, *, target_threshold: float = 0.0, sum_classes: bool = False
+) -> jax.Array:
     """timm's BinaryCrossEntropy on (smoothed / mixed) soft targets: with `target_threshold` > 0 the
     targets become 1 where above it and 0 elsewhere; the mean over examples and classes, or with
     `sum_classes` the sum over classes averaged over examples."""
@@ -51,8 +52,9 @@ class Classification:
         targets = soft_targets(batch["label"], self.num_classes, self.label_smoothing)
         logits = model(batch["image"], train=True, rng=rng)
         if self.loss_kind == "bce":
-            loss = binary_cross_entropy(logits, targets, target_threshold=self.bce_target_threshold,
-                                        sum_classes=self.bce_sum)
+            loss = binary_cross_entropy(
+                logits, targets, target_threshold=self.bce_target_threshold, sum_classes=self.bce_sum
+            )
         else:
             loss = optax.softmax_cross_entropy(logits, targets).mean()
         accuracy = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
@@ -80,8 +82,12 @@ class Classification:
         else:
             top1 = predictions == labels
             top5 = jnp.any(top_k == labels[:, None], axis=-1)
-        sums = {"loss": jnp.sum(loss * mask), "top1": jnp.sum(top1 * mask), "top5": jnp.sum(top5 * mask),
-                "count": jnp.sum(mask)}
+        sums = {
+            "loss": jnp.sum(loss * mask),
+            "top1": jnp.sum(top1 * mask),
+            "top5": jnp.sum(top5 * mask),
+            "count": jnp.sum(mask),
+        }
         if self.num_classes <= CONFUSION_MAX_CLASSES:  # [true, predicted] counts
             truth = jax.nn.one_hot(labels, self.num_classes) * mask[:, None]
             sums["confusion"] = truth.T @ jax.nn.one_hot(predictions, self.num_classes)

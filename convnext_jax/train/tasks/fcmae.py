@@ -36,8 +36,11 @@ class MaskedImageModeling:
         images, valid = batch["image"], batch["mask"].astype(jnp.float32)
         _, pred, mask = model(images, mask=self._eval_mask(model, images))
         weights = mask * valid[:, None]
-        return {"loss": jnp.sum(model.patch_errors(images, pred) * weights), "patches": jnp.sum(weights),
-                "count": jnp.sum(valid)}
+        return {
+            "loss": jnp.sum(model.patch_errors(images, pred) * weights),
+            "patches": jnp.sum(weights),
+            "count": jnp.sum(valid),
+        }
 
     def eval_metrics(self, sums: dict[str, float]) -> dict[str, float]:
         return {"val_loss": float(sums["loss"]) / max(float(sums["patches"]), 1.0), "val_count": int(sums["count"])}
@@ -60,8 +63,12 @@ class MaskedImageModeling:
         pasted = original * (1.0 - removed) + recon * removed
         return original, masked, recon, pasted
 
-    PICTURE_LABELS = (("original", "original"), ("masked", "masked"), ("reconstruction", "recon."),
-                      ("pasted", "pasted"))  # (label, short label for narrow columns), as `picture_columns`
+    PICTURE_LABELS = (
+        ("original", "original"),
+        ("masked", "masked"),
+        ("reconstruction", "recon."),
+        ("pasted", "pasted"),
+    )  # (label, short label for narrow columns), as `picture_columns`
 
     def picture_grid(self, columns: tuple[np.ndarray, ...]) -> np.ndarray:
         """The columns side by side, one row per image, under a header naming each column
@@ -81,8 +88,9 @@ class MaskedImageModeling:
         left = 0
         for width, (label, short) in zip(widths, self.PICTURE_LABELS):
             text = label if draw.textlength(label, font=font) <= width - 2 else short
-            draw.text((left + max(1, (width - draw.textlength(text, font=font)) / 2), 1), text, fill=(0, 0, 0),
-                      font=font)
+            draw.text(
+                (left + max(1, (width - draw.textlength(text, font=font)) / 2), 1), text, fill=(0, 0, 0), font=font
+            )
             left += width
         return np.asarray(band)
 
@@ -90,4 +98,3 @@ class MaskedImageModeling:
         if self.mean is not None and self.std is not None:
             images = images * np.asarray(self.std, np.float32) + np.asarray(self.mean, np.float32)
         return (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
-
