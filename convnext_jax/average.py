@@ -69,7 +69,7 @@ def parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from convnext_jax import validate
     from convnext_jax.models.registry import build_model
-    from convnext_jax.train.config import selection_metric
+    from convnext_jax.train.tasks import selection_metric
     from convnext_jax.train.workdir import RunDir
     from convnext_jax.weights.directory import save_weights
 

@@ -104,8 +104,8 @@ def weights_dir_defaults(path: str) -> Evaluation | None:
 def best_step(path: str) -> tuple[dict[str, Any], str]:
     """The metrics record of a workdir's kept checkpoint with the best value of the run's selection
     metric, and that metric's name."""
-    from convnext_jax.train.config import selection_metric
     from convnext_jax.train.metrics import read_metrics
+    from convnext_jax.train.tasks import selection_metric
     from convnext_jax.train.workdir import RunDir
 
     metric, mode = selection_metric(RunDir(path).stored_config())

@@ -27,8 +27,10 @@ import torch
 
 from convnext_jax.bench.timing import markdown_table
 from convnext_jax.data import create_loader
+from convnext_jax.data.from_config import eval_transforms_of, train_transforms_of
 from convnext_jax.train import setup
 from convnext_jax.train.run import train_and_evaluate
+from convnext_jax.train.tasks import task_of
 from convnext_jax.weights import export_pytorch_weights
 
 
@@ -46,7 +48,7 @@ def torch_model(config, num_classes: int, shared_init: bool = True) -> torch.nn.
     """timm's ConvNeXt with the JAX model's architecture (and, if `shared_init`, its initial weights)."""
     from timm.models.convnext import ConvNeXt as TimmConvNeXt
 
-    jax_model = setup.model_of(config, num_classes)
+    jax_model = task_of(config, num_classes).build_model(config, setup.model_config_of(config, num_classes))
     cfg = jax_model.cfg
     model = TimmConvNeXt(
         depths=cfg.depths,
@@ -88,10 +90,10 @@ def train_torch(config, threads: int, shared_init: bool = True) -> dict[str, flo
             batch_size=config.batch_size,
             shuffle=True,
             seed=config.seed,
-            transforms=setup.train_transforms_of(config),
+            transforms=train_transforms_of(config),
         )
     )
-    val_transforms = setup.eval_transforms_of(config)
+    val_transforms = eval_transforms_of(config)
     erasing = None
     if config.data.augment.re_prob > 0:
         from timm.data.random_erasing import RandomErasing

@@ -35,14 +35,14 @@ def _unit(default: float, help: str, *, high_open: bool = False, run: bool = Tru
     return Key(default, help, low=0.0, high=1.0, high_open=high_open, run=run)
 
 
-TASKS = ("classification", "fcmae")
+TASK_NAMES = ("classification", "fcmae")  # train/tasks/ has their classes
 
 SCHEMA: schema.Schema = {
     "task": Key(
         "classification",
         "what the model learns: classification, or fcmae (ConvNeXt-V2's masked "
         "autoencoder pre-training; the val metric is the masked-patch loss)",
-        choices=TASKS,
+        choices=TASK_NAMES,
     ),
     "seed": Key(0, "seed of the init, the data order and every random draw (derived per step)", low=0),
     "num_epochs": Key(8, "epochs to train", low=1),
@@ -290,15 +290,6 @@ MODEL_FIELDS = (
     "scan_blocks",
     *OPTION.values(),
 )
-
-
-def selection_metric(config: ml_collections.ConfigDict) -> tuple[str, str]:
-    """(metric, 'max' | 'min') that picks a run's best checkpoint: `select_on`, or the task's own
-    (classification val_top1, FCMAE val_loss)."""
-    select_on = config.get("select_on", "")
-    if select_on:
-        return {"val_top1": "val_top1", "val_top1_ema": "val_top1_ema", "best": "val_top1_best"}[select_on], "max"
-    return ("val_loss", "min") if config.task == "fcmae" else ("val_top1", "max")
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -19,22 +19,23 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.data import create_loader, shard_batch
+from convnext_jax.data.from_config import eval_transforms_of
 from convnext_jax.data.sources import SKIPPED
 from convnext_jax.errors import UserError
 from convnext_jax.models.naming import forward_macs
 from convnext_jax.models.params import count_params
 from convnext_jax.models.variants import display_name
 from convnext_jax.text import plural
-from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.evaluate import Evaluator, evaluator_of
 from convnext_jax.train.metrics import MetricsWriter
 from convnext_jax.train.parallel import state_bytes_per_device
 from convnext_jax.train.preemption import Preempted, PreemptionWatch
 from convnext_jax.train.progress import Progress
-from convnext_jax.train.setup import Setup, eval_transforms_of
+from convnext_jax.train.setup import Setup
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step
+from convnext_jax.train.tasks import selection_metric
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -45,8 +46,8 @@ PICTURES_DIR = "pictures"
 def picture_of(setup: Setup) -> tuple[Any, jax.Array] | None:
     """(jitted render(params, images), the fixed val images) for a task that draws pictures
     (FCMAE's reconstructions), or None."""
-    count = setup.config.fcmae.pictures if setup.config.task == "fcmae" else 0
-    if not count or not hasattr(setup.task, "picture_columns"):
+    count = setup.task.pictures
+    if not count:
         return None
     loader = create_loader(
         setup.val_source,
@@ -272,7 +273,7 @@ class Engine:
         s, config = self.setup, self.setup.config
         base_key = jax.random.key(config.seed)
         window = LogWindow(s, self.workdir)
-        best = BestSoFar(*train_config.selection_metric(config), config.target_accuracy)
+        best = BestSoFar(*selection_metric(config), config.target_accuracy)
         for record in history:
             best.add(record.get("epoch"), record)
         train_step, compile_s, last_eval, throughputs, metrics = None, None, {}, [], {}
@@ -363,12 +364,11 @@ class Engine:
     def _evaluate_extra_sets(self, state: TrainState) -> dict[str, float]:
         """eval.extra_sets on the final weights (and EMA): {SET_top1, SET_top5, SET_loss, SET_count, ..._ema}."""
         from convnext_jax.data.robustness import eval_classes_of
-        from convnext_jax.train.tasks import Classification
 
         s, out = self.setup, {}
         for name, source in s.extra_sources.items():
             label = name.replace("/", "_").replace(":", "_")
-            task = Classification(s.num_classes, eval_classes=eval_classes_of(name))
+            task = s.task.with_eval_classes(eval_classes_of(name))  # extra sets: classification only
             evaluator = Evaluator(
                 source, eval_transforms_of(s.config), s.graphdef, s.rest, task, s.layout, s.micro_batch, s.inputs
             )
@@ -397,7 +397,7 @@ class Engine:
             self.confusion,
             self.workdir,
             getattr(s.train_source, "class_names", None),
-            title=f"{display_name(s.config.model.name, s.model_cfg)}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
+            title=f"{display_name(s.config.model.name, s.architecture)}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
             f"after {plural(s.config.num_epochs, 'epoch')}",
         )
 

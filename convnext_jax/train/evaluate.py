@@ -12,6 +12,7 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.data import create_loader, shard_batch
+from convnext_jax.data.from_config import eval_transforms_of
 from convnext_jax.data.on_device import InputStage
 from convnext_jax.data.pipeline import VALID
 from convnext_jax.data.sources import SKIPPED
@@ -121,8 +122,6 @@ class Evaluator:
 def evaluator_of(setup: Any) -> Evaluator:
     """The evaluator of a `Setup`: one micro-batch at a time (whatever fits a train micro-step fits
     its forward pass)."""
-    from convnext_jax.train.setup import eval_transforms_of
-
     return Evaluator(
         setup.val_source,
         eval_transforms_of(setup.config),

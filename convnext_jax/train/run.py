@@ -30,6 +30,7 @@ from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, build, warmup_steps_of
 from convnext_jax.train.short_run import short_run_notes, summary_fields
 from convnext_jax.train.state import TrainState
+from convnext_jax.train.tasks import selection_metric
 from convnext_jax.train.workdir import CURVES_FILE, METRICS_FILE, SUMMARY_FILE, RunDir
 
 
@@ -52,11 +53,11 @@ def describe_start(setup: Setup, start: int) -> str:
             f"(the last partial batch; a new random selection every epoch). A batch_size that divides "
             f"{len(train)} uses them all."
         )
-    arch = getattr(setup.model_cfg, "encoder", setup.model_cfg)
-    what = "FCMAE pre-training of " if config.task == "fcmae" else ""
+    arch = setup.architecture
+    name = setup.task.describe_model(display_name(config.model.name, arch))
     source = f" from {config.model.init_from}" if config.model.init_from else ""
     lines.append(
-        f"model: {what}{display_name(config.model.name, setup.model_cfg)}{source} {arch.depths} x {arch.dims}, "
+        f"model: {name}{source} {arch.depths} x {arch.dims}, "
         f"{config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)"
         + (
             f", mesh {setup.layout.replicas // setup.layout.fsdp} data x {setup.layout.fsdp} fsdp "
@@ -167,10 +168,10 @@ def train_run(
     try:
         setup = build(config, load_pretrained=not start)
         if jax.process_index() == 0 and (not run.exists or extend):
-            run.write_config(with_resolved_name(config, setup.model_cfg))
+            run.write_config(with_resolved_name(config, setup.architecture))
             if hasattr(setup.train_source, "class_names"):
                 run.write_class_names(list(setup.train_source.class_names))
-        best_metric, best_mode = train_config.selection_metric(config)
+        best_metric, best_mode = selection_metric(config)
         checkpointer = Checkpointer(
             run.path,
             keep_latest=config.checkpoint.keep,
@@ -207,7 +208,7 @@ def train_run(
         if writer is not None:
             writer.close()
     summary.update(
-        summary_fields(config, setup.total_steps), model=display_name(config.model.name, setup.model_cfg), finished=True
+        summary_fields(config, setup.total_steps), model=display_name(config.model.name, setup.architecture), finished=True
     )
     if jax.process_index() == 0:
         write_json(run.file(SUMMARY_FILE), summary)
@@ -219,12 +220,12 @@ def train_run(
     return summary
 
 
-def with_resolved_name(config: ml_collections.ConfigDict, model_cfg: Any) -> ml_collections.ConfigDict:
+def with_resolved_name(config: ml_collections.ConfigDict, architecture: Any) -> ml_collections.ConfigDict:
     """The config to store: a model built from weights (model.name '') gets the name of the variant
     whose architecture the weights have, so the run, validate and reports name it."""
     if config.model.name or not config.model.init_from:
         return config
-    name = variant_name(getattr(model_cfg, "encoder", model_cfg))
+    name = variant_name(architecture)
     if name is None:
         return config
     resolved = ml_collections.ConfigDict(config.to_dict())

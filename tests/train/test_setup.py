@@ -48,5 +48,16 @@ def test_batch_sizes_that_cannot_work_are_config_errors():
 
     from convnext_jax.train.parallel import data_parallel
 
+    from convnext_jax.train.tasks import Classification
+
     layout = data_parallel([jax.devices()[0]] * 1)
-    assert setup_lib.micro_batch_per_process(_config(batch_size=64, **{"optim.grad_accum_steps": 4}), layout) == 16
+    config = _config(batch_size=64, **{"optim.grad_accum_steps": 4})
+    assert setup_lib.micro_batch_per_process(config, layout, Classification(10)) == 16
+    with pytest.raises(
+        ConfigError,
+        match=r"micro-batch per device \(15\) must be even: use a batch_size that is a "
+        "multiple of 8",
+    ):
+        setup_lib.micro_batch_per_process(
+            _config(batch_size=60, **{"optim.grad_accum_steps": 4}), layout, Classification(10, pairs_images=True)
+        )
