@@ -252,19 +252,20 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
         InputStage(mean=evaluation.mean, std=evaluation.std),
     )
     params = layout.place_state(params)
-    metrics = evaluator(params)
+    result = evaluator(params)
+    metrics = result.metrics
     if jax.process_index() == 0:
-        for path in evaluator.left_out:
+        for path in result.left_out:
             print(f"warning: unreadable image {path} is left out of the metrics", file=sys.stderr, flush=True)
     if getattr(args, "pictures", "") and jax.process_index() == 0:
-        if evaluator.confusion is None:
+        if result.confusion is None:
             raise ConfigError(
                 f"--pictures: {model.cfg.num_classes} classes is more than the confusion matrix's "
                 f"{CONFUSION_MAX_CLASSES}"
             )
         names = evaluation.class_names or getattr(source, "class_names", None)
         write_confusion(
-            evaluator.confusion,
+            result.confusion,
             args.pictures,
             names,
             title=f"{weights}: top-1 {metrics['val_top1']:.4f} on {evaluation.data} {args.split}",
@@ -284,12 +285,12 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
         "img_size": evaluation.image_size,
         "crop_pct": evaluation.crop_pct,
         "interpolation": "bicubic",
-        "img_per_s": round(evaluator.images_per_second or 0.0, 1),
+        "img_per_s": round(result.images_per_second or 0.0, 1),
         "batch_size": args.batch_size,
         "dtype": args.dtype,
         "data": f"{evaluation.data} {extra[1].split if extra else args.split}",
         "count": metrics["val_count"],
-        "skipped": evaluator.skipped,
+        "skipped": result.skipped,
         "weights": weights,
     }
 

@@ -27,12 +27,13 @@ from convnext_jax.models.params import count_params
 from convnext_jax.models.variants import display_name
 from convnext_jax.text import plural
 from convnext_jax.train.checkpoint import Checkpointer
-from convnext_jax.train.evaluate import Evaluator, evaluator_of
+from convnext_jax.train.evaluate import Evaluation, Evaluator, evaluator_of
 from convnext_jax.train.metrics import MetricsWriter
 from convnext_jax.train.parallel import state_bytes_per_device
 from convnext_jax.train.preemption import Preempted, PreemptionWatch
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup
+from convnext_jax.train.short_run import summary_fields
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step
 from convnext_jax.train.tasks import selection_metric
@@ -216,6 +217,46 @@ def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool
     return epoch % config.checkpoint.every_epochs == 0 or done == total_steps
 
 
+def run_summary(
+    setup: Setup,
+    state: TrainState,
+    *,
+    last_eval: dict[str, Any],
+    evaluation: Evaluation,
+    best: BestSoFar,
+    window: LogWindow,
+    throughputs: list[float],
+    compile_s: float | None,
+    skipped_images: int,
+) -> dict[str, Any]:
+    """summary.json of a run that reached its last step: what ran, how fast, the best and final metrics."""
+    config = setup.config
+    return {
+        "steps": setup.total_steps,
+        "epochs": config.num_epochs,
+        "num_classes": setup.num_classes,
+        "global_batch": config.batch_size,
+        "grad_accum_steps": setup.accum,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "mesh": dict(setup.layout.mesh.shape),
+        "state_bytes_per_device": state_bytes_per_device(state),
+        "params": count_params(state.params),
+        "gmacs_per_image": forward_macs(setup.model_cfg, config.data.image_size) / 1e9,
+        "img_per_s": float(np.median(throughputs)) if throughputs else None,
+        "compile_s": compile_s,
+        "data_wait_fraction": window.data_wait_fraction,
+        "skipped_images": skipped_images,
+        "skipped_val_images": evaluation.skipped,
+        **best.summary(),
+        "epochs_to_target": best.epochs_to_target,
+        **({"skipped_steps": window.skipped_steps} if setup.loss_scaling else {}),
+        **{f"final_{k}": v for k, v in last_eval.items()},
+        **summary_fields(config, setup.total_steps),
+        "model": display_name(config.model.name, setup.architecture),
+    }
+
+
 class Engine:
     """Runs a `Setup` from `start` to its last step, writing into `workdir`."""
 
@@ -236,7 +277,6 @@ class Engine:
         self.evaluate = evaluator_of(setup)
         self.micro_sharding = setup.layout.sharding(setup.layout.micro_batch_spec)
         self.picture = picture_of(setup)
-        self.confusion: np.ndarray | None = None
         self.left_out: set[str] = set()  # unreadable evaluation images already named
 
     def _compile(self, state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[Any, float]:
@@ -257,15 +297,18 @@ class Engine:
         compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, key).compile()
         return compiled, time.perf_counter() - began
 
-    def _evaluate(self, state: TrainState) -> dict[str, float]:
-        metrics = self.evaluate(state.params)
-        self._note_left_out(self.evaluate, "val")
-        self.confusion = self.evaluate.confusion  # of the params (not the EMA), kept for the end of the run
+    def _evaluate(self, state: TrainState) -> tuple[dict[str, float], Evaluation]:
+        """The val metrics of the weights and of the EMA (`*_ema`), and the weights' evaluation
+        (its confusion counts and left-out images)."""
+        evaluation = self.evaluate(state.params)
+        self._note_left_out(evaluation, "val")
+        metrics = dict(evaluation.metrics)
         if state.ema is not None:
-            metrics.update({f"{k}_ema": v for k, v in self.evaluate(state.ema).items() if k != "val_count"})
+            ema = self.evaluate(state.ema).metrics
+            metrics.update({f"{k}_ema": v for k, v in ema.items() if k != "val_count"})
             if "val_top1" in metrics:  # select_on=best: the better weights at each evaluation
                 metrics["val_top1_best"] = max(metrics["val_top1"], metrics["val_top1_ema"])
-        return metrics
+        return metrics, evaluation
 
     def run(self, state: TrainState, train_iter: Any, start: int, history: list[dict[str, Any]] = ()) -> dict[str, Any]:
         """Train from optimizer step `start`; returns the run's summary. `history`: the metric
@@ -276,7 +319,7 @@ class Engine:
         best = BestSoFar(*selection_metric(config), config.target_accuracy)
         for record in history:
             best.add(record.get("epoch"), record)
-        train_step, compile_s, last_eval, throughputs, metrics = None, None, {}, [], {}
+        train_step, compile_s, last_eval, evaluation, throughputs, metrics = None, None, {}, None, [], {}
         warned_wait, skipped_files = False, set()
         for step in range(start, s.total_steps):
             fetch = time.perf_counter()
@@ -308,7 +351,7 @@ class Engine:
                 self.writer.write(done, **values, lr=s.schedule(done - 1))
                 self.progress.report(done, values, eta_s=(s.total_steps - done) * values.get("step_time_s", 0.0))
             if epoch_end:
-                last_eval = self._end_of_epoch(state, train_iter, done, best)
+                last_eval, evaluation = self._end_of_epoch(state, train_iter, done, best)
             if self._periodic_save_due(done, epoch_end):
                 self._save(done, state, train_iter)
             if self.preemption is not None and done < s.total_steps and self.preemption.should_stop(done):
@@ -319,36 +362,25 @@ class Engine:
             if done % config.log_every == 0 or epoch_end:
                 window.start()
         if not last_eval:  # resumed after the last step: report the restored model
-            last_eval = self._evaluate(state)
+            last_eval, evaluation = self._evaluate(state)
             best.add(None, last_eval)
-        self._write_confusion(last_eval)
+        self._write_confusion(evaluation, last_eval)
         extra = self._evaluate_extra_sets(state)
         if extra:
             self.writer.write(s.total_steps, **extra)
             last_eval = {**last_eval, **extra}
         self.checkpointer.wait_until_finished()
-        return {
-            "steps": s.total_steps,
-            "epochs": config.num_epochs,
-            "num_classes": s.num_classes,
-            "global_batch": config.batch_size,
-            "grad_accum_steps": s.accum,
-            "devices": jax.device_count(),
-            "processes": jax.process_count(),
-            "mesh": dict(s.layout.mesh.shape),
-            "state_bytes_per_device": state_bytes_per_device(state),
-            "params": count_params(state.params),
-            "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
-            "img_per_s": float(np.median(throughputs)) if throughputs else None,
-            "compile_s": compile_s,
-            "data_wait_fraction": window.data_wait_fraction,
-            "skipped_images": len(skipped_files),
-            "skipped_val_images": self.evaluate.skipped,
-            **best.summary(),
-            "epochs_to_target": best.epochs_to_target,
-            **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
-            **{f"final_{k}": v for k, v in last_eval.items()},
-        }
+        return run_summary(
+            s,
+            state,
+            last_eval=last_eval,
+            evaluation=evaluation,
+            best=best,
+            window=window,
+            throughputs=throughputs,
+            compile_s=compile_s,
+            skipped_images=len(skipped_files),
+        )
 
     def _write_picture(self, state: TrainState, epoch: int, done: int) -> None:
         """The task's picture of the fixed val images: WORKDIR/pictures/epoch_NNNN.png and TensorBoard."""
@@ -374,36 +406,38 @@ class Engine:
             )
             weights = [("", state.params)] + ([("_ema", state.ema)] if state.ema is not None else [])
             for suffix, params in weights:
-                for key, value in evaluator(params).items():
+                result = evaluator(params)
+                for key, value in result.metrics.items():
                     if suffix and key == "val_count":
                         continue
                     out[f"{label}_{key.removeprefix('val_')}{suffix}"] = value
-            self._note_left_out(evaluator, name)
-            out[f"{label}_skipped"] = evaluator.skipped
+                if not suffix:
+                    self._note_left_out(result, name)
+                    out[f"{label}_skipped"] = result.skipped
             self.progress.message(
                 f"{name}: top-1 {out[f'{label}_top1']:.4f} top-5 {out[f'{label}_top5']:.4f}"
                 + (f" (EMA top-1 {out[f'{label}_top1_ema']:.4f})" if state.ema is not None else "")
             )
         return out
 
-    def _write_confusion(self, last_eval: dict[str, Any]) -> None:
+    def _write_confusion(self, evaluation: Evaluation, last_eval: dict[str, Any]) -> None:
         """WORKDIR/confusion.png and per_class.csv of the final evaluation (up to 100 classes)."""
-        if self.confusion is None or jax.process_index() != 0:
+        if evaluation.confusion is None or jax.process_index() != 0:
             return
         from convnext_jax.train.confusion import write_confusion
 
         s = self.setup
         write_confusion(
-            self.confusion,
+            evaluation.confusion,
             self.workdir,
             getattr(s.train_source, "class_names", None),
             title=f"{display_name(s.config.model.name, s.architecture)}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
             f"after {plural(s.config.num_epochs, 'epoch')}",
         )
 
-    def _note_left_out(self, evaluator: Evaluator, what: str) -> None:
+    def _note_left_out(self, evaluation: Evaluation, what: str) -> None:
         """Name each unreadable evaluation image once (it is left out of the metrics, never replaced)."""
-        for path in evaluator.left_out:
+        for path in evaluation.left_out:
             if path not in self.left_out:
                 self.left_out.add(path)
                 self.progress.message(
@@ -444,11 +478,13 @@ class Engine:
             due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
         return due
 
-    def _end_of_epoch(self, state: TrainState, train_iter: Any, done: int, best: BestSoFar) -> dict[str, float]:
+    def _end_of_epoch(
+        self, state: TrainState, train_iter: Any, done: int, best: BestSoFar
+    ) -> tuple[dict[str, float], Evaluation]:
         """Evaluate, record, checkpoint on the cadence, and call the epoch callback."""
         config = self.setup.config
         epoch = done // self.setup.steps_per_epoch
-        metrics = self._evaluate(state)
+        metrics, evaluation = self._evaluate(state)
         best.add(epoch, metrics)
         self.writer.write(done, epoch=epoch, **metrics)
         self.progress.message(
@@ -461,4 +497,4 @@ class Engine:
             self._save(done, state, train_iter, metrics={best.metric: metrics[best.metric]})
         if self.epoch_callback is not None:
             self.epoch_callback(epoch, metrics)
-        return metrics
+        return metrics, evaluation

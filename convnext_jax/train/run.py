@@ -10,7 +10,6 @@ from typing import Any
 
 import jax
 import ml_collections
-from flax import nnx
 
 from convnext_jax import schema
 from convnext_jax.errors import ConfigError
@@ -21,14 +20,14 @@ from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.cluster import enable_compile_cache
 from convnext_jax.train.curves import plot_curves
 from convnext_jax.train.engine import Engine, EpochCallback
-from convnext_jax.train.evaluate import evaluator_of
+from convnext_jax.train.evaluate import checkpoint_evaluation
 from convnext_jax.train.metrics import MetricsWriter, read_metrics, write_json
 from convnext_jax.train.optim import refresh_hyperparameters
 from convnext_jax.train.parallel import state_bytes_per_device
 from convnext_jax.train.preemption import PreemptionWatch
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, build, warmup_steps_of
-from convnext_jax.train.short_run import short_run_notes, summary_fields
+from convnext_jax.train.short_run import short_run_notes
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.tasks import selection_metric
 from convnext_jax.train.workdir import CURVES_FILE, METRICS_FILE, SUMMARY_FILE, RunDir
@@ -207,9 +206,7 @@ def train_run(
         _close(train_iter)  # worker processes stop, their shared-memory batches are freed
         if writer is not None:
             writer.close()
-    summary.update(
-        summary_fields(config, setup.total_steps), model=display_name(config.model.name, setup.architecture), finished=True
-    )
+    summary["finished"] = True
     if jax.process_index() == 0:
         write_json(run.file(SUMMARY_FILE), summary)
         plot_curves(
@@ -295,7 +292,7 @@ def eval_config(stored: ml_collections.ConfigDict, overrides: dict[str, Any]) ->
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, Any]:
     """--mode eval: the validation metrics of a checkpoint in `workdir` (default: the latest),
     written to WORKDIR/eval_STEP.json."""
-    from convnext_jax.weights import load_tree, read_checkpoint_params
+    from convnext_jax.weights import read_checkpoint_params
 
     train_config.validate(config)
     enable_compile_cache(config.compile_cache)
@@ -303,14 +300,11 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     step = step or run.latest_step()
     if step is None:
         raise ConfigError(f"no checkpoint in {run.path}/checkpoints to evaluate")
-    setup = build(config, load_pretrained=False)
-    model = nnx.merge(setup.graphdef, setup.state.params, setup.rest)
-    load_tree(model, read_checkpoint_params(run.path, step), source=f"the weights of {run.path} step {step}")
-    params = setup.layout.place_state(nnx.state(model, nnx.Param))
-    evaluator = evaluator_of(setup)
-    result = {"step": step, **evaluator(params), "skipped_val_images": evaluator.skipped}
+    weights = read_checkpoint_params(run.path, step)
+    evaluation = checkpoint_evaluation(config, weights, f"the weights of {run.path} step {step}").run()
+    result = {"step": step, **evaluation.metrics, "skipped_val_images": evaluation.skipped}
     if jax.process_index() == 0:
-        for path in evaluator.left_out:
+        for path in evaluation.left_out:
             print(f"warning: unreadable val image {path} is left out of the metrics", file=sys.stderr, flush=True)
     if jax.process_index() == 0:
         write_json(run.file(f"eval_{step}.json"), result)

@@ -47,7 +47,6 @@ def test_batch_sizes_that_cannot_work_are_config_errors():
     import jax
 
     from convnext_jax.train.parallel import data_parallel
-
     from convnext_jax.train.tasks import Classification
 
     layout = data_parallel([jax.devices()[0]] * 1)
