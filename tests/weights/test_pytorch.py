@@ -146,8 +146,9 @@ def test_bad_paths_and_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         cj.load_pytorch_weights(model, tmp_path / "nope.pth")
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(cj.WeightImportError, match="cannot read"):
+    with pytest.raises(cj.WeightImportError, match="is not a PyTorch checkpoint") as info:
         cj.load_pytorch_weights(model, tmp_path / "broken.pth")
+    assert "weights_only" not in str(info.value)  # not torch's advice to unpickle untrusted code
     (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 16)
     with pytest.raises(cj.WeightImportError, match="cannot read"):
         cj.load_pytorch_weights(model, tmp_path / "broken.safetensors")
