@@ -56,8 +56,10 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
 
             close = difflib.get_close_matches(name, list(spec), n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"unknown config argument {name!r}{hint}; this config takes {', '.join(spec)} "
-                              f"(e.g. {', '.join(f'{k}={v}' for k, v in spec.items())})")
+            raise ConfigError(
+                f"unknown config argument {name!r}{hint}; this config takes {', '.join(spec)} "
+                f"(e.g. {', '.join(f'{k}={v}' for k, v in spec.items())})"
+            )
         values[name] = _convert(name, text, spec[name])
     return values
 

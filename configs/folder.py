@@ -22,8 +22,10 @@ from configs import common
 def get_config(arg: str | None = None):
     args = common.parse_arg(arg, path="", model="", size=224, weights="")
     if not args.path:
-        raise common.ConfigError("configs/folder.py needs the dataset folder: --config configs/folder.py:/data/mine "
-                                 "(with /data/mine/train/<class>/ and /data/mine/val/<class>/)")
+        raise common.ConfigError(
+            "configs/folder.py needs the dataset folder: --config configs/folder.py:/data/mine "
+            "(with /data/mine/train/<class>/ and /data/mine/val/<class>/)"
+        )
     config = common.base_config()
     config.data.source = f"folder:{args.path}"
     config.data.image_size = args.size

@@ -18,6 +18,7 @@ import numpy as np
 
 from convnext_jax.cli import ArgumentParser, reports_user_errors
 from convnext_jax.errors import ConfigError
+from convnext_jax.run_files import CONFIG_FILE
 from convnext_jax.weights import checkpoints, tree
 
 METRICS = {"val_top1": max, "val_top1_ema": max, "val_top1_best": max, "val_loss": min, "val_loss_ema": min}
@@ -32,17 +33,23 @@ def ranked_steps(workdir: str, metric: str, top_k: int) -> list[tuple[int, float
         raise ConfigError(f"{workdir} has no checkpoints to average")
     evals = {r["step"]: r[metric] for r in read_metrics(workdir) if metric in r and r.get("step") in kept}
     if len(evals) < top_k:
-        raise ConfigError(f"--top_k {top_k}, but only {len(evals)} of the kept checkpoints of {workdir} have a "
-                          f"{metric} evaluation (steps {sorted(evals) or sorted(kept)}): keep more with "
-                          f"checkpoint.keep_best when training, or average fewer")
+        raise ConfigError(
+            f"--top_k {top_k}, but only {len(evals)} of the kept checkpoints of {workdir} have a "
+            f"{metric} evaluation (steps {sorted(evals) or sorted(kept)}): keep more with "
+            f"checkpoint.keep_best when training, or average fewer"
+        )
     order = sorted(evals.items(), key=lambda item: item[1], reverse=METRICS[metric] is max)
     return order[:top_k]
 
 
 def average_params(trees: list[Any]) -> Any:
     """The element-wise mean of parameter trees (accumulated in float64)."""
-    return jax.tree.map(lambda *leaves: (np.sum([np.asarray(x, np.float64) for x in leaves], axis=0)
-                                         / len(leaves)).astype(np.asarray(leaves[0]).dtype), *trees)
+    return jax.tree.map(
+        lambda *leaves: (np.sum([np.asarray(x, np.float64) for x in leaves], axis=0) / len(leaves)).astype(
+            np.asarray(leaves[0]).dtype
+        ),
+        *trees,
+    )
 
 
 def parser() -> ArgumentParser:
@@ -62,14 +69,14 @@ def parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from convnext_jax import validate
     from convnext_jax.models.registry import build_model
-    from convnext_jax.train.config import selection_metric
+    from convnext_jax.train.tasks import selection_metric
     from convnext_jax.train.workdir import RunDir
     from convnext_jax.weights.directory import save_weights
 
     args = parser().parse_args(argv)
     if args.top_k < 1:
         raise ConfigError(f"--top_k must be >= 1; got {args.top_k}")
-    if not os.path.isfile(os.path.join(args.workdir, "config.json")):
+    if not os.path.isfile(os.path.join(args.workdir, CONFIG_FILE)):
         raise ConfigError(f"{args.workdir} is not a training workdir (no config.json)")
     metric = args.metric or selection_metric(RunDir(args.workdir).stored_config())[0]
     use_ema = args.ema or metric.endswith("_ema")
@@ -88,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     tree.load_tree(model, averaged, source="the averaged weights")
     defaults = validate.workdir_defaults(args.workdir)
     save_weights(model, out, overwrite=args.force, evaluation=dataclasses.asdict(defaults))  # validate DIR uses it
-    print(f"averaged {'EMA ' if use_ema else ''}weights of steps "
-          + ", ".join(f"{step} ({metric} {value:.4f})" for step, value in ranked) + f" -> {out}", file=sys.stderr)
+    print(
+        f"averaged {'EMA ' if use_ema else ''}weights of steps "
+        + ", ".join(f"{step} ({metric} {value:.4f})" for step, value in ranked)
+        + f" -> {out}",
+        file=sys.stderr,
+    )
     row = validate.validate(validate.parser().parse_args([out, "--batch_size", str(args.batch_size)]), defaults)
     row["model"] = f"{row['model']} avg{args.top_k}"
     row["weights"] = f"{out} (mean of steps {', '.join(str(step) for step, _ in ranked)})"

@@ -9,7 +9,8 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from convnext_jax.errors import ConfigError, UserError
 
@@ -87,8 +88,10 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().parse_args([_underscored(a) for a in args], namespace)
 
 
-_PYTHON_WORDING = {r"invalid literal for int\(\) with base 10: (.*)": "an integer",
-                   r"could not convert string to float: (.*)": "a number"}
+_PYTHON_WORDING = {
+    r"invalid literal for int\(\) with base 10: (.*)": "an integer",
+    r"could not convert string to float: (.*)": "a number",
+}
 
 
 def _override_type_error(message: str) -> str | None:
@@ -110,15 +113,16 @@ def _config_file_error(text: str) -> str:
     for index in range(len(lines) - 1, -1, -1):
         match = re.match(r"^([\w.]+(?:Error|Exception)): (.*)$", lines[index])
         if match:
-            return "\n".join([match.group(2)] + lines[index + 1:])
+            return "\n".join([match.group(2)] + lines[index + 1 :])
     return lines[-1] if lines else text
 
 
 HELP_FLAGS = ("-h", "--help", "--helpshort", "--helpfull", "-help")
 
 
-def config_flags_parser(schema_of: Callable[[], Any], command: str,
-                        subcommands: dict[str, str] | None = None) -> Callable[[list[str]], list[str]]:
+def config_flags_parser(
+    schema_of: Callable[[], Any], command: str, subcommands: dict[str, str] | None = None
+) -> Callable[[list[str]], list[str]]:
     """An absl `flags_parser` that reports the config's own errors (unknown keys with the closest
     name from `schema_of()`, bad values, a config file that fails) as one short message, and
     answers --help with the command's usage and flags, exit status 0 (absl's own exits 1).
@@ -142,8 +146,9 @@ def print_help(command: str, subcommands: dict[str, str], argv: list[str]) -> No
     print(flag_help or flags.FLAGS.main_module_help())
 
 
-def _parse_flags(argv: list[str], *, schema_of: Callable[[], Any], command: str,
-                 subcommands: dict[str, str]) -> list[str]:
+def _parse_flags(
+    argv: list[str], *, schema_of: Callable[[], Any], command: str, subcommands: dict[str, str]
+) -> list[str]:
     from absl import flags
 
     from convnext_jax import schema
@@ -186,8 +191,10 @@ def loaded_config(holder: Any) -> Any:
     filename = config_flags.get_config_filename(flags.FLAGS[holder.name])
     path = filename.split(":")[0]
     if not os.path.isfile(path):
-        raise ConfigError(f"config file {path} not found (the shipped configs are in configs/: "
-                          "embedded_digits.py, folder.py, finetune.py, seed_baseline.py, imagenet_recipe.py)")
+        raise ConfigError(
+            f"config file {path} not found (the shipped configs are in configs/: "
+            "embedded_digits.py, folder.py, finetune.py, seed_baseline.py, imagenet_recipe.py)"
+        )
     try:
         config = holder.value
         config.keys()  # config_flags defers some load errors to the first access

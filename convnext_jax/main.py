@@ -22,34 +22,50 @@ from ml_collections import config_flags
 from convnext_jax.cli import config_flags_parser, loaded_config, reports_user_errors
 from convnext_jax.errors import ConfigError
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Python config file: get_config(arg) -> ConfigDict "
-                                          "(configs/*.py); optional when --workdir holds a run.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run: config.json, checkpoints, metrics.jsonl, "
-                               "summary.json.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes automatically) or eval (a checkpoint "
-                          "of --workdir on the val split, with the run's config). Sweeps: python -m "
-                          "convnext_jax.sweep.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Python config file: get_config(arg) -> ConfigDict (configs/*.py); optional when --workdir holds a run.",
+    lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory of the run: config.json, checkpoints, metrics.jsonl, summary.json."
+)
+_MODE = flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval"],
+    "train (resumes automatically) or eval (a checkpoint "
+    "of --workdir on the val split, with the run's config). Sweeps: python -m "
+    "convnext_jax.sweep.",
+)
 _EXTEND = flags.DEFINE_bool("extend", False, "train a finished (or running) run longer: num_epochs may grow.")
-_SHOW_CONFIG = flags.DEFINE_bool("show_config", False, "print every config key with its value, default and "
-                                 "meaning, then exit.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for multi-host runs "
-                                   "(or set JAX_COORDINATOR_ADDRESS); with --num_processes and --process_id.")
+_SHOW_CONFIG = flags.DEFINE_bool(
+    "show_config", False, "print every config key with its value, default and meaning, then exit."
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0 for multi-host runs "
+    "(or set JAX_COORDINATOR_ADDRESS); with --num_processes and --process_id.",
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
 
 
 def resolve_config(workdir: str, mode: str):
     """The config of this command: the --config file (+ overrides), or the workdir's run config."""
+    from convnext_jax.train.config import run_keys
     from convnext_jax.train.run import eval_config
     from convnext_jax.train.workdir import RunDir, differing
-    from convnext_jax.train.config import run_keys
 
     run = RunDir(workdir)
     given = loaded_config(_CONFIG)
     if given is None:
         if not run.exists:
-            raise ConfigError(f"--config is needed: {run.path} holds no run yet (e.g. --config "
-                              "configs/embedded_digits.py)")
+            raise ConfigError(
+                f"--config is needed: {run.path} holds no run yet (e.g. --config configs/embedded_digits.py)"
+            )
         return run.stored_config()
     if mode != "eval":
         return given
@@ -58,16 +74,20 @@ def resolve_config(workdir: str, mode: str):
     model_keys = [k for k in run_keys() if k.startswith("model.") and k not in overrides and k != "model.dtype"]
     changed = differing(stored, given, model_keys)
     if changed:
-        raise ConfigError(f"--config describes another model than the run in {run.path} was trained with: "
-                          + "; ".join(changed) + ". Omit --config to evaluate with the run's own config.json.")
+        raise ConfigError(
+            f"--config describes another model than the run in {run.path} was trained with: "
+            + "; ".join(changed)
+            + ". Omit --config to evaluate with the run's own config.json."
+        )
     return eval_config(stored, overrides)
 
 
 @reports_user_errors
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise ConfigError(f"unexpected arguments {argv[1:]}: flags are --name=value (python -m convnext_jax.main "
-                          "--help)")
+        raise ConfigError(
+            f"unexpected arguments {argv[1:]}: flags are --name=value (python -m convnext_jax.main --help)"
+        )
     if not _WORKDIR.value and not _SHOW_CONFIG.value:
         raise ConfigError("--workdir is required: the directory of the run (e.g. --workdir runs/digits)")
     from absl import logging as absl_logging

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import ml_collections
 
@@ -130,14 +131,16 @@ def check_value(dotted: str, key: Key, value: Any) -> str | None:
     if isinstance(value, (tuple, list)):
         if key.length is not None and len(value) != key.length:
             return f"{dotted} must have {key.length} values, got {len(value)}: {tuple(value)!r}"
-        if key.item_low is not None and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                and v >= key.item_low for v in value):
+        if key.item_low is not None and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= key.item_low for v in value
+        ):
             return f"{dotted} must hold numbers >= {key.item_low}, got {tuple(value)!r}"
     return None
 
 
-def check(schema: Schema, config: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = "",
-          root: Schema | None = None) -> list[str]:
+def check(
+    schema: Schema, config: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = "", root: Schema | None = None
+) -> list[str]:
     """Every problem of `config` against `schema`: unknown keys (with the closest name), missing
     sections, wrong types, values outside their choices or ranges. (`root`: the whole schema,
     when `schema` is one of its sections at `prefix`.)"""
@@ -190,6 +193,9 @@ def describe(schema: Schema, config: ml_collections.ConfigDict | None = None) ->
         current = values.get(dotted, key.default)
         shown = f"{dotted} = {current!r}" + (f"  (default {key.default!r})" if current != key.default else "")
         allowed = key.describe_allowed()
-        lines.append(f"{shown}\n    {key.help}" + (f" [{allowed}]" if allowed else "")
-                     + ("" if key.run else " (may change when resuming)"))
+        lines.append(
+            f"{shown}\n    {key.help}"
+            + (f" [{allowed}]" if allowed else "")
+            + ("" if key.run else " (may change when resuming)")
+        )
     return "\n".join(lines)

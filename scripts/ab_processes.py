@@ -58,8 +58,7 @@ def worker(spec: dict[str, Any]) -> None:
     from convnext_jax.bench.jax_step import prepare_jax_inference, prepare_jax_train_step
 
     prepare = prepare_jax_train_step if spec["mode"] == "train" else prepare_jax_inference
-    run = prepare(spec["model"], batch_size=spec["batch_size"], image_size=spec["image_size"],
-                  **spec["options"]).run
+    run = prepare(spec["model"], batch_size=spec["batch_size"], image_size=spec["image_size"], **spec["options"]).run
     for _ in range(spec["warmup"]):
         run()
     print("ready", flush=True)
@@ -92,11 +91,22 @@ def main(argv: list[str] | None = None) -> int:
 
     workers = {}
     for name, env, options in args.variant:
-        spec = {"mode": args.mode, "model": args.model, "batch_size": args.batch_size, "image_size": args.image_size,
-                "warmup": args.warmup, "options": options, "src": env.pop("SRC", "")}
-        workers[name] = subprocess.Popen([sys.executable, __file__, "--variant", "w:", "--worker", json.dumps(spec)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                         env={**os.environ, **env})
+        spec = {
+            "mode": args.mode,
+            "model": args.model,
+            "batch_size": args.batch_size,
+            "image_size": args.image_size,
+            "warmup": args.warmup,
+            "options": options,
+            "src": env.pop("SRC", ""),
+        }
+        workers[name] = subprocess.Popen(
+            [sys.executable, __file__, "--variant", "w:", "--worker", json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
     try:
         for name, proc in workers.items():
             if proc.stdout.readline().strip() != "ready":
@@ -112,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             if proc.stdin:
                 proc.stdin.close()
             proc.wait(timeout=60)
-    print(f"\n{args.model} {args.image_size}px batch {args.batch_size}, {args.mode} step, "
-          f"{args.rounds} interleaved rounds x {args.steps} calls, one process per variant\n")
+    print(
+        f"\n{args.model} {args.image_size}px batch {args.batch_size}, {args.mode} step, "
+        f"{args.rounds} interleaved rounds x {args.steps} calls, one process per variant\n"
+    )
     print("| variant | step_ms (median) | min_ms | img_per_s |\n|---|---|---|---|")
     for name, values in seconds.items():
         median = float(np.median(values))

@@ -27,8 +27,10 @@ import torch
 
 from convnext_jax.bench.timing import markdown_table
 from convnext_jax.data import create_loader
+from convnext_jax.data.from_config import eval_transforms_of, train_transforms_of
 from convnext_jax.train import setup
 from convnext_jax.train.run import train_and_evaluate
+from convnext_jax.train.tasks import task_of
 from convnext_jax.weights import export_pytorch_weights
 
 
@@ -46,10 +48,17 @@ def torch_model(config, num_classes: int, shared_init: bool = True) -> torch.nn.
     """timm's ConvNeXt with the JAX model's architecture (and, if `shared_init`, its initial weights)."""
     from timm.models.convnext import ConvNeXt as TimmConvNeXt
 
-    jax_model = setup.model_of(config, num_classes)
+    jax_model = task_of(config, num_classes).build_model(config, setup.model_config_of(config, num_classes))
     cfg = jax_model.cfg
-    model = TimmConvNeXt(depths=cfg.depths, dims=cfg.dims, use_grn=cfg.use_grn, ls_init_value=cfg.ls_init_value,
-                         conv_mlp=cfg.conv_mlp, num_classes=num_classes, drop_path_rate=config.model.drop_path_rate)
+    model = TimmConvNeXt(
+        depths=cfg.depths,
+        dims=cfg.dims,
+        use_grn=cfg.use_grn,
+        ls_init_value=cfg.ls_init_value,
+        conv_mlp=cfg.conv_mlp,
+        num_classes=num_classes,
+        drop_path_rate=config.model.drop_path_rate,
+    )
     if shared_init:
         state = {k: torch.from_numpy(np.array(v)) for k, v in export_pytorch_weights(jax_model).items()}
         model.load_state_dict(state)
@@ -66,15 +75,25 @@ def train_torch(config, threads: int, shared_init: bool = True) -> dict[str, flo
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     optim = config.optim
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=optim.lr, betas=(optim.b1, optim.b2),
-                                  eps=optim.eps)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=optim.lr,
+        betas=(optim.b1, optim.b2),
+        eps=optim.eps,
+    )
     steps_per_epoch = setup.steps_per_epoch_of(config, len(train_src))
     total = config.num_epochs * steps_per_epoch
     schedule = setup.schedule_of(config, steps_per_epoch)
-    loader = iter(create_loader(train_src, batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                                transforms=setup.train_transforms_of(config)))
-    val_transforms = setup.eval_transforms_of(config)
+    loader = iter(
+        create_loader(
+            train_src,
+            batch_size=config.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            transforms=train_transforms_of(config),
+        )
+    )
+    val_transforms = eval_transforms_of(config)
     erasing = None
     if config.data.augment.re_prob > 0:
         from timm.data.random_erasing import RandomErasing
@@ -84,9 +103,14 @@ def train_torch(config, threads: int, shared_init: bool = True) -> dict[str, flo
     if aug.mixup_alpha > 0 or aug.cutmix_alpha > 0:  # timm's batch mixup, as our step does on the device
         from timm.data import Mixup
 
-        mixup = Mixup(mixup_alpha=aug.mixup_alpha, cutmix_alpha=aug.cutmix_alpha, prob=aug.mixup_prob,
-                      switch_prob=aug.mixup_switch_prob, label_smoothing=config.label_smoothing,
-                      num_classes=num_classes)
+        mixup = Mixup(
+            mixup_alpha=aug.mixup_alpha,
+            cutmix_alpha=aug.cutmix_alpha,
+            prob=aug.mixup_prob,
+            switch_prob=aug.mixup_switch_prob,
+            label_smoothing=config.label_smoothing,
+            num_classes=num_classes,
+        )
     best, last = 0.0, {}
     for step in range(total):
         batch = next(loader)
@@ -99,8 +123,9 @@ def train_torch(config, threads: int, shared_init: bool = True) -> dict[str, flo
             images, targets = mixup(images, labels)
             loss = torch.nn.functional.cross_entropy(model(erasing(images) if erasing else images), targets)
         else:
-            loss = torch.nn.functional.cross_entropy(model(erasing(images) if erasing else images), labels,
-                                                     label_smoothing=config.label_smoothing)
+            loss = torch.nn.functional.cross_entropy(
+                model(erasing(images) if erasing else images), labels, label_smoothing=config.label_smoothing
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if optim.clip_grad_norm > 0:
@@ -129,8 +154,9 @@ def torch_images(batch: dict, config, train: bool, erasing=None) -> torch.Tensor
 def evaluate_torch(model, val_src, transforms, batch_size: int, config) -> dict[str, float]:
     model.eval()
     loss = correct = count = 0.0
-    for batch in create_loader(val_src, batch_size=batch_size, shuffle=False, num_epochs=1, drop_remainder=False,
-                               transforms=transforms):
+    for batch in create_loader(
+        val_src, batch_size=batch_size, shuffle=False, num_epochs=1, drop_remainder=False, transforms=transforms
+    ):
         logits = model(torch_images(batch, config, train=False))
         labels = torch.from_numpy(batch["label"]).long()
         loss += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
@@ -158,20 +184,36 @@ def main() -> None:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as workdir:
             summary = train_and_evaluate(config, workdir)
-        results["jax"].append({"seed": seed, "best_val_top1": summary["best_val_top1"],
-                               "final_val_top1": summary["final_val_top1"],
-                               "final_val_loss": summary["final_val_loss"], "seconds": time.perf_counter() - start})
+        results["jax"].append(
+            {
+                "seed": seed,
+                "best_val_top1": summary["best_val_top1"],
+                "final_val_top1": summary["final_val_top1"],
+                "final_val_loss": summary["final_val_loss"],
+                "seconds": time.perf_counter() - start,
+            }
+        )
         start = time.perf_counter()
-        results["pytorch"].append({"seed": seed, **train_torch(config, args.threads, args.init == "shared"),
-                                   "seconds": time.perf_counter() - start})
+        results["pytorch"].append(
+            {
+                "seed": seed,
+                **train_torch(config, args.threads, args.init == "shared"),
+                "seconds": time.perf_counter() - start,
+            }
+        )
         print(json.dumps({k: v[-1] for k, v in results.items()}), flush=True)
     rows = []
     for metric in ("best_val_top1", "final_val_top1", "final_val_loss", "seconds"):
         jax_values = [r[metric] for r in results["jax"]]
         torch_values = [r[metric] for r in results["pytorch"]]
-        rows.append({"metric": metric, "jax (mean ± std)": f"{np.mean(jax_values):.4f} ± {np.std(jax_values, ddof=1):.4f}",
-                     "pytorch (mean ± std)": f"{np.mean(torch_values):.4f} ± {np.std(torch_values, ddof=1):.4f}",
-                     "welch t": f"{welch_t(jax_values, torch_values):+.2f}"})
+        rows.append(
+            {
+                "metric": metric,
+                "jax (mean ± std)": f"{np.mean(jax_values):.4f} ± {np.std(jax_values, ddof=1):.4f}",
+                "pytorch (mean ± std)": f"{np.mean(torch_values):.4f} ± {np.std(torch_values, ddof=1):.4f}",
+                "welch t": f"{welch_t(jax_values, torch_values):+.2f}",
+            }
+        )
     print(markdown_table(rows, list(rows[0])))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,14 +1,14 @@
 """Shared helpers for the tests."""
 
 import os
-
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The persistent compilation cache is on by default: the suite uses its own (subprocesses inherit
 # it), so it neither reads nor fills the user's ~/.cache/convnext_jax.
-os.environ.setdefault("CONVNEXT_JAX_COMPILE_CACHE", os.path.join(tempfile.gettempdir(),
-                                                                 f"convnext_jax_test_cache_{os.getpid()}"))
+os.environ.setdefault(
+    "CONVNEXT_JAX_COMPILE_CACHE", os.path.join(tempfile.gettempdir(), f"convnext_jax_test_cache_{os.getpid()}")
+)
 
 import numpy as np
 import torch

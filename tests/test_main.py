@@ -12,8 +12,12 @@ import pytest
 from PIL import Image
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-TINY = ["--config.model.depths=(1, 1, 1, 1)", "--config.model.dims=(16, 24, 32, 48)", "--config.log_every=100",
-        "--config.num_epochs=1"]
+TINY = [
+    "--config.model.depths=(1, 1, 1, 1)",
+    "--config.model.dims=(16, 24, 32, 48)",
+    "--config.log_every=100",
+    "--config.num_epochs=1",
+]
 
 
 WITHOUT_TORCH = """import sys
@@ -29,8 +33,14 @@ run()
 
 def _start(*args, without_torch=False):
     command = ["-c", WITHOUT_TORCH] if without_torch else ["-m", "convnext_jax.main"]
-    return subprocess.Popen([sys.executable, *command, *map(str, args)], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    return subprocess.Popen(
+        [sys.executable, *command, *map(str, args)],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
 
 
 def _main(*args, timeout=300, without_torch=False):
@@ -53,8 +63,10 @@ def test_user_mistakes_are_one_short_message_and_leave_nothing_behind(tmp_path):
         "--config.batch_size=4096": "larger than the training set (1437 images)",
         "--config.model.name=convnext_tiy": "did you mean 'convnext_tiny'",
     }
-    procs = {arg: _start("--config", "configs/embedded_digits.py", "--workdir", tmp_path / f"w{i}", arg)
-             for i, arg in enumerate(cases)}
+    procs = {
+        arg: _start("--config", "configs/embedded_digits.py", "--workdir", tmp_path / f"w{i}", arg)
+        for i, arg in enumerate(cases)
+    }
     for i, (arg, proc) in enumerate(procs.items()):
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 2, (arg, out, err)
@@ -88,7 +100,7 @@ def test_a_run_is_never_overwritten_and_eval_uses_its_config(tmp_path):
 
     code, out, err = _main("--mode", "eval", "--workdir", run)  # the run's own config, nothing repeated
     assert code == 0, err[-3000:]
-    result = json.loads(out[out.index("{"):])
+    result = json.loads(out[out.index("{") :])
     assert result["val_top1"] == pytest.approx(summary["final_val_top1"]) and result["val_count"] == 360
     assert (run / "eval_22.json").exists()
 
@@ -124,8 +136,9 @@ def test_own_folder_and_fine_tuning_from_a_timm_checkpoint(tmp_path):
     (tmp_path / "data" / "train" / "class_1" / "broken.jpg").write_bytes(b"not a jpeg")  # skipped, counted, warned once
     (tmp_path / "data" / "val" / "class_0" / "empty.jpg").write_bytes(b"")  # left out of the metrics, never replaced
     tiny = ["--config.batch_size=16", "--config.data.workers=2", "--config.num_epochs=2", *TINY[:2]]
-    code, out, err = _main("--config", f"configs/folder.py:path={tmp_path / 'data'},size=32", "--workdir",
-                           tmp_path / "mine", *tiny)
+    code, out, err = _main(
+        "--config", f"configs/folder.py:path={tmp_path / 'data'},size=32", "--workdir", tmp_path / "mine", *tiny
+    )
     assert code == 0, err[-3000:]
     assert f"data: folder:{tmp_path / 'data'}: 43 train / 13 val images, 3 classes; 2 steps of 16 per epoch" in out
     assert "11 of 43 training images are left out of each epoch" in out
@@ -141,20 +154,33 @@ def test_own_folder_and_fine_tuning_from_a_timm_checkpoint(tmp_path):
     with open(tmp_path / "mine" / "per_class.csv") as f:
         per_class = list(csv.DictReader(f))
     assert [int(r["images"]) for r in per_class] == [4, 4, 4]
-    validate = subprocess.run([sys.executable, "-m", "convnext_jax.validate", tmp_path / "mine"], cwd=ROOT,
-                              capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    validate = subprocess.run(
+        [sys.executable, "-m", "convnext_jax.validate", tmp_path / "mine"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     assert validate.returncode == 0, validate.stderr[-3000:]
     assert "(12 images, 1 unreadable left out" in validate.stderr and "empty.jpg" in validate.stderr
     code, out, err = _main("--mode", "eval", "--workdir", tmp_path / "mine")
-    result = json.loads(out[out.index("{"):])
+    result = json.loads(out[out.index("{") :])
     assert code == 0 and result["val_count"] == 12 and result["skipped_val_images"] == 1 and "empty.jpg" in err
     metrics = [json.loads(line) for line in (tmp_path / "mine" / "metrics.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["data_wait_fraction"] <= 1.0 for r in metrics if "img_per_s" in r)
 
     torch.save({"model": timm.create_model("convnext_atto", num_classes=1000).state_dict()}, tmp_path / "atto.pth")
-    code, out, err = _main("--config", f"configs/finetune.py:{tmp_path / 'atto.pth'}", "--workdir", tmp_path / "ft",
-                           f"--config.data.source=folder:{tmp_path / 'data'}", "--config.data.image_size=32",
-                           "--config.batch_size=16", "--config.num_epochs=1", "--config.data.augment.auto_augment=")
+    code, out, err = _main(
+        "--config",
+        f"configs/finetune.py:{tmp_path / 'atto.pth'}",
+        "--workdir",
+        tmp_path / "ft",
+        f"--config.data.source=folder:{tmp_path / 'data'}",
+        "--config.data.image_size=32",
+        "--config.batch_size=16",
+        "--config.num_epochs=1",
+        "--config.data.augment.auto_augment=",
+    )
     assert code == 0, err[-3000:]
     assert "model: convnext_atto from " in out and "(2, 2, 6, 2) x (40, 80, 160, 320)" in out  # inferred
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["model"]["name"] == "convnext_atto"
@@ -163,8 +189,14 @@ def test_own_folder_and_fine_tuning_from_a_timm_checkpoint(tmp_path):
 
 
 def test_fcmae_pretraining_then_fine_tuning(tmp_path):
-    pre = ["--config", "configs/fcmae_pretrain.py:tiny", "--workdir", tmp_path / "pre", "--config.fcmae.pictures=2",
-           *TINY[:2]]
+    pre = [
+        "--config",
+        "configs/fcmae_pretrain.py:tiny",
+        "--workdir",
+        tmp_path / "pre",
+        "--config.fcmae.pictures=2",
+        *TINY[:2],
+    ]
     code, out, err = _main(*pre, "--config.num_epochs=1")
     assert code == 0, err[-3000:]
     assert "warning: the LR warmup (1 epoch) of 22 steps is as long as the whole run (1 epoch, 22 steps)" in out
@@ -178,8 +210,13 @@ def test_fcmae_pretraining_then_fine_tuning(tmp_path):
     code, out, err = _main(*pre, "--config.num_epochs=2", "--extend")  # resumes the pre-training exactly
     assert code == 0 and "resumed from step 22/44" in out, err[-3000:]
 
-    code, out, err = _main("--config", f"configs/finetune.py:{tmp_path / 'pre'},tiny", "--workdir", tmp_path / "ft",
-                           "--config.num_epochs=1")  # the README's demo, one epoch
+    code, out, err = _main(
+        "--config",
+        f"configs/finetune.py:{tmp_path / 'pre'},tiny",
+        "--workdir",
+        tmp_path / "ft",
+        "--config.num_epochs=1",
+    )  # the README's demo, one epoch
     assert code == 0, err[-3000:]
     assert "initialised from" in out and "with a fresh classifier" in out and "(1, 1, 1, 1) x (16, 24, 32, 48)" in out
     assert "warning" not in out  # the demo's recipe fits its length (no EMA, no warmup)
@@ -189,20 +226,26 @@ def test_fcmae_pretraining_then_fine_tuning(tmp_path):
     summary = json.loads((tmp_path / "ft" / "summary.json").read_text())
     assert summary["final_val_top1"] > 0.3 and "ema_meaningful" not in summary
 
-    code, _, err = _main("--config", "configs/fcmae_pretrain.py:tiny", "--workdir", tmp_path / "bad",
-                         "--config.data.image_size=48")
+    code, _, err = _main(
+        "--config", "configs/fcmae_pretrain.py:tiny", "--workdir", tmp_path / "bad", "--config.data.image_size=48"
+    )
     assert code == 2 and "must be a multiple of fcmae.patch_size 32 (e.g. 32)" in err
 
 
 def _run_until(args, line_start, sig, *, group=True, twice=False):
     """Start main, send `sig` (to its process group, as a terminal's Ctrl-C does) once a stdout line
     starts with `line_start`; returns (exit code, stdout, stderr)."""
-    import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "convnext_jax.main", *map(str, args)], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convnext_jax.main", *map(str, args)],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -222,9 +265,17 @@ def test_ctrl_c_saves_at_the_current_step_like_sigterm(tmp_path):
     import signal
 
     _image_folder(tmp_path / "data")
-    args = ["--config", f"configs/folder.py:path={tmp_path / 'data'},size=32", "--workdir", tmp_path / "run",
-            *TINY[:2], "--config.log_every=1", "--config.num_epochs=40", "--config.batch_size=8",
-            "--config.data.workers=2"]
+    args = [
+        "--config",
+        f"configs/folder.py:path={tmp_path / 'data'},size=32",
+        "--workdir",
+        tmp_path / "run",
+        *TINY[:2],
+        "--config.log_every=1",
+        "--config.num_epochs=40",
+        "--config.batch_size=8",
+        "--config.data.workers=2",
+    ]
     # Ctrl-C twice, to the whole process group (the worker processes too), in the middle of epoch 2
     code, out, err = _run_until(args, "step 7/", signal.SIGINT, twice=True)
     assert code == 130, (out[-2000:], err[-3000:])
@@ -262,10 +313,23 @@ def test_every_data_mistake_is_one_short_error(tmp_path):
     procs = {}
     for i, (name, (layout, _)) in enumerate(cases.items()):
         _folder(tmp_path / f"d{i}", layout, junk=["train/a/junk.jpg"] if "bad image" in name else [])
-        procs[name] = _start("--config", f"configs/folder.py:path={tmp_path / f'd{i}'},size=32", "--workdir",
-                             tmp_path / f"w{i}", *TINY, "--config.batch_size=4", "--config.data.on_bad_image=error")
-    procs["tfds not prepared"] = _start("--config", "configs/embedded_digits.py", "--workdir", tmp_path / "wt",
-                                        "--config.data.source=tfds:mnist", f"--config.data.data_dir={tmp_path}")
+        procs[name] = _start(
+            "--config",
+            f"configs/folder.py:path={tmp_path / f'd{i}'},size=32",
+            "--workdir",
+            tmp_path / f"w{i}",
+            *TINY,
+            "--config.batch_size=4",
+            "--config.data.on_bad_image=error",
+        )
+    procs["tfds not prepared"] = _start(
+        "--config",
+        "configs/embedded_digits.py",
+        "--workdir",
+        tmp_path / "wt",
+        "--config.data.source=tfds:mnist",
+        f"--config.data.data_dir={tmp_path}",
+    )
     expected = {**{name: text for name, (_, text) in cases.items()}, "tfds not prepared": "tfds build mnist"}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=300)

@@ -9,8 +9,11 @@ from convnext_jax.schema import Key
 SCHEMA = {
     "lr": Key(0.1, "learning rate", low=0.0, low_open=True),
     "name": Key("adamw", "optimizer", choices=("adamw", "sgd")),
-    "model": {"dims": Key((), "widths", item_low=1), "mean": Key((0.5, 0.5), "mean", length=2),
-              "scan": Key(False, "scan blocks", run=False)},
+    "model": {
+        "dims": Key((), "widths", item_low=1),
+        "mean": Key((0.5, 0.5), "mean", length=2),
+        "scan": Key(False, "scan blocks", run=False),
+    },
 }
 
 
@@ -21,18 +24,21 @@ def test_build_and_walk():
     assert schema.lookup(SCHEMA, "model.scan").run is False and schema.lookup(SCHEMA, "model.nope") is None
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"lr": 0.0}, "lr must be > 0.0; got 0.0"),
-    ({"lr": "fast"}, "lr must be float, got 'fast' (str)"),
-    ({"lr": float("nan")}, "lr must be > 0.0; got nan"),
-    ({"name": "adamv"}, "name must be one of adamw, sgd; got 'adamv' (did you mean 'adamw'?)"),
-    ({"model": {"dims": (8, 0)}}, "model.dims must hold numbers >= 1"),
-    ({"model": {"mean": (0.5,)}}, "model.mean must have 2 values"),
-    ({"model": {"scan": 1}}, "model.scan must be bool"),
-    ({"optim": {}}, "unknown config key 'optim'"),
-    ({"model": {"dimz": (8,)}}, "unknown config key 'model.dimz' (did you mean 'model.dims'?)"),
-    ({"model": 3}, "model must be a section of keys"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"lr": 0.0}, "lr must be > 0.0; got 0.0"),
+        ({"lr": "fast"}, "lr must be float, got 'fast' (str)"),
+        ({"lr": float("nan")}, "lr must be > 0.0; got nan"),
+        ({"name": "adamv"}, "name must be one of adamw, sgd; got 'adamv' (did you mean 'adamw'?)"),
+        ({"model": {"dims": (8, 0)}}, "model.dims must hold numbers >= 1"),
+        ({"model": {"mean": (0.5,)}}, "model.mean must have 2 values"),
+        ({"model": {"scan": 1}}, "model.scan must be bool"),
+        ({"optim": {}}, "unknown config key 'optim'"),
+        ({"model": {"dimz": (8,)}}, "unknown config key 'model.dimz' (did you mean 'model.dims'?)"),
+        ({"model": 3}, "model must be a section of keys"),
+    ],
+)
 def test_check_names_each_problem(values, message):
     problems = schema.check(SCHEMA, values)
     assert len(problems) == 1 and message in problems[0], problems

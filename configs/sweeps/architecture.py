@@ -13,10 +13,18 @@ def get_config(arg: str | None = None):
     config, tiny = study_base(arg)
     if tiny:
         config.num_epochs = 2
-        return with_sweep(config, space="model.name: choice(convnext_atto, convnextv2_atto); "
-                                        "model.depth_multiplier: grid(1.0, 2.0); data.image_size: grid(32, 64)",
-                          seeds=1)
+        return with_sweep(
+            config,
+            space="model.name: choice(convnext_atto, convnextv2_atto); "
+            "model.depth_multiplier: grid(1.0, 2.0); data.image_size: grid(32, 64)",
+            seeds=1,
+        )
     config.model.remat = "full"  # the large sizes at 384 px need it on 24 GB cards
-    return with_sweep(config, space="model.name: choice(convnext_atto, convnext_nano, convnext_tiny, convnext_base, "
-                                    "convnext_large, convnextv2_atto, convnextv2_nano, convnextv2_tiny, convnextv2_base, "
-                                    "convnextv2_large); data.image_size: grid(224, 384)", seeds=3, max_device_batch=32)
+    return with_sweep(
+        config,
+        space="model.name: choice(convnext_atto, convnext_nano, convnext_tiny, convnext_base, "
+        "convnext_large, convnextv2_atto, convnextv2_nano, convnextv2_tiny, convnextv2_base, "
+        "convnextv2_large); data.image_size: grid(224, 384)",
+        seeds=3,
+        max_device_batch=32,
+    )

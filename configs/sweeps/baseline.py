@@ -1,7 +1,7 @@
 """Study step 1: the seed baseline repeated over seeds (run-to-run noise of every later comparison).
 
-    python -m convnext_jax.sweep run --config configs/sweeps/baseline.py:tiny --workdir runs/baseline_tiny
-    python -m convnext_jax.sweep run --config configs/sweeps/baseline.py:folder:/data/x --workdir runs/baseline --gpus 0,1
+python -m convnext_jax.sweep run --config configs/sweeps/baseline.py:tiny --workdir runs/baseline_tiny
+python -m convnext_jax.sweep run --config configs/sweeps/baseline.py:folder:/data/x --workdir runs/baseline --gpus 0,1
 """
 
 from configs.common import study_base

@@ -19,7 +19,17 @@ def get_config(arg: str | None = None):
     config.optim.lr_scaling = "none"
     if tiny:  # on CPU in minutes: the LR grid brackets the optimal loss at every batch size, so B* is fitted
         config.num_epochs = 2
-        return with_sweep(config, space="batch_size: grid(16, 32, 64, 128, 256); optim.lr: grid(3e-3, 1e-2, 3e-2, "
-                                        "6e-2)", seeds=2, objective="final_val_loss", max_device_batch=64)
-    return with_sweep(config, space="batch_size: grid(32, 64, 128, 256, 512, 1024); optim.lr: loggrid(1e-5, 1e-2, 7)",
-                      seeds=3, max_device_batch=64, pruner="median")  # 64 x 224 px ConvNeXt-T fits a 24 GB card
+        return with_sweep(
+            config,
+            space="batch_size: grid(16, 32, 64, 128, 256); optim.lr: grid(3e-3, 1e-2, 3e-2, 6e-2)",
+            seeds=2,
+            objective="final_val_loss",
+            max_device_batch=64,
+        )
+    return with_sweep(
+        config,
+        space="batch_size: grid(32, 64, 128, 256, 512, 1024); optim.lr: loggrid(1e-5, 1e-2, 7)",
+        seeds=3,
+        max_device_batch=64,
+        pruner="median",
+    )  # 64 x 224 px ConvNeXt-T fits a 24 GB card

@@ -25,9 +25,13 @@ def get_config(arg: str | None = None):
         config.fcmae.warmup_epochs = 1
         config.fcmae.norm_pix_loss = True
         config.fcmae.init = "convnext"  # the official init (std 1) is much slower to train at this size
-        return with_sweep(config, space="model.name: choice(convnext_atto, convnextv2_atto); "
-                                        "fcmae.pretrain_epochs: grid(0, 4)", seeds=3)
+        return with_sweep(
+            config,
+            space="model.name: choice(convnext_atto, convnextv2_atto); fcmae.pretrain_epochs: grid(0, 4)",
+            seeds=3,
+        )
     config.num_epochs = 100
     config.fcmae.norm_pix_loss = True
-    return with_sweep(config, space="model.name: choice(convnext_tiny, convnextv2_tiny); "
-                                    "fcmae.pretrain_epochs: grid(0, 50)", seeds=3)
+    return with_sweep(
+        config, space="model.name: choice(convnext_tiny, convnextv2_tiny); fcmae.pretrain_epochs: grid(0, 50)", seeds=3
+    )

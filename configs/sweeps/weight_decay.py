@@ -1,6 +1,6 @@
 """Study step 4: weight decay 1e-5 .. 1e-1 (log grid), 3 seeds per point.
 
-    python -m convnext_jax.sweep run --config configs/sweeps/weight_decay.py:tiny --workdir runs/wd_tiny
+python -m convnext_jax.sweep run --config configs/sweeps/weight_decay.py:tiny --workdir runs/wd_tiny
 """
 
 from configs.common import study_base

@@ -13,11 +13,13 @@ from flax import nnx
 import convnext_jax as cj
 
 
-def bench_stage_compile(depth: int, *, scan: bool, dim: int = 64, image_size: int = 64, batch: int = 8,
-                        dwconv_impl: str = "auto") -> dict[str, Any]:
+def bench_stage_compile(
+    depth: int, *, scan: bool, dim: int = 64, image_size: int = 64, batch: int = 8, dwconv_impl: str = "auto"
+) -> dict[str, Any]:
     """Seconds to lower+compile the gradient of a one-stage ConvNeXt with `depth` blocks."""
-    model = cj.create_model("convnext_atto", depths=(depth,), dims=(dim,), num_classes=10, scan_blocks=scan,
-                            dwconv_impl=dwconv_impl)
+    model = cj.create_model(
+        "convnext_atto", depths=(depth,), dims=(dim,), num_classes=10, scan_blocks=scan, dwconv_impl=dwconv_impl
+    )
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     images = jnp.zeros((batch, image_size, image_size, 3))
     labels = jax.nn.one_hot(jnp.zeros((batch,), jnp.int32), 10)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -60,21 +61,31 @@ def prepare_copy(spec: str, destination: str, max_size: int, workers: int) -> st
     return destination
 
 
-def our_loader(spec: str, *, batch_size: int, workers: int, threads: int, image_size: int, epochs: int,
-               image_ops: str = "auto") -> Any:
+def our_loader(
+    spec: str, *, batch_size: int, workers: int, threads: int, image_size: int, epochs: int, image_ops: str = "auto"
+) -> Any:
     from convnext_jax.data import create_loader, make_source, train_transforms
 
     source = make_source(spec, "train")
     transforms = train_transforms(image_size, auto_augment=AUTO_AUGMENT, image_ops=image_ops)
-    return create_loader(source, batch_size=batch_size, shuffle=True, seed=0, num_epochs=epochs, worker_count=workers,
-                         threads=threads, transforms=transforms)
+    return create_loader(
+        source,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=0,
+        num_epochs=epochs,
+        worker_count=workers,
+        threads=threads,
+        transforms=transforms,
+    )
 
 
 def timm_transform(image_size: int) -> Any:
     from timm.data import create_transform
 
-    return create_transform(image_size, is_training=True, auto_augment=AUTO_AUGMENT, re_prob=0.25,
-                            interpolation="bicubic")
+    return create_transform(
+        image_size, is_training=True, auto_augment=AUTO_AUGMENT, re_prob=0.25, interpolation="bicubic"
+    )
 
 
 def torch_loader(root: str, *, batch_size: int, workers: int, image_size: int, epochs: int) -> Any:
@@ -84,9 +95,15 @@ def torch_loader(root: str, *, batch_size: int, workers: int, image_size: int, e
     dataset = ImageFolder(os.path.join(root, "train"), transform=timm_transform(image_size))
     sampler = torch.utils.data.RandomSampler(dataset, num_samples=epochs * len(dataset))
     # spawned workers: forking a process that runs JAX can deadlock
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                       drop_last=True, persistent_workers=workers > 0,
-                                       multiprocessing_context="spawn" if workers > 0 else None)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+        multiprocessing_context="spawn" if workers > 0 else None,
+    )
 
 
 def images_per_second(loader: Any) -> float:
@@ -95,8 +112,9 @@ def images_per_second(loader: Any) -> float:
 
     iterator = iter(loader)
     if next(iterator, None) is None:
-        raise ConfigError("the data source gives no full batch: use fewer workers, a smaller --batch_size or more "
-                          "--epochs")
+        raise ConfigError(
+            "the data source gives no full batch: use fewer workers, a smaller --batch_size or more --epochs"
+        )
     start, images = time.perf_counter(), 0
     for batch in iterator:
         images += len(batch["label"] if isinstance(batch, dict) else batch[1])
@@ -110,8 +128,9 @@ def _time(fn: Callable[[], Any], totals: dict[str, float], name: str) -> Any:
     return out
 
 
-def stage_timings(spec: str, root: str | None, *, image_size: int, count: int, batch_size: int,
-                  pil_ops: bool = False) -> list[dict[str, Any]]:
+def stage_timings(
+    spec: str, root: str | None, *, image_size: int, count: int, batch_size: int, pil_ops: bool = False
+) -> list[dict[str, Any]]:
     """Per-image milliseconds of each stage, one thread, ours (and with `pil_ops` ours with Pillow's
     resize/warp, the same pixels) and (with `root`) timm's."""
     import jax
@@ -132,7 +151,7 @@ def stage_timings(spec: str, root: str | None, *, image_size: int, count: int, b
                 name = {"RandomResizedCrop": "decode + crop/resize"}.get(type(op).__name__, type(op).__name__)
                 record = _time(lambda: apply_op(op, record, rng), ours, name)
             arrays.append(record["image"])
-        batches = [arrays[i:i + batch_size] for i in range(0, len(arrays) - batch_size + 1, batch_size)]
+        batches = [arrays[i : i + batch_size] for i in range(0, len(arrays) - batch_size + 1, batch_size)]
         jax.block_until_ready(jax.device_put(np.stack(batches[0])))  # the backend's start-up is not a transfer cost
         for batch in batches:
             stacked = _time(lambda: np.stack(batch), ours, "collate (uint8)")
@@ -151,8 +170,9 @@ def stage_timings(spec: str, root: str | None, *, image_size: int, count: int, b
                 image = _time(lambda: op(image), theirs, type(op).__name__)
             tensors.append(image)
         for i in range(0, len(tensors) - batch_size + 1, batch_size):
-            stacked = _time(lambda: torch.stack(tensors[i:i + batch_size]), theirs, "collate (float32)")
+            stacked = _time(lambda: torch.stack(tensors[i : i + batch_size]), theirs, "collate (float32)")
             _time(lambda: jax.block_until_ready(jax.device_put(stacked.numpy())), theirs, "host->device (float32)")
-        rows += [{"pipeline": "torchvision + timm", "stage": k, "ms_per_image": 1e3 * v / count}
-                 for k, v in theirs.items()]
+        rows += [
+            {"pipeline": "torchvision + timm", "stage": k, "ms_per_image": 1e3 * v / count} for k, v in theirs.items()
+        ]
     return rows

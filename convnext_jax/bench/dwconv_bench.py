@@ -12,8 +12,17 @@ from convnext_jax.bench.timing import time_calls
 from convnext_jax.ops import implementation
 
 
-def bench_dwconv(batch: int, size: int, channels: int, *, impls: tuple[str, ...] = ("lax", "shift"),
-                 kernel_size: int = 7, steps: int = 20, warmup: int = 3, with_torch: bool = True) -> list[dict[str, Any]]:
+def bench_dwconv(
+    batch: int,
+    size: int,
+    channels: int,
+    *,
+    impls: tuple[str, ...] = ("lax", "shift"),
+    kernel_size: int = 7,
+    steps: int = 20,
+    warmup: int = 3,
+    with_torch: bool = True,
+) -> list[dict[str, Any]]:
     """Time sum(conv(x)^2) forward and forward+backward (grads for x and kernel)."""
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal((batch, size, size, channels)).astype(np.float32)
@@ -27,8 +36,14 @@ def bench_dwconv(batch: int, size: int, channels: int, *, impls: tuple[str, ...]
         grad = jax.jit(jax.grad(lambda x, k, conv=conv: jnp.sum(conv(x, k) ** 2), argnums=(0, 1)))
         f = time_calls(lambda: fwd(x, k).block_until_ready(), steps=steps, warmup=warmup)
         fb = time_calls(lambda: jax.block_until_ready(grad(x, k)), steps=steps, warmup=warmup)
-        rows.append({"impl": f"jax {impl}", "shape (NHWC)": shape, "fwd_ms": f["median_s"] * 1e3,
-                     "fwd_bwd_ms": fb["median_s"] * 1e3})
+        rows.append(
+            {
+                "impl": f"jax {impl}",
+                "shape (NHWC)": shape,
+                "fwd_ms": f["median_s"] * 1e3,
+                "fwd_bwd_ms": fb["median_s"] * 1e3,
+            }
+        )
     if with_torch:
         import torch
 
@@ -45,6 +60,12 @@ def bench_dwconv(batch: int, size: int, channels: int, *, impls: tuple[str, ...]
 
         f = time_calls(torch_fwd, steps=steps, warmup=warmup)
         fb = time_calls(torch_fwd_bwd, steps=steps, warmup=warmup)
-        rows.append({"impl": "torch (channels_last)", "shape (NHWC)": shape, "fwd_ms": f["median_s"] * 1e3,
-                     "fwd_bwd_ms": fb["median_s"] * 1e3})
+        rows.append(
+            {
+                "impl": "torch (channels_last)",
+                "shape (NHWC)": shape,
+                "fwd_ms": f["median_s"] * 1e3,
+                "fwd_bwd_ms": fb["median_s"] * 1e3,
+            }
+        )
     return rows

@@ -38,29 +38,45 @@ def removed_compute(cfg: Any, image_size: int) -> dict[str, float]:
             encoder += macs
             stem += macs if name.torch_key.startswith("encoder.downsample_layers.0.") else 0
     wasted = (encoder - stem) * removed
-    return {"gmacs_per_image": total / 1e9, "removed_fraction": removed, "wasted_gmacs": wasted / 1e9,
-            "wasted_share": wasted / total}
+    return {
+        "gmacs_per_image": total / 1e9,
+        "removed_fraction": removed,
+        "wasted_gmacs": wasted / 1e9,
+        "wasted_share": wasted / total,
+    }
 
 
-def prepare_jax_fcmae_step(model_name: str, *, batch_size: int, image_size: int, dtype: str = "float32",
-                           **options: Any) -> Prepared:
+def prepare_jax_fcmae_step(
+    model_name: str, *, batch_size: int, image_size: int, dtype: str = "float32", **options: Any
+) -> Prepared:
     """Our trainer's FCMAE step (MaskedImageModeling task, AdamW (0.9, 0.95), wd 0.05), compiled."""
     import ml_collections
 
     import convnext_jax as cj
-    from convnext_jax.train.optim import build_optimizer, lr_schedule
+    from convnext_jax.train.optim import LearningRate, build_optimizer
     from convnext_jax.train.state import TrainState
     from convnext_jax.train.steps import make_train_step
     from convnext_jax.train.tasks import MaskedImageModeling
 
     model = cj.create_fcmae(model_name, dtype=dtype, norm_pix_loss=True, **options)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    optim = ml_collections.ConfigDict(dict(name="adamw", b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.05, momentum=0.9,
-                                           clip_grad_norm=0.0, layer_decay=0.0))
-    tx = build_optimizer(optim, params, lr_schedule(1.5e-4, 1000, schedule="constant"))
+    optim = ml_collections.ConfigDict(
+        dict(
+            name="adamw",
+            b1=0.9,
+            b2=0.95,
+            eps=1e-8,
+            weight_decay=0.05,
+            momentum=0.9,
+            clip_grad_norm=0.0,
+            layer_decay=0.0,
+        )
+    )
+    tx = build_optimizer(optim, params, LearningRate(1000, schedule="constant"), peak_lr=1.5e-4)
     step = jax.jit(make_train_step(graphdef, rest, tx, MaskedImageModeling()), donate_argnums=(0,))
-    images = jnp.asarray(np.random.default_rng(0).standard_normal((1, batch_size, image_size, image_size, 3)),
-                         jnp.float32)
+    images = jnp.asarray(
+        np.random.default_rng(0).standard_normal((1, batch_size, image_size, image_size, 3)), jnp.float32
+    )
     batch = {"image": images, "label": jnp.zeros((1, batch_size), jnp.int32)}
     state = TrainState.create(params, tx)
     start = time.perf_counter()
@@ -76,17 +92,24 @@ def prepare_jax_fcmae_step(model_name: str, *, batch_size: int, image_size: int,
     flops = 6.0 * forward_macs(model.cfg, image_size) * batch_size
 
     def row(timing: dict[str, float]) -> dict[str, Any]:
-        return {"framework": f"jax {dtype}", "compile_s": compile_s, **timing,
-                "img_per_s": batch_size / timing["median_s"], "mfu": mfu(flops, timing["median_s"], peak_tflops(dtype)),
-                **xla_memory(compiled)}
+        return {
+            "framework": f"jax {dtype}",
+            "compile_s": compile_s,
+            **timing,
+            "img_per_s": batch_size / timing["median_s"],
+            "mfu": mfu(flops, timing["median_s"], peak_tflops(dtype)),
+            **xla_memory(compiled),
+        }
 
     return Prepared(run, row)
 
 
 def _reference_module() -> Any:
     if not REFERENCE.exists():
-        raise ConfigError(f"the PyTorch FCMAE reference is {REFERENCE}, part of the repository checkout (run the "
-                          "benchmark from a clone with `pip install -e .`)")
+        raise ConfigError(
+            f"the PyTorch FCMAE reference is {REFERENCE}, part of the repository checkout (run the "
+            "benchmark from a clone with `pip install -e .`)"
+        )
     spec = importlib.util.spec_from_file_location("official_fcmae", REFERENCE)
     module = importlib.util.module_from_spec(spec)
     import sys
@@ -96,8 +119,9 @@ def _reference_module() -> Any:
     return module
 
 
-def prepare_torch_fcmae_step(model_name: str, *, batch_size: int, image_size: int, compile: bool = False,
-                             bf16: bool = False, **options: Any) -> Prepared:
+def prepare_torch_fcmae_step(
+    model_name: str, *, batch_size: int, image_size: int, compile: bool = False, bf16: bool = False, **options: Any
+) -> Prepared:
     """The dense PyTorch emulation of the official FCMAE under the same step (official masking per
     step, loss, AdamW (0.9, 0.95)), built (and compiled) and ready to be timed."""
     import torch
@@ -128,5 +152,6 @@ def prepare_torch_fcmae_step(model_name: str, *, batch_size: int, image_size: in
         else:
             loss.item()
 
-    return prepared_torch(run, name=torch_name(compile, bf16, "torch dense"), batch_size=batch_size, device=device,
-                          compiled=compile)
+    return prepared_torch(
+        run, name=torch_name(compile, bf16, "torch dense"), batch_size=batch_size, device=device, compiled=compile
+    )

@@ -34,12 +34,24 @@ def abstract_state(model_name: str, *, ema: bool, **model_options: Any) -> tuple
 def sharded_state_bytes(layout: Any, state: Any) -> int:
     """Bytes of `state` one device holds under `layout` (sharded arrays divided by the fsdp size)."""
     dims = jax.tree.leaves(layout.state_dims(state))
-    return int(sum(np.prod(leaf.shape) * leaf.dtype.itemsize // (layout.fsdp if dim >= 0 else 1)
-                   for leaf, dim in zip(jax.tree.leaves(state), dims)))
+    return int(
+        sum(
+            np.prod(leaf.shape) * leaf.dtype.itemsize // (layout.fsdp if dim >= 0 else 1)
+            for leaf, dim in zip(jax.tree.leaves(state), dims)
+        )
+    )
 
 
-def fsdp_memory(model_name: str, *, fsdp: int, batch_per_device: int, image_size: int, num_classes: int = 1000,
-                ema: bool = True, **model_options: Any) -> dict[str, Any]:
+def fsdp_memory(
+    model_name: str,
+    *,
+    fsdp: int,
+    batch_per_device: int,
+    image_size: int,
+    num_classes: int = 1000,
+    ema: bool = True,
+    **model_options: Any,
+) -> dict[str, Any]:
     """One row: the train step on every device with mesh (devices / fsdp) x fsdp, compiled from
     abstract inputs; state bytes per device and XLA's per-device peak estimate."""
     layout = make_layout(-1, fsdp)
@@ -50,16 +62,27 @@ def fsdp_memory(model_name: str, *, fsdp: int, batch_per_device: int, image_size
     state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), state, shardings)
     devices = layout.replicas
     micro = layout.sharding(layout.micro_batch_spec)
-    batch = {"image": jax.ShapeDtypeStruct((1, batch_per_device * devices, image_size, image_size, 3), jnp.uint8,
-                                           sharding=micro),
-             "label": jax.ShapeDtypeStruct((1, batch_per_device * devices), jnp.int32, sharding=micro)}
-    step = make_train_step(graphdef, rest, tx, Classification(num_classes, 0.1), ema_decay=0.9999 if ema else 0.0,
-                           layout=layout)
+    batch = {
+        "image": jax.ShapeDtypeStruct(
+            (1, batch_per_device * devices, image_size, image_size, 3), jnp.uint8, sharding=micro
+        ),
+        "label": jax.ShapeDtypeStruct((1, batch_per_device * devices), jnp.int32, sharding=micro),
+    }
+    step = make_train_step(
+        graphdef, rest, tx, Classification(num_classes, 0.1), ema_decay=0.9999 if ema else 0.0, layout=layout
+    )
     compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, jax.random.key(0)).compile()
     analysis = compiled.memory_analysis()
     args, out = analysis.argument_size_in_bytes, analysis.output_size_in_bytes
     temp, alias = analysis.temp_size_in_bytes, analysis.alias_size_in_bytes
     params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(state.params))
-    return {"model": model_name, "params_m": params / 1e6, "mesh": f"{devices // fsdp}x{fsdp}",
-            "batch_per_device": batch_per_device, "state_gib_per_device": sharded_state_bytes(layout, state) / GIB,
-            "xla_args_gib": args / GIB, "xla_temp_gib": temp / GIB, "xla_peak_gib": (args + out + temp - alias) / GIB}
+    return {
+        "model": model_name,
+        "params_m": params / 1e6,
+        "mesh": f"{devices // fsdp}x{fsdp}",
+        "batch_per_device": batch_per_device,
+        "state_gib_per_device": sharded_state_bytes(layout, state) / GIB,
+        "xla_args_gib": args / GIB,
+        "xla_temp_gib": temp / GIB,
+        "xla_peak_gib": (args + out + temp - alias) / GIB,
+    }

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def time_calls(fn: Callable[[], object], *, steps: int, warmup: int) -> dict[str, float]:
@@ -21,8 +22,9 @@ class Prepared:
     row: Callable[[dict[str, float]], dict[str, Any]]
 
 
-def time_interleaved(runs: dict[str, Callable[[], None]], *, rounds: int, steps: int,
-                     warmup: int) -> dict[str, dict[str, float]]:
+def time_interleaved(
+    runs: dict[str, Callable[[], None]], *, rounds: int, steps: int, warmup: int
+) -> dict[str, dict[str, float]]:
     """Time several benchmarks side by side: `rounds` times, each runs `steps` calls in turn.
 
     On a shared or thermally throttled machine the speed drifts over seconds; interleaving
@@ -39,8 +41,10 @@ def time_interleaved(runs: dict[str, Callable[[], None]], *, rounds: int, steps:
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
-    return {name: {"median_s": statistics.median(t), "mean_s": statistics.fmean(t), "min_s": min(t)}
-            for name, t in times.items()}
+    return {
+        name: {"median_s": statistics.median(t), "mean_s": statistics.fmean(t), "min_s": min(t)}
+        for name, t in times.items()
+    }
 
 
 def markdown_table(rows: list[dict[str, object]], columns: list[str]) -> str:
@@ -70,10 +74,12 @@ def spread_warning(rows: list[dict[str, Any]]) -> str | None:
     busy = {name: value for name, value in spread.items() if value > BUSY_SPREAD}
     if not busy:
         return None
-    return ("warning: the machine was busy: median/min step time " + ", ".join(f"{name} {value:.2f}x" for name, value
-                                                                               in busy.items())
-            + f" (above {BUSY_SPREAD}x); the ratio of medians is unreliable, compare the ratio of minima "
-              "(the 'x (min)' column) and rerun on an idle machine")
+    return (
+        "warning: the machine was busy: median/min step time "
+        + ", ".join(f"{name} {value:.2f}x" for name, value in busy.items())
+        + f" (above {BUSY_SPREAD}x); the ratio of medians is unreliable, compare the ratio of minima "
+        "(the 'x (min)' column) and rerun on an idle machine"
+    )
 
 
 def add_speedup(rows: list[dict[str, Any]], key: str = "img_per_s") -> str:

@@ -28,9 +28,14 @@ def prepared_torch(run: Any, *, name: str, batch_size: int, device: str, compile
 
     def row(timing: dict[str, float]) -> dict[str, Any]:
         compile_s = max(first_s - timing["median_s"], 0.0) if compiled else None  # eager compiles nothing
-        return {"framework": name, "compile_s": compile_s, **timing,
-                "img_per_s": batch_size / timing["median_s"], "threads": torch.get_num_threads(),
-                "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None}
+        return {
+            "framework": name,
+            "compile_s": compile_s,
+            **timing,
+            "img_per_s": batch_size / timing["median_s"],
+            "threads": torch.get_num_threads(),
+            "device_peak_mib": torch.cuda.max_memory_allocated() / 1024**2 if device == "cuda" else None,
+        }
 
     return Prepared(run, row)
 
@@ -39,9 +44,18 @@ def torch_name(compile: bool, bf16: bool, prefix: str = "torch") -> str:
     return prefix + ("+compile" if compile else " eager") + (" bf16" if bf16 else "")
 
 
-def prepare_torch_train_step(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
-                             compile: bool = False, bf16: bool = False, channels_last: bool = True,
-                             drop_path_rate: float = 0.0, **model_options: Any) -> Prepared:
+def prepare_torch_train_step(
+    model_name: str,
+    *,
+    batch_size: int,
+    image_size: int,
+    num_classes: int = 1000,
+    compile: bool = False,
+    bf16: bool = False,
+    channels_last: bool = True,
+    drop_path_rate: float = 0.0,
+    **model_options: Any,
+) -> Prepared:
     """timm's model under the same step as `prepare_jax_train_step` (CE + smoothing, clip, AdamW),
     built (and with torch.compile compiled) and ready to be timed."""
     import timm
@@ -50,8 +64,11 @@ def prepare_torch_train_step(model_name: str, *, batch_size: int, image_size: in
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     timm_kwargs = {k: v for k, v in model_options.items() if k in ("depths", "dims")}
-    model = timm.create_model(model_name, num_classes=num_classes, drop_path_rate=drop_path_rate,
-                              **timm_kwargs).to(device).train()
+    model = (
+        timm.create_model(model_name, num_classes=num_classes, drop_path_rate=drop_path_rate, **timm_kwargs)
+        .to(device)
+        .train()
+    )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     opt = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
@@ -75,8 +92,16 @@ def prepare_torch_train_step(model_name: str, *, batch_size: int, image_size: in
     return prepared_torch(run, name=torch_name(compile, bf16), batch_size=batch_size, device=device, compiled=compile)
 
 
-def prepare_torch_inference(model_name: str, *, batch_size: int, image_size: int, num_classes: int = 1000,
-                            compile: bool = False, bf16: bool = False, **model_options: Any) -> Prepared:
+def prepare_torch_inference(
+    model_name: str,
+    *,
+    batch_size: int,
+    image_size: int,
+    num_classes: int = 1000,
+    compile: bool = False,
+    bf16: bool = False,
+    **model_options: Any,
+) -> Prepared:
     """timm's eval forward (inference_mode, channels_last, optional autocast / torch.compile),
     built and ready to be timed."""
     import timm

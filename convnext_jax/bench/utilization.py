@@ -11,8 +11,14 @@ from convnext_jax.models.naming import forward_macs
 
 # Dense peak TFLOP/s per device for the compute dtype (vendor datasheets, no sparsity).
 PEAK_TFLOPS = {
-    ("H100", "bfloat16"): 989.0, ("H100", "float32"): 67.0, ("H200", "bfloat16"): 989.0, ("H200", "float32"): 67.0,
-    ("A100", "bfloat16"): 312.0, ("A100", "float32"): 19.5, ("4090", "bfloat16"): 165.2, ("4090", "float32"): 82.6,
+    ("H100", "bfloat16"): 989.0,
+    ("H100", "float32"): 67.0,
+    ("H200", "bfloat16"): 989.0,
+    ("H200", "float32"): 67.0,
+    ("A100", "bfloat16"): 312.0,
+    ("A100", "float32"): 19.5,
+    ("4090", "bfloat16"): 165.2,
+    ("4090", "float32"): 82.6,
 }
 
 

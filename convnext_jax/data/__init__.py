@@ -8,7 +8,20 @@ from convnext_jax.data.randaugment import RandAugment, rand_augment_from_string
 from convnext_jax.data.sources import DigitsSource, ImageFolderSource, SyntheticSource, TfdsSource, make_source
 
 __all__ = [
-    "BadImageError", "DigitsSource", "ImageFolderSource", "MixupCutmix", "RandAugment", "SyntheticSource",
-    "TfdsSource", "create_loader", "eval_transforms", "load_image", "make_source",
-    "rand_augment_from_string", "shard_batch", "smooth_one_hot", "to_rgb", "train_transforms",
+    "BadImageError",
+    "DigitsSource",
+    "ImageFolderSource",
+    "MixupCutmix",
+    "RandAugment",
+    "SyntheticSource",
+    "TfdsSource",
+    "create_loader",
+    "eval_transforms",
+    "load_image",
+    "make_source",
+    "rand_augment_from_string",
+    "shard_batch",
+    "smooth_one_hot",
+    "to_rgb",
+    "train_transforms",
 ]

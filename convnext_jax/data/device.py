@@ -27,9 +27,11 @@ def shard_batch(batch: dict[str, Any], sharding: NamedSharding) -> dict[str, jax
     for key, value in batch.items():
         value = np.asarray(value)
         if value.shape[axis] % local_devices:
-            raise ValueError(f"batch field {key!r} has {value.shape[axis]} examples on this process, not divisible by "
-                             f"its {local_devices} devices: choose a per-process batch size that is a multiple "
-                             f"of {local_devices}")
-        global_shape = value.shape[:axis] + (value.shape[axis] * processes,) + value.shape[axis + 1:]
+            raise ValueError(
+                f"batch field {key!r} has {value.shape[axis]} examples on this process, not divisible by "
+                f"its {local_devices} devices: choose a per-process batch size that is a multiple "
+                f"of {local_devices}"
+            )
+        global_shape = value.shape[:axis] + (value.shape[axis] * processes,) + value.shape[axis + 1 :]
         out[key] = jax.make_array_from_process_local_data(sharding, value, global_shape)
     return out

@@ -77,8 +77,11 @@ class EncodedImage:
             else:
                 limit = Image.MAX_IMAGE_PIXELS
                 if limit and width * height > 2 * limit:  # what Pillow refuses to open (decompression bomb)
-                    raise BadImageError(f"cannot decode image {name}: {width}x{height} pixels exceeds the limit of "
-                                        f"{2 * limit} (Pillow's decompression-bomb check)", name)
+                    raise BadImageError(
+                        f"cannot decode image {name}: {width}x{height} pixels exceeds the limit of "
+                        f"{2 * limit} (Pillow's decompression-bomb check)",
+                        name,
+                    )
                 self.size, self.format, self._colorspace = (width, height), "JPEG", colorspace
                 return
         with self._open() as image:
@@ -103,8 +106,13 @@ class EncodedImage:
 
             width, height = self.size
             try:
-                return simplejpeg.decode_jpeg(self.data, colorspace="RGB", min_factor=reduction,
-                                              min_height=-(-height // reduction), min_width=-(-width // reduction))
+                return simplejpeg.decode_jpeg(
+                    self.data,
+                    colorspace="RGB",
+                    min_factor=reduction,
+                    min_height=-(-height // reduction),
+                    min_width=-(-width // reduction),
+                )
             except ValueError:
                 pass  # let Pillow decide: it decodes what libjpeg only warns about, and names real damage
         return np.asarray(decode(self._open_named(), reduction))

@@ -33,15 +33,35 @@ def _load() -> ctypes.CDLL:
     if libjpeg is None:
         raise KernelBuildError("no libjpeg found (neither Pillow's bundled one nor libjpeg.so.62)")
     if os.path.isabs(libjpeg):
-        link = (f"-L{os.path.dirname(libjpeg)}", f"-l:{os.path.basename(libjpeg)}",
-                f"-Wl,-rpath,{os.path.dirname(libjpeg)}")
+        link = (
+            f"-L{os.path.dirname(libjpeg)}",
+            f"-l:{os.path.basename(libjpeg)}",
+            f"-Wl,-rpath,{os.path.dirname(libjpeg)}",
+        )
     else:
         link = (f"-l:{libjpeg}",)
-    lib = load_library((KERNEL_DIR / "jpeg_cpu.cc",), tuple(sorted((KERNEL_DIR / "libjpeg").glob("*.h"))), FLAGS,
-                       "convnext_jpeg_region.so", libraries=link, with_jaxlib=False)
+    lib = load_library(
+        (KERNEL_DIR / "jpeg_cpu.cc",),
+        tuple(sorted((KERNEL_DIR / "libjpeg").glob("*.h"))),
+        FLAGS,
+        "convnext_jpeg_region.so",
+        libraries=link,
+        with_jaxlib=False,
+    )
     fn = lib.convnext_jpeg_decode_region
-    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                   ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_char_p, ctypes.c_int]
+    fn.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_char_p,
+        ctypes.c_int,
+    ]
     fn.restype = ctypes.c_int
     return lib
 
@@ -59,6 +79,7 @@ def decode_region(data: bytes, reduction: int, region: tuple[int, int, int, int]
         return None
     x0, y0, x1, y1 = region
     out = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
-    status = lib.convnext_jpeg_decode_region(data, len(data), reduction, x0, y0, x1, y1, out.ctypes.data,
-                                             out.strides[0], None, 0)
+    status = lib.convnext_jpeg_decode_region(
+        data, len(data), reduction, x0, y0, x1, y1, out.ctypes.data, out.strides[0], None, 0
+    )
     return out if status == 0 else None

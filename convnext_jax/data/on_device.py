@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,16 +29,25 @@ def normalize(images: jax.Array, mean: Sequence[float] | None, std: Sequence[flo
     return images
 
 
-def erase_boxes(key: jax.Array, count: int, height: int, width: int, prob: float, min_area: float = 0.02,
-                max_area: float = 1 / 3, min_aspect: float = 0.3) -> tuple[jax.Array, ...]:
+def erase_boxes(
+    key: jax.Array,
+    count: int,
+    height: int,
+    width: int,
+    prob: float,
+    min_area: float = 0.02,
+    max_area: float = 1 / 3,
+    min_aspect: float = 0.3,
+) -> tuple[jax.Array, ...]:
     """Per image: (erase?, top, left, box height, box width), drawn as timm's RandomErasing: with
     probability `prob`, up to 10 attempts at a box of area U(min_area, max_area) x image area and
     log-uniform aspect in [min_aspect, 1/min_aspect], the first that fits strictly inside."""
     keys = jax.random.split(key, 4)
     apply = jax.random.uniform(keys[0], (count,)) < prob
     area = jax.random.uniform(keys[1], (count, ERASE_ATTEMPTS), minval=min_area, maxval=max_area) * height * width
-    log_aspect = jax.random.uniform(keys[2], (count, ERASE_ATTEMPTS), minval=math.log(min_aspect),
-                                    maxval=-math.log(min_aspect))
+    log_aspect = jax.random.uniform(
+        keys[2], (count, ERASE_ATTEMPTS), minval=math.log(min_aspect), maxval=-math.log(min_aspect)
+    )
     aspect = jnp.exp(log_aspect)
     box_h = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
     box_w = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
@@ -58,8 +68,13 @@ def random_erasing(images: jax.Array, key: jax.Array, prob: float) -> jax.Array:
     apply, top, left, box_h, box_w = erase_boxes(box_key, count, height, width, prob)
     rows = jnp.arange(height)[None, :, None]
     cols = jnp.arange(width)[None, None, :]
-    inside = ((rows >= top[:, None, None]) & (rows < (top + box_h)[:, None, None])
-              & (cols >= left[:, None, None]) & (cols < (left + box_w)[:, None, None]) & apply[:, None, None])
+    inside = (
+        (rows >= top[:, None, None])
+        & (rows < (top + box_h)[:, None, None])
+        & (cols >= left[:, None, None])
+        & (cols < (left + box_w)[:, None, None])
+        & apply[:, None, None]
+    )
     noise = jax.random.normal(noise_key, images.shape, images.dtype)
     return jnp.where(inside[..., None], noise, images)
 

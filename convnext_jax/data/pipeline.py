@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import grain
 import numpy as np
@@ -25,10 +26,18 @@ from convnext_jax.data.transforms import (
 )
 
 
-def train_transforms(image_size: int, *, scale: Sequence[float] = (0.08, 1.0),
-                     ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: float = 0.5, auto_augment: str | None = None,
-                     color_jitter: float = 0.0, mean: Sequence[float] | None = IMAGENET_MEAN,
-                     reduce: bool = True, image_ops: str = "auto") -> list:
+def train_transforms(
+    image_size: int,
+    *,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    hflip: float = 0.5,
+    auto_augment: str | None = None,
+    color_jitter: float = 0.0,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    reduce: bool = True,
+    image_ops: str = "auto",
+) -> list:
     """timm's per-example training transform up to the uint8 pixels: RandomResizedCrop (JPEGs decoded
     at a reduced scale when the crop allows, `reduce`), flip, RandAugment *or* colour jitter (timm
     skips jitter when auto_augment is set). Normalisation, mixup/cutmix and random erasing follow
@@ -144,7 +153,9 @@ class Examples(grain.transforms.RandomMap):
 
 
 def _with_hint(error: BadImageError) -> BadImageError:
-    return BadImageError(f"{error}. Remove or fix the file, or set data.on_bad_image=skip (skip it and go on).", error.path)
+    return BadImageError(
+        f"{error}. Remove or fix the file, or set data.on_bad_image=skip (skip it and go on).", error.path
+    )
 
 
 class RepeatedAugmentation(grain.MapDataset):
@@ -155,8 +166,9 @@ class RepeatedAugmentation(grain.MapDataset):
     accumulation micro-step, device) — as timm deals them to different GPUs: consecutive stream
     elements go to consecutive slots, after the round-robin dealing to processes."""
 
-    def __init__(self, parent: grain.MapDataset, *, epoch_size: int, repeats: int, global_batch: int,
-                 slots: int, processes: int):
+    def __init__(
+        self, parent: grain.MapDataset, *, epoch_size: int, repeats: int, global_batch: int, slots: int, processes: int
+    ):
         super().__init__(parent)
         if global_batch % slots:
             raise ValueError(f"the global batch {global_batch} does not split into {slots} slots")
@@ -188,12 +200,24 @@ class RepeatedAugmentation(grain.MapDataset):
         return f"RepeatedAugmentation(repeats={self.repeats}, slots={self.slots})"
 
 
-def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bool, seed: int = 0,
-                  batch_transforms: Sequence[Any] = (), num_epochs: int | None = None, drop_remainder: bool = True,
-                  worker_count: int = 0, worker_buffer_size: int = 2,
-                  shard_options: grain.sharding.ShardOptions | None = None,
-                  threads: int | None = None, repeats: int = 1, slots_per_process: int = 1,
-                  leave_out_bad: bool = False) -> grain.IterDataset:
+def create_loader(
+    source: Any,
+    *,
+    batch_size: int,
+    transforms: list,
+    shuffle: bool,
+    seed: int = 0,
+    batch_transforms: Sequence[Any] = (),
+    num_epochs: int | None = None,
+    drop_remainder: bool = True,
+    worker_count: int = 0,
+    worker_buffer_size: int = 2,
+    shard_options: grain.sharding.ShardOptions | None = None,
+    threads: int | None = None,
+    repeats: int = 1,
+    slots_per_process: int = 1,
+    leave_out_bad: bool = False,
+) -> grain.IterDataset:
     """A deterministic grain pipeline: the order and the augmentation draws depend only on (seed,
     epoch, shard, worker_count) (each worker process batches every worker_count-th example;
     resume with the same worker_count).
@@ -223,26 +247,34 @@ def create_loader(source: Any, *, batch_size: int, transforms: list, shuffle: bo
         indices = indices.shuffle()
     indices = indices.repeat(num_epochs)
     if repeats > 1:
-        indices = RepeatedAugmentation(indices, epoch_size=len(source), repeats=repeats,
-                                       global_batch=batch_size * shard_options.shard_count,
-                                       slots=slots_per_process * shard_options.shard_count,
-                                       processes=shard_options.shard_count)
+        indices = RepeatedAugmentation(
+            indices,
+            epoch_size=len(source),
+            repeats=repeats,
+            global_batch=batch_size * shard_options.shard_count,
+            slots=slots_per_process * shard_options.shard_count,
+            processes=shard_options.shard_count,
+        )
     if shard_options.shard_count > 1:
-        indices = indices[shard_options.shard_index::shard_options.shard_count]
+        indices = indices[shard_options.shard_index :: shard_options.shard_count]
     examples = indices.random_map(Examples(source, list(transforms), leave_out=leave_out_bad))
     read = grain.ReadOptions(num_threads=threads or default_threads(worker_count), prefetch_buffer_size=4 * batch_size)
     loader = examples.to_iter_dataset(read).batch(batch_size, drop_remainder=drop_remainder)
     for index, op in enumerate(batch_transforms):  # grain transforms of whole batches
-        loader = loader.random_map(op, seed=seed + 1 + index) if isinstance(op, grain.transforms.RandomMap) \
+        loader = (
+            loader.random_map(op, seed=seed + 1 + index)
+            if isinstance(op, grain.transforms.RandomMap)
             else loader.map(op)
+        )
     if worker_count > 0:
         if not batch_transforms and hasattr(loader, "enable_shared_memory_output"):
             # Batches are stacked straight into shared memory (grain does this itself only for 2+ workers;
             # with one, every batch was stacked, then copied into shared memory).
             loader.enable_shared_memory_output()
-        loader = loader.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
-                                                                 per_worker_buffer_size=worker_buffer_size),
-                                    worker_init_fn=ignore_interrupts)
+        loader = loader.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=worker_count, per_worker_buffer_size=worker_buffer_size),
+            worker_init_fn=ignore_interrupts,
+        )
     return loader
 
 

@@ -33,8 +33,11 @@ def _open(spec: str, split: str, max_size: int, quality: int, class_names: list[
     from convnext_jax.data import make_source
 
     logging.getLogger("convnext_jax").setLevel(logging.ERROR)  # the parent already said what the source found
-    _worker.update(source=make_source(spec, split, image_size=max_size, **_classes(spec, class_names)),
-                   max_size=max_size, quality=quality)
+    _worker.update(
+        source=make_source(spec, split, image_size=max_size, **_classes(spec, class_names)),
+        max_size=max_size,
+        quality=quality,
+    )
 
 
 def _encode(index: int) -> bytes | None:
@@ -45,14 +48,24 @@ def _encode(index: int) -> bytes | None:
         record = source[index]
         image = record["image"]
         original = image.data if getattr(image, "format", None) == "JPEG" and hasattr(image, "data") else None
-        return encode_record(int(record["label"]), shrink_to_jpeg(image, _worker["max_size"], _worker["quality"],
-                                                                  original))
+        return encode_record(
+            int(record["label"]), shrink_to_jpeg(image, _worker["max_size"], _worker["quality"], original)
+        )
     except BadImageError:
         return None
 
 
-def prepare_split(spec: str, split: str, destination: str, *, max_size: int, quality: int, workers: int,
-                  shard_size: int, class_names: list[str] | None = None) -> dict[str, Any] | None:
+def prepare_split(
+    spec: str,
+    split: str,
+    destination: str,
+    *,
+    max_size: int,
+    quality: int,
+    workers: int,
+    shard_size: int,
+    class_names: list[str] | None = None,
+) -> dict[str, Any] | None:
     """Write one split's shards; None when the source has no such split. `class_names`: the train
     split's (image folders label val with them, so the labels agree)."""
     from array_record.python.array_record_module import ArrayRecordWriter
@@ -84,14 +97,23 @@ def prepare_split(spec: str, split: str, destination: str, *, max_size: int, qua
             writer.write(record)
             count += 1
             if count % 5000 == 0:
-                print(f"{split}: {count}/{len(source)} images, {count / (time.perf_counter() - began):.0f}/s",
-                      file=sys.stderr)
+                print(
+                    f"{split}: {count}/{len(source)} images, {count / (time.perf_counter() - began):.0f}/s",
+                    file=sys.stderr,
+                )
     if writer is not None:
         writer.close()
-    print(f"{split}: {count} images in {len(shards)} shard(s), {skipped} unreadable left out, "
-          f"{time.perf_counter() - began:.1f}s", file=sys.stderr)
-    return {"count": count, "skipped": skipped, "shards": shards,
-            "class_names": list(getattr(source, "class_names", [str(i) for i in range(source.num_classes)]))}
+    print(
+        f"{split}: {count} images in {len(shards)} shard(s), {skipped} unreadable left out, "
+        f"{time.perf_counter() - began:.1f}s",
+        file=sys.stderr,
+    )
+    return {
+        "count": count,
+        "skipped": skipped,
+        "shards": shards,
+        "class_names": list(getattr(source, "class_names", [str(i) for i in range(source.num_classes)])),
+    }
 
 
 @reports_user_errors
@@ -115,16 +137,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         splits = {}
         for split in ("train", "val"):
-            done = prepare_split(args.source, split, destination, max_size=args.max_size, quality=args.quality,
-                                 workers=args.workers, shard_size=args.shard_size,
-                                 class_names=splits["train"]["class_names"] if "train" in splits else None)
+            done = prepare_split(
+                args.source,
+                split,
+                destination,
+                max_size=args.max_size,
+                quality=args.quality,
+                workers=args.workers,
+                shard_size=args.shard_size,
+                class_names=splits["train"]["class_names"] if "train" in splits else None,
+            )
             if done is not None:
                 splits[split] = done
         class_names = splits["train"].pop("class_names")
         for split in splits.values():
             split.pop("class_names", None)
-        manifest = {"format": FORMAT_VERSION, "source": args.source, "max_size": args.max_size,
-                    "quality": args.quality, "class_names": class_names, "splits": splits}
+        manifest = {
+            "format": FORMAT_VERSION,
+            "source": args.source,
+            "max_size": args.max_size,
+            "quality": args.quality,
+            "class_names": class_names,
+            "splits": splits,
+        }
         with open(os.path.join(destination, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=2)
     except BaseException:

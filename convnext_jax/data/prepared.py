@@ -31,19 +31,25 @@ def encode_record(label: int, jpeg: bytes) -> bytes:
 
 
 def decode_record(record: bytes) -> tuple[int, bytes]:
-    return _LABEL.unpack_from(record)[0], record[_LABEL.size:]
+    return _LABEL.unpack_from(record)[0], record[_LABEL.size :]
 
 
-def shrink_to_jpeg(image: Image.Image | EncodedImage | np.ndarray, max_size: int, quality: int,
-                   original: bytes | None = None) -> bytes:
+def shrink_to_jpeg(
+    image: Image.Image | EncodedImage | np.ndarray, max_size: int, quality: int, original: bytes | None = None
+) -> bytes:
     """The image as JPEG bytes with its longer side at most `max_size` (antialiased bicubic resize).
     A JPEG that is already small enough is kept byte for byte (no second generation loss)."""
     from convnext_jax.data.images import decode, reduction_for
 
     width, height = image.size if not isinstance(image, np.ndarray) else (image.shape[1], image.shape[0])
     scale = max_size / max(width, height)
-    rgb_jpeg = isinstance(image, EncodedImage) and image.is_colour_jpeg() or \
-        isinstance(image, Image.Image) and image.format == "JPEG" and image.mode == "RGB"
+    rgb_jpeg = (
+        isinstance(image, EncodedImage)
+        and image.is_colour_jpeg()
+        or isinstance(image, Image.Image)
+        and image.format == "JPEG"
+        and image.mode == "RGB"
+    )
     if scale >= 1 and original is not None and rgb_jpeg:
         return original
     reduction = 1
@@ -65,8 +71,10 @@ class PreparedSource:
         root = os.fspath(root)
         manifest_path = os.path.join(root, MANIFEST)
         if not os.path.isfile(manifest_path):
-            raise DataNotFoundError(f"{root} is not a prepared dataset (no {MANIFEST}); make one with "
-                                    f"`python -m convnext_jax.data.prepare SOURCE {root}`")
+            raise DataNotFoundError(
+                f"{root} is not a prepared dataset (no {MANIFEST}); make one with "
+                f"`python -m convnext_jax.data.prepare SOURCE {root}`"
+            )
         with open(manifest_path) as f:
             manifest = json.load(f)
         if split not in manifest["splits"]:

@@ -7,7 +7,8 @@ list and applied with probability `prob`; its magnitude is N(m, mstd) clipped to
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grain
 import numpy as np
@@ -57,8 +58,9 @@ OPS: dict[str, Callable[[Image.Image, float, np.random.Generator, tuple], Image.
     "AutoContrast": lambda im, m, rng, fill: ImageOps.autocontrast(im),
     "Equalize": lambda im, m, rng, fill: ImageOps.equalize(im),
     "Invert": lambda im, m, rng, fill: ImageOps.invert(im),
-    "Rotate": lambda im, m, rng, fill: im.rotate(_negate(m / LEVEL_DENOM * 30.0, rng), resample=Image.BICUBIC,
-                                                fillcolor=fill),
+    "Rotate": lambda im, m, rng, fill: im.rotate(
+        _negate(m / LEVEL_DENOM * 30.0, rng), resample=Image.BICUBIC, fillcolor=fill
+    ),
     "PosterizeIncreasing": lambda im, m, rng, fill: _posterize(im, 4 - int(m / LEVEL_DENOM * 4)),
     "SolarizeIncreasing": lambda im, m, rng, fill: ImageOps.solarize(im, 256 - int(m / LEVEL_DENOM * 256)),
     "SolarizeAdd": lambda im, m, rng, fill: _solarize_add(im, min(128, int(m / LEVEL_DENOM * 110))),
@@ -69,9 +71,11 @@ OPS: dict[str, Callable[[Image.Image, float, np.random.Generator, tuple], Image.
     "ShearX": lambda im, m, rng, fill: _affine(im, (1, _negate(m / LEVEL_DENOM * 0.3, rng), 0, 0, 1, 0), fill),
     "ShearY": lambda im, m, rng, fill: _affine(im, (1, 0, 0, _negate(m / LEVEL_DENOM * 0.3, rng), 1, 0), fill),
     "TranslateXRel": lambda im, m, rng, fill: _affine(
-        im, (1, 0, _negate(m / LEVEL_DENOM * 0.45, rng) * im.size[0], 0, 1, 0), fill),
+        im, (1, 0, _negate(m / LEVEL_DENOM * 0.45, rng) * im.size[0], 0, 1, 0), fill
+    ),
     "TranslateYRel": lambda im, m, rng, fill: _affine(
-        im, (1, 0, 0, 0, 1, _negate(m / LEVEL_DENOM * 0.45, rng) * im.size[1]), fill),
+        im, (1, 0, 0, 0, 1, _negate(m / LEVEL_DENOM * 0.45, rng) * im.size[1]), fill
+    ),
 }
 
 
@@ -84,8 +88,14 @@ def rotation_matrix(angle: float, width: int, height: int) -> tuple[float, ...] 
     if angle in (0, 180) or (angle in (90, 270) and width == height):
         return None
     angle = -math.radians(angle)
-    matrix = [round(math.cos(angle), 15), round(math.sin(angle), 15), 0.0,
-              round(-math.sin(angle), 15), round(math.cos(angle), 15), 0.0]
+    matrix = [
+        round(math.cos(angle), 15),
+        round(math.sin(angle), 15),
+        0.0,
+        round(-math.sin(angle), 15),
+        round(math.cos(angle), 15),
+        0.0,
+    ]
     a, b, c, d, e, f = matrix
     center_x, center_y = width / 2, height / 2
     matrix[2], matrix[5] = a * -center_x + b * -center_y + c, d * -center_x + e * -center_y + f
@@ -158,14 +168,16 @@ def rand_augment_from_string(spec: str, fill: tuple[int, ...] = (124, 116, 104))
     """Parse timm's config string, e.g. 'rand-m9-mstd0.5-inc1' (keys m, n, mstd, mmax, p, inc)."""
     parts = spec.split("-")
     if parts[0] != "rand":
-        raise ValueError(f"auto_augment {spec!r} is not supported: use a RandAugment string like 'rand-m9-mstd0.5-inc1'")
+        raise ValueError(
+            f"auto_augment {spec!r} is not supported: use a RandAugment string like 'rand-m9-mstd0.5-inc1'"
+        )
     options: dict[str, Any] = {"fill": fill}
     keys = {"mstd": "magnitude_std", "mmax": "magnitude_max", "m": "magnitude", "n": "num_layers", "p": "prob"}
     for part in parts[1:]:
         key = next((k for k in ("mstd", "mmax", "inc", "m", "n", "p") if part.startswith(k)), None)
         if key is None:
             raise ValueError(f"unknown RandAugment option {part!r} in {spec!r}; known: m, n, mstd, mmax, p, inc")
-        value = float(part[len(key):])
+        value = float(part[len(key) :])
         if key == "inc":
             if not value:
                 raise ValueError(f"{spec!r}: only the increasing-severity op set (inc1) is implemented")

@@ -9,7 +9,7 @@ faster than Pillow's (packed RGB instead of RGBX, SIMD), and ctypes releases the
 from __future__ import annotations
 
 import ctypes
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -22,8 +22,9 @@ FILTERS = {Image.BILINEAR: 2, Image.BICUBIC: 3}  # Pillow's Resampling numbers, 
 
 
 def _load() -> ctypes.CDLL:
-    lib = load_library((KERNEL_DIR / "image_cpu.cc",), (), (*FLAGS, "-ffp-contract=off"), "convnext_image_ops.so",
-                       with_jaxlib=False)
+    lib = load_library(
+        (KERNEL_DIR / "image_cpu.cc",), (), (*FLAGS, "-ffp-contract=off"), "convnext_image_ops.so", with_jaxlib=False
+    )
     p, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     lib.convnext_resize_rgb.argtypes = [p, p, i, i, ctypes.c_int64, p, i, i, f, f, f, f, i, p]
     lib.convnext_resize_rgb.restype = i
@@ -50,21 +51,33 @@ def use_native(image_ops: str) -> bool:
         return False
     available = native_library() is not None
     if image_ops == "native" and not available:
-        raise ConfigError("data.image_ops='native' but the native image ops cannot be built (no C++ compiler?): "
-                          "install g++ or set data.image_ops='auto'")
+        raise ConfigError(
+            "data.image_ops='native' but the native image ops cannot be built (no C++ compiler?): "
+            "install g++ or set data.image_ops='auto'"
+        )
     return available
 
 
 def _packed(pixels: np.ndarray) -> np.ndarray:
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) uint8 pixels, got {pixels.dtype} {pixels.shape}")
-    return pixels if pixels.strides[1:] == (3, 1) and pixels.strides[0] >= 3 * pixels.shape[1] \
+    return (
+        pixels
+        if pixels.strides[1:] == (3, 1) and pixels.strides[0] >= 3 * pixels.shape[1]
         else np.ascontiguousarray(pixels)
+    )
 
 
-def resize(pixels: np.ndarray, size: tuple[int, int], box: Sequence[float] | None = None, *,
-           resample: int = Image.BICUBIC, native: bool = True, origin: tuple[int, int] = (0, 0),
-           full_size: tuple[int, int] | None = None) -> np.ndarray:
+def resize(
+    pixels: np.ndarray,
+    size: tuple[int, int],
+    box: Sequence[float] | None = None,
+    *,
+    resample: int = Image.BICUBIC,
+    native: bool = True,
+    origin: tuple[int, int] = (0, 0),
+    full_size: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Pillow's `Image.resize((width, height), resample, box)` of (H, W, 3) uint8 pixels to
     size = (height, width); box = (x0, y0, x1, y1) in input pixels (default: the whole image).
 
@@ -85,16 +98,27 @@ def resize(pixels: np.ndarray, size: tuple[int, int], box: Sequence[float] | Non
     scratch = np.empty(lib.convnext_resize_scratch_bytes(in_h, in_w, height, width), np.uint8)
     stride = pixels.strides[0]
     start = pixels.ctypes.data
-    status = lib.convnext_resize_rgb(start - origin[1] * stride - origin[0] * 3, start + pixels.nbytes, in_h, in_w,
-                                     stride, out.ctypes.data, height, width, *(float(v) for v in box),
-                                     FILTERS[resample], scratch.ctypes.data)
+    status = lib.convnext_resize_rgb(
+        start - origin[1] * stride - origin[0] * 3,
+        start + pixels.nbytes,
+        in_h,
+        in_w,
+        stride,
+        out.ctypes.data,
+        height,
+        width,
+        *(float(v) for v in box),
+        FILTERS[resample],
+        scratch.ctypes.data,
+    )
     if status != 0:
         raise ValueError(f"cannot resize {in_w}x{in_h} to {width}x{height} with box {box}")
     return out
 
 
-def support(full_size: tuple[int, int], size: tuple[int, int], box: Sequence[float],
-            resample: int = Image.BICUBIC) -> tuple[int, int, int, int] | None:
+def support(
+    full_size: tuple[int, int], size: tuple[int, int], box: Sequence[float], resample: int = Image.BICUBIC
+) -> tuple[int, int, int, int] | None:
     """The pixels (x0, y0, x1, y1) of an image of full_size = (height, width) that `resize` to
     size = (height, width) with `box` reads; None without the native ops."""
     lib = native_library()
@@ -112,15 +136,17 @@ def affine(pixels: np.ndarray, matrix: Sequence[float], fill: Sequence[int], *, 
     lib = native_library() if native else None
     if lib is None:
         image = Image.fromarray(np.ascontiguousarray(pixels))
-        return np.asarray(image.transform(image.size, Image.AFFINE, tuple(matrix), resample=Image.BICUBIC,
-                                          fillcolor=tuple(fill)))
+        return np.asarray(
+            image.transform(image.size, Image.AFFINE, tuple(matrix), resample=Image.BICUBIC, fillcolor=tuple(fill))
+        )
     pixels = np.ascontiguousarray(pixels)
     height, width = pixels.shape[:2]
     out = np.empty_like(pixels)
     coefficients = np.asarray(matrix[:6], np.float64)
     colour = np.asarray(fill[:3], np.uint8)
-    lib.convnext_affine_bicubic_rgb(pixels.ctypes.data, height, width, out.ctypes.data, coefficients.ctypes.data,
-                                    colour.ctypes.data)
+    lib.convnext_affine_bicubic_rgb(
+        pixels.ctypes.data, height, width, out.ctypes.data, coefficients.ctypes.data, colour.ctypes.data
+    )
     return out
 
 
@@ -137,6 +163,7 @@ def enhance(pixels: np.ndarray, kind: str, factor: float, *, native: bool = True
         return np.asarray(getattr(ImageEnhance, kind)(Image.fromarray(np.ascontiguousarray(pixels))).enhance(factor))
     pixels = np.ascontiguousarray(pixels)
     out = np.empty_like(pixels)
-    lib.convnext_enhance_rgb(pixels.ctypes.data, pixels.shape[0] * pixels.shape[1], out.ctypes.data,
-                             ENHANCEMENTS[kind], float(factor))
+    lib.convnext_enhance_rgb(
+        pixels.ctypes.data, pixels.shape[0] * pixels.shape[1], out.ctypes.data, ENHANCEMENTS[kind], float(factor)
+    )
     return out

@@ -49,7 +49,7 @@ def extra_set_of(spec: str) -> tuple[str, ExtraSet] | None:
     return (name, EXTRA_SETS[base]) if base in EXTRA_SETS else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def class_subset(name: str) -> tuple[int, ...]:
     """The ImageNet-1k indices of set `name`'s classes (() for sets with all 1000)."""
     subset_file = EXTRA_SETS[name].subset_file

@@ -87,8 +87,7 @@ class ImageFolderSource:
     and counts them in summary.json), or stops it with BadImageError naming the file (`"error"`).
     """
 
-    def __init__(self, root: str | os.PathLike, *, class_names: list[str] | None = None,
-                 on_bad_image: str = "skip"):
+    def __init__(self, root: str | os.PathLike, *, class_names: list[str] | None = None, on_bad_image: str = "skip"):
         root = os.fspath(root)
         if not os.path.isdir(root):
             raise DataNotFoundError(f"image folder {root!r} does not exist: expected {root}/<class>/<image files>")
@@ -102,8 +101,10 @@ class ImageFolderSource:
         else:
             extra = sorted(set(found) - set(class_names))
             if extra:
-                raise DataError(f"{root} has classes that the training split does not: {extra}. "
-                                 "Train and val must use the same class folders.")
+                raise DataError(
+                    f"{root} has classes that the training split does not: {extra}. "
+                    "Train and val must use the same class folders."
+                )
             missing = sorted(set(class_names) - set(found))
             if missing:
                 log.warning("%s has no folder for %d training classes: %s", root, len(missing), missing[:10])
@@ -125,8 +126,9 @@ class ImageFolderSource:
                 empty.append(name)
             self.samples += [(path, label) for path in sorted(files)]
         if empty:
-            log.warning("%s: %d class folder(s) without images (kept as labels, no samples): %s",
-                        root, len(empty), empty[:10])
+            log.warning(
+                "%s: %d class folder(s) without images (kept as labels, no samples): %s", root, len(empty), empty[:10]
+            )
         if skipped_files:
             log.warning("%s: ignored %d file(s) without an image extension %s", root, skipped_files, IMAGE_EXTENSIONS)
         if not self.samples:
@@ -164,8 +166,9 @@ class TfdsSource:
     downloaded: a missing dataset raises FileNotFoundError explaining how to prepare it.
     """
 
-    def __init__(self, name: str, split: str, data_dir: str | None = None, image_key: str = "image",
-                 label_key: str = "label"):
+    def __init__(
+        self, name: str, split: str, data_dir: str | None = None, image_key: str = "image", label_key: str = "label"
+    ):
         import tensorflow_datasets as tfds
 
         try:
@@ -178,13 +181,15 @@ class TfdsSource:
         if splits and split.split("[")[0] not in splits:
             raise DataError(f"TFDS dataset {name!r} has splits {splits}, not {split!r}")
         try:
-            self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False,
-                                            decoders={image_key: tfds.decode.SkipDecoding()})
+            self._source = tfds.data_source(
+                name, split=split, data_dir=data_dir, download=False, decoders={image_key: tfds.decode.SkipDecoding()}
+            )
         except Exception as e:  # not prepared, or prepared as TFRecord (no random access)
             raise DataNotFoundError(
                 f"TFDS dataset {name!r} split {split!r} cannot be opened from {builder.data_dir!r} ({_first_line(e)}). "
                 f"Prepare it once as ArrayRecord on a machine with the source files: `tfds build {name} "
-                f"--data_dir=DIR --file_format=array_record`, then set data_dir=DIR.") from e
+                f"--data_dir=DIR --file_format=array_record`, then set data_dir=DIR."
+            ) from e
         self.num_classes = builder.info.features[label_key].num_classes
         self.image_key, self.label_key = image_key, label_key
         self._description = f"TfdsSource(name={name!r}, split={split!r})"
@@ -218,8 +223,15 @@ class TfdsSource:
         return {"image": self.image_of(record, index), "label": int(record[self.label_key])}
 
 
-def make_source(spec: str, split: str, *, data_dir: str | None = None, image_size: int = 224,
-                class_names: list[str] | None = None, **options: Any) -> Any:
+def make_source(
+    spec: str,
+    split: str,
+    *,
+    data_dir: str | None = None,
+    image_size: int = 224,
+    class_names: list[str] | None = None,
+    **options: Any,
+) -> Any:
     """Build a source from `config.data.source`: 'embedded:digits', 'synthetic', 'folder:/path', 'tfds:name',
     'prepared:/path' (made by `python -m convnext_jax.data.prepare`).
 

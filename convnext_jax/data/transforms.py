@@ -41,9 +41,14 @@ def image_size(image: Image.Image | np.ndarray) -> tuple[int, int]:
     return (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.size[1], image.size[0])
 
 
-def _resize(image: Image.Image | np.ndarray, size: tuple[int, int],
-            box: tuple[float, float, float, float] | None = None, *, reduce: bool = False,
-            native: bool = False) -> Image.Image | np.ndarray:
+def _resize(
+    image: Image.Image | np.ndarray,
+    size: tuple[int, int],
+    box: tuple[float, float, float, float] | None = None,
+    *,
+    reduce: bool = False,
+    native: bool = False,
+) -> Image.Image | np.ndarray:
     """Bicubic (antialiased, as PIL/torchvision) resize to (height, width) of a crop box (x0, y0, x1, y1).
 
     With `reduce`, a JPEG is decoded at the largest DCT scale-down (1/2, 1/4, 1/8) that keeps the
@@ -59,8 +64,12 @@ def _resize(image: Image.Image | np.ndarray, size: tuple[int, int],
         box_w, box_h = box[2] - box[0], box[3] - box[1]
         factor = reduction_for(image, (int(math.ceil(width * full_w / box_w)), int(math.ceil(height * full_h / box_h))))
     if factor > 1:  # the decoded image is ceil(size / factor), as libjpeg scales (Pillow's draft mode too)
-        box = (box[0] / factor, box[1] / factor, min(box[2] / factor, -(-full_w // factor)),
-               min(box[3] / factor, -(-full_h // factor)))
+        box = (
+            box[0] / factor,
+            box[1] / factor,
+            min(box[2] / factor, -(-full_w // factor)),
+            min(box[3] / factor, -(-full_h // factor)),
+        )
     if native:
         if isinstance(image, EncodedImage):
             resized = _resize_region(image, size, box, factor)
@@ -70,8 +79,9 @@ def _resize(image: Image.Image | np.ndarray, size: tuple[int, int],
     return decode(image, factor).resize((width, height), Image.BICUBIC, box=box)
 
 
-def _resize_region(image: EncodedImage, size: tuple[int, int], box: tuple[float, float, float, float],
-                   factor: int) -> np.ndarray | None:
+def _resize_region(
+    image: EncodedImage, size: tuple[int, int], box: tuple[float, float, float, float], factor: int
+) -> np.ndarray | None:
     """`_resize` of a JPEG (box in its 1/`factor` scaled pixels) decoding only the pixels the resize
     reads, plus a margin: the same result as decoding it whole. None when the region decoder cannot
     (the caller decodes whole)."""
@@ -88,8 +98,9 @@ def _resize_region(image: EncodedImage, size: tuple[int, int], box: tuple[float,
     return resample.resize(pixels, size, box, origin=(x0, y0), full_size=full)
 
 
-def random_resized_crop_box(height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
-                            rng: np.random.Generator) -> tuple[int, int, int, int]:
+def random_resized_crop_box(
+    height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], rng: np.random.Generator
+) -> tuple[int, int, int, int]:
     """torchvision's RandomResizedCrop.get_params: (top, left, crop_height, crop_width)."""
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -124,8 +135,12 @@ class RandomResizedCrop(grain.transforms.RandomMap):
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         image = element["image"]
         top, left, h, w = random_resized_crop_box(*image_size(image), self.scale, self.ratio, rng)
-        return {**element, "image": _resize(image, (self.size, self.size), (left, top, left + w, top + h),
-                                            reduce=self.reduce, native=self.native)}
+        return {
+            **element,
+            "image": _resize(
+                image, (self.size, self.size), (left, top, left + w, top + h), reduce=self.reduce, native=self.native
+            ),
+        }
 
 
 @dataclasses.dataclass
@@ -185,8 +200,11 @@ class ColorJitter(grain.transforms.RandomMap):
         from PIL import ImageEnhance
 
         image = as_pil(element["image"])
-        enhancers = [(ImageEnhance.Brightness, self.brightness), (ImageEnhance.Contrast, self.contrast),
-                     (ImageEnhance.Color, self.saturation)]
+        enhancers = [
+            (ImageEnhance.Brightness, self.brightness),
+            (ImageEnhance.Contrast, self.contrast),
+            (ImageEnhance.Color, self.saturation),
+        ]
         for index in rng.permutation(len(enhancers)):
             kind, strength = enhancers[index]
             if strength > 0:

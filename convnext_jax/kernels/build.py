@@ -22,8 +22,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jaxlib
@@ -66,22 +66,31 @@ def _compiler() -> str:
     return path
 
 
-def library_path(sources: tuple[Path, ...] | None = None, headers: tuple[Path, ...] | None = None,
-                 flags: tuple[str, ...] | None = None, name: str = "convnext_cpu_kernels.so",
-                 with_jaxlib: bool = True) -> Path:
+def library_path(
+    sources: tuple[Path, ...] | None = None,
+    headers: tuple[Path, ...] | None = None,
+    flags: tuple[str, ...] | None = None,
+    name: str = "convnext_cpu_kernels.so",
+    with_jaxlib: bool = True,
+) -> Path:
     """Where the library for these sources (default: the XLA kernels), jaxlib (when it builds
     against its headers), compiler, flags and CPU lives (built or not)."""
     sources, headers, flags = sources or SOURCES, HEADERS if headers is None else headers, flags or FLAGS
     cxx = _compiler()
     version = subprocess.run([cxx, "--version"], check=False, capture_output=True, text=True).stdout.splitlines()[:1]
     texts = [path.read_text() for path in (*sources, *headers)]
-    key = hashlib.sha256("\n".join([*texts, jaxlib.__version__ if with_jaxlib else "", cxx, *version, *flags,
-                                    _cpu_signature()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        "\n".join([*texts, jaxlib.__version__ if with_jaxlib else "", cxx, *version, *flags, _cpu_signature()]).encode()
+    ).hexdigest()[:16]
     return _cache_dir() / key / name
 
 
-def _build(target: Path, sources: tuple[Path, ...] | None = None, flags: tuple[str, ...] | None = None,
-           libraries: tuple[str, ...] = ()) -> None:
+def _build(
+    target: Path,
+    sources: tuple[Path, ...] | None = None,
+    flags: tuple[str, ...] | None = None,
+    libraries: tuple[str, ...] = (),
+) -> None:
     """Compile every source (default: the XLA kernels) to an object file (in parallel), link them
     (with `libraries`: linker arguments after the objects), rename into place."""
     sources, flags = sources or SOURCES, flags or FLAGS
@@ -89,8 +98,10 @@ def _build(target: Path, sources: tuple[Path, ...] | None = None, flags: tuple[s
         target.parent.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(dir=target.parent))
     except OSError as err:
-        raise KernelBuildError(f"cannot write the kernel cache {target.parent}: {err} "
-                               "(set $CONVNEXT_JAX_KERNEL_CACHE to a writable directory)") from err
+        raise KernelBuildError(
+            f"cannot write the kernel cache {target.parent}: {err} "
+            "(set $CONVNEXT_JAX_KERNEL_CACHE to a writable directory)"
+        ) from err
     try:
         compile_flags = [flag for flag in flags if flag != "-shared"]
         includes = [f"-I{jax.ffi.include_dir()}", f"-I{KERNEL_DIR}"]
@@ -113,9 +124,15 @@ def _build(target: Path, sources: tuple[Path, ...] | None = None, flags: tuple[s
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def load_library(sources: tuple[Path, ...] | None = None, headers: tuple[Path, ...] | None = None,
-                 flags: tuple[str, ...] | None = None, name: str = "convnext_cpu_kernels.so", *,
-                 libraries: tuple[str, ...] = (), with_jaxlib: bool = True) -> ctypes.CDLL:
+def load_library(
+    sources: tuple[Path, ...] | None = None,
+    headers: tuple[Path, ...] | None = None,
+    flags: tuple[str, ...] | None = None,
+    name: str = "convnext_cpu_kernels.so",
+    *,
+    libraries: tuple[str, ...] = (),
+    with_jaxlib: bool = True,
+) -> ctypes.CDLL:
     """Build (if not cached) and load a native library (default: the XLA kernels); the cache key
     covers the link arguments too (`libraries`: another libjpeg builds another library).
 
@@ -171,7 +188,10 @@ def cpu_kernels_available() -> bool:
     try:
         load_cpu_kernels()
     except KernelBuildError as err:
-        log.warning("native CPU kernels unavailable (depthwise conv falls back to the XLA 'shift' formulation, "
-                    "LayerNorm to XLA): %s", err)
+        log.warning(
+            "native CPU kernels unavailable (depthwise conv falls back to the XLA 'shift' formulation, "
+            "LayerNorm to XLA): %s",
+            err,
+        )
         return False
     return True

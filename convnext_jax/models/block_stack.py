@@ -9,7 +9,8 @@ One parameter layout serves every execution mode, so checkpoints do not depend o
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 from flax import nnx
@@ -36,9 +37,17 @@ def _slice(tree: Any, start: int, stop: int) -> Any:
     return jax.tree.map(lambda a: a[start:stop], tree)
 
 
-def run_block_stack(graphdef: nnx.GraphDef, stacked_state: nnx.State, x: jax.Array,
-                    per_block: dict[str, jax.Array], block_fn: BlockFn, *, scan: bool,
-                    remat: str = "none", remat_segments: int = 0) -> jax.Array:
+def run_block_stack(
+    graphdef: nnx.GraphDef,
+    stacked_state: nnx.State,
+    x: jax.Array,
+    per_block: dict[str, jax.Array],
+    block_fn: BlockFn,
+    *,
+    scan: bool,
+    remat: str = "none",
+    remat_segments: int = 0,
+) -> jax.Array:
     """Apply `block_fn(block_i, h, per_block_i)` for i in range(depth), threading h.
 
     `per_block` holds per-block inputs (drop-path rates, RNG keys) with leading axis depth.
@@ -55,7 +64,7 @@ def run_block_stack(graphdef: nnx.GraphDef, stacked_state: nnx.State, x: jax.Arr
             h, _ = jax.lax.scan(one_block, h, (params, inputs))
             return h
         for i in range(length):
-            h, _ = one_block(h, jax.tree.map(lambda a: a[i], (params, inputs)))
+            h, _ = one_block(h, jax.tree.map(lambda a, i=i: a[i], (params, inputs)))
         return h
 
     if remat != "none":
@@ -74,8 +83,9 @@ def run_block_stack(graphdef: nnx.GraphDef, stacked_state: nnx.State, x: jax.Arr
         x, _ = jax.lax.scan(segment_step, x, (grouped(stacked_state), grouped(per_block)))
     else:
         for g in range(num_full):
-            x = run_segment(x, _slice(stacked_state, g * size, (g + 1) * size),
-                            _slice(per_block, g * size, (g + 1) * size))
+            x = run_segment(
+                x, _slice(stacked_state, g * size, (g + 1) * size), _slice(per_block, g * size, (g + 1) * size)
+            )
     if num_full * size < depth:
         start = num_full * size
         x = run_segment(x, _slice(stacked_state, start, depth), _slice(per_block, start, depth))

@@ -78,7 +78,7 @@ class ConvNeXtConfig:
         """2 for ConvNeXt V2 (GRN), 1 otherwise."""
         return 2 if self.use_grn else 1
 
-    def replace(self, **changes: Any) -> "ConvNeXtConfig":
+    def replace(self, **changes: Any) -> ConvNeXtConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -90,8 +90,9 @@ def round_to_multiple(value: float, multiple: int = 8) -> int:
     return rounded
 
 
-def scale_architecture(depths: tuple[int, ...], dims: tuple[int, ...], depth_multiplier: float = 1.0,
-                       width_multiplier: float = 1.0) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def scale_architecture(
+    depths: tuple[int, ...], dims: tuple[int, ...], depth_multiplier: float = 1.0, width_multiplier: float = 1.0
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The scaling rule: every stage depth x `depth_multiplier` (rounded up, >= 1), every
     stage width x `width_multiplier` (rounded to a multiple of 8).
 

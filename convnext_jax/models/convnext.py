@@ -17,8 +17,15 @@ from flax import nnx
 
 from convnext_jax.models.block_stack import run_block_stack
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.layers import (Dense, DepthwiseConv, GlobalResponseNorm, LayerNorm, constant, drop_path,
-                                       trunc_normal)
+from convnext_jax.models.layers import (
+    Dense,
+    DepthwiseConv,
+    GlobalResponseNorm,
+    LayerNorm,
+    constant,
+    drop_path,
+    trunc_normal,
+)
 from convnext_jax.ops import OpSet, resolve_ops
 
 
@@ -33,18 +40,37 @@ def model_ops(cfg: ConvNeXtConfig) -> OpSet:
     return resolve_ops(dwconv=cfg.dwconv_impl, layer_norm=cfg.norm_impl, gelu=cfg.gelu_impl, dense=cfg.dense_impl)
 
 
-def _dense(in_features: int, out_features: int, dtype: jnp.dtype, param_dtype: jnp.dtype, ops: OpSet,
-           rngs: nnx.Rngs) -> Dense:
-    return Dense(in_features, out_features, dtype=dtype, param_dtype=param_dtype, op=ops.dense,
-                 kernel_init=trunc_normal(), bias_init=constant(0.0), rngs=rngs)
+def _dense(
+    in_features: int, out_features: int, dtype: jnp.dtype, param_dtype: jnp.dtype, ops: OpSet, rngs: nnx.Rngs
+) -> Dense:
+    return Dense(
+        in_features,
+        out_features,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        op=ops.dense,
+        kernel_init=trunc_normal(),
+        bias_init=constant(0.0),
+        rngs=rngs,
+    )
 
 
-def _patch_conv(in_chans: int, out_chans: int, size: int, dtype: jnp.dtype, param_dtype: jnp.dtype,
-                rngs: nnx.Rngs) -> nnx.Conv:
+def _patch_conv(
+    in_chans: int, out_chans: int, size: int, dtype: jnp.dtype, param_dtype: jnp.dtype, rngs: nnx.Rngs
+) -> nnx.Conv:
     """Non-overlapping size x size conv with stride `size` (stem patchify and downsampling)."""
-    return nnx.Conv(in_chans, out_chans, kernel_size=(size, size), strides=(size, size), padding="VALID",
-                    dtype=dtype, param_dtype=param_dtype, kernel_init=trunc_normal(),
-                    bias_init=constant(0.0), rngs=rngs)
+    return nnx.Conv(
+        in_chans,
+        out_chans,
+        kernel_size=(size, size),
+        strides=(size, size),
+        padding="VALID",
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=trunc_normal(),
+        bias_init=constant(0.0),
+        rngs=rngs,
+    )
 
 
 class ConvNeXtBlock(nnx.Module):
@@ -53,18 +79,25 @@ class ConvNeXtBlock(nnx.Module):
     def __init__(self, dim: int, cfg: ConvNeXtConfig, ops: OpSet, *, rngs: nnx.Rngs):
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         hidden = int(cfg.mlp_ratio * dim)
-        self.conv_dw = DepthwiseConv(dim, cfg.kernel_size, op=ops.dwconv, dtype=dtype, param_dtype=param_dtype,
-                                     rngs=rngs)
+        self.conv_dw = DepthwiseConv(
+            dim, cfg.kernel_size, op=ops.dwconv, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+        )
         self.norm = LayerNorm(dim, eps=cfg.norm_eps, param_dtype=param_dtype, op=ops.layer_norm)
         self.fc1 = _dense(dim, hidden, dtype, param_dtype, ops, rngs)
         self.grn = GlobalResponseNorm(hidden, param_dtype=param_dtype, stats=cfg.grn_stats) if cfg.use_grn else None
         self.fc2 = _dense(hidden, dim, dtype, param_dtype, ops, rngs)
-        self.gamma = (nnx.Param(constant(cfg.ls_init_value)(None, (dim,), param_dtype))
-                      if cfg.ls_init_value is not None else None)
+        self.gamma = (
+            nnx.Param(constant(cfg.ls_init_value)(None, (dim,), param_dtype)) if cfg.ls_init_value is not None else None
+        )
         self.gelu = ops.gelu
 
-    def __call__(self, x: jax.Array, drop_rate: jax.Array | None = None, key: jax.Array | None = None,
-                 keep: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        drop_rate: jax.Array | None = None,
+        key: jax.Array | None = None,
+        keep: jax.Array | None = None,
+    ) -> jax.Array:
         """`keep` (N, H, W, 1; 0 = removed): the dense emulation of a sparse block (FCMAE's encoder).
         Removed positions are zeroed before the depthwise conv, the only op that mixes positions,
         and left out of GRN's statistics, so nothing at a removed position reaches a kept one."""
@@ -93,8 +126,18 @@ def _stacked_blocks(dim: int, depth: int, cfg: ConvNeXtConfig, ops: OpSet, rngs:
 class ConvNeXtStage(nnx.Module):
     """[LayerNorm -> 2x2 stride-2 conv] downsample (all stages but the first), then `depth` blocks."""
 
-    def __init__(self, in_dim: int, dim: int, depth: int, rates: np.ndarray, cfg: ConvNeXtConfig, ops: OpSet, *,
-                 downsample: bool, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        depth: int,
+        rates: np.ndarray,
+        cfg: ConvNeXtConfig,
+        ops: OpSet,
+        *,
+        downsample: bool,
+        rngs: nnx.Rngs,
+    ):
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         if downsample:
             self.downsample_norm = LayerNorm(in_dim, eps=cfg.norm_eps, param_dtype=param_dtype, op=ops.layer_norm)
@@ -121,8 +164,16 @@ class ConvNeXtStage(nnx.Module):
         if not per_block:  # scan needs at least one per-block input to know the length
             per_block = {"index": jnp.arange(self.depth)}
         graphdef, state = nnx.split(self.blocks)
-        return run_block_stack(graphdef, state, x, per_block, block_fn, scan=self.cfg.scan_blocks,
-                               remat=self.cfg.remat, remat_segments=self.cfg.remat_segments)
+        return run_block_stack(
+            graphdef,
+            state,
+            x,
+            per_block,
+            block_fn,
+            scan=self.cfg.scan_blocks,
+            remat=self.cfg.remat,
+            remat_segments=self.cfg.remat_segments,
+        )
 
 
 def upsample_keep(keep: jax.Array, factor: int, dtype: jnp.dtype) -> jax.Array:
@@ -151,8 +202,9 @@ class ConvNeXtBackbone(nnx.Module):
         """Input pixels per position of the last stage."""
         return self.backbone_cfg.patch_size * 2 ** (len(self.backbone_cfg.depths) - 1)
 
-    def forward_features(self, x: jax.Array, *, train: bool = False, rng: jax.Array | None = None,
-                         keep: jax.Array | None = None) -> jax.Array:
+    def forward_features(
+        self, x: jax.Array, *, train: bool = False, rng: jax.Array | None = None, keep: jax.Array | None = None
+    ) -> jax.Array:
         """Stem and stages: NHWC images -> NHWC feature map of the last stage (compute dtype).
 
         `keep` (N, H/stride, W/stride; 1 = kept, 0 = removed), a mask on the last stage's grid,
@@ -186,8 +238,9 @@ class ConvNeXt(ConvNeXtBackbone):
         self.ops = ops = ops or model_ops(cfg)
         param_dtype = jnp.dtype(cfg.param_dtype)
         self._build_backbone(cfg, ops, rngs)
-        self.head_norm = LayerNorm(cfg.dims[-1], eps=cfg.norm_eps, out_dtype=jnp.float32, param_dtype=param_dtype,
-                                   op=ops.layer_norm)
+        self.head_norm = LayerNorm(
+            cfg.dims[-1], eps=cfg.norm_eps, out_dtype=jnp.float32, param_dtype=param_dtype, op=ops.layer_norm
+        )
         if cfg.num_classes > 0:
             self.head_fc = _dense(cfg.dims[-1], cfg.num_classes, jnp.float32, param_dtype, ops, rngs)
             if cfg.head_init_scale != 1.0:
@@ -196,13 +249,16 @@ class ConvNeXt(ConvNeXtBackbone):
         else:
             self.head_fc = None
 
-    def forward_head(self, features: jax.Array, *, pre_logits: bool = False, train: bool = False,
-                     rng: jax.Array | None = None) -> jax.Array:
+    def forward_head(
+        self, features: jax.Array, *, pre_logits: bool = False, train: bool = False, rng: jax.Array | None = None
+    ) -> jax.Array:
         """Global average pool -> LayerNorm -> [dropout] -> fc, all in fp32."""
         x = self.head_norm(jnp.mean(features.astype(jnp.float32), axis=(1, 2)))
         if train and self.cfg.head_drop_rate > 0:
             if rng is None:
-                raise ValueError("head_drop_rate > 0 and train=True need an RNG key: call model(x, train=True, rng=key)")
+                raise ValueError(
+                    "head_drop_rate > 0 and train=True need an RNG key: call model(x, train=True, rng=key)"
+                )
             keep = jax.random.bernoulli(jax.random.fold_in(rng, 1_000_003), 1.0 - self.cfg.head_drop_rate, x.shape)
             x = jnp.where(keep, x / (1.0 - self.cfg.head_drop_rate), 0.0)
         if pre_logits or self.head_fc is None:
@@ -211,8 +267,10 @@ class ConvNeXt(ConvNeXtBackbone):
 
     def __call__(self, x: jax.Array, *, train: bool = False, rng: jax.Array | None = None) -> jax.Array:
         if x.ndim != 4 or x.shape[-1] != self.cfg.in_chans:
-            raise ValueError(f"expected NHWC images with {self.cfg.in_chans} channels, got shape {x.shape}"
-                             " (PyTorch NCHW tensors need x.transpose(0, 2, 3, 1))")
+            raise ValueError(
+                f"expected NHWC images with {self.cfg.in_chans} channels, got shape {x.shape}"
+                " (PyTorch NCHW tensors need x.transpose(0, 2, 3, 1))"
+            )
         min_size = self.cfg.patch_size * 2 ** (len(self.cfg.depths) - 1)
         if x.shape[1] < min_size or x.shape[2] < min_size:
             raise ValueError(f"input {x.shape[1]}x{x.shape[2]} is smaller than the model's total stride {min_size}")

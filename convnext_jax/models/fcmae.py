@@ -53,11 +53,14 @@ class FCMAEConfig:
         if not 0.0 < self.mask_ratio < 1.0:
             raise ConfigError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.patch_size != stride:
-            raise ConfigError(f"patch_size must equal the encoder's total stride ({stride} px), got {self.patch_size}: "
-                              "one masked patch is one position of the encoder's last stage")
+            raise ConfigError(
+                f"patch_size must equal the encoder's total stride ({stride} px), got {self.patch_size}: "
+                "one masked patch is one position of the encoder's last stage"
+            )
         if self.decoder_dim < 1 or self.decoder_depth < 0:
-            raise ConfigError(f"decoder_dim must be >= 1 and decoder_depth >= 0, got {self.decoder_dim}, "
-                              f"{self.decoder_depth}")
+            raise ConfigError(
+                f"decoder_dim must be >= 1 and decoder_depth >= 0, got {self.decoder_dim}, {self.decoder_depth}"
+            )
         if self.init not in INITS:
             raise ConfigError(f"init must be one of {INITS}, got {self.init!r}")
 
@@ -65,11 +68,18 @@ class FCMAEConfig:
     def decoder(self) -> ConvNeXtConfig:
         """The decoder blocks' config: dense ConvNeXt-V2 blocks (GRN per image, no layer scale, no
         drop path) at decoder_dim, with the encoder's execution options."""
-        return dataclasses.replace(self.encoder, depths=(max(self.decoder_depth, 1),), dims=(self.decoder_dim,),
-                                   use_grn=True, ls_init_value=None, grn_stats="sample", drop_path_rate=0.0,
-                                   num_classes=0)
+        return dataclasses.replace(
+            self.encoder,
+            depths=(max(self.decoder_depth, 1),),
+            dims=(self.decoder_dim,),
+            use_grn=True,
+            ls_init_value=None,
+            grn_stats="sample",
+            drop_path_rate=0.0,
+            num_classes=0,
+        )
 
-    def replace(self, **changes: Any) -> "FCMAEConfig":
+    def replace(self, **changes: Any) -> FCMAEConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -121,13 +131,30 @@ class FCMAE(ConvNeXtBackbone):
         dtype, param_dtype = jnp.dtype(enc.dtype), jnp.dtype(enc.param_dtype)
         self._build_backbone(enc, ops, rngs)
         self.proj = _dense(enc.dims[-1], cfg.decoder_dim, dtype, param_dtype, ops, rngs)
-        self.mask_token = nnx.Param(jnp.asarray(
-            np.random.default_rng(np.asarray(jax.random.key_data(rngs.params())).ravel().tolist())
-            .standard_normal(cfg.decoder_dim) * 0.02, param_dtype))
-        self.decoder = (ConvNeXtStage(cfg.decoder_dim, cfg.decoder_dim, cfg.decoder_depth,
-                                      np.zeros(cfg.decoder_depth, np.float32), dec, ops, downsample=False, rngs=rngs)
-                        if cfg.decoder_depth else None)
-        self.pred = _dense(cfg.decoder_dim, cfg.patch_size ** 2 * enc.in_chans, dtype, param_dtype, ops, rngs)
+        self.mask_token = nnx.Param(
+            jnp.asarray(
+                np.random.default_rng(np.asarray(jax.random.key_data(rngs.params())).ravel().tolist()).standard_normal(
+                    cfg.decoder_dim
+                )
+                * 0.02,
+                param_dtype,
+            )
+        )
+        self.decoder = (
+            ConvNeXtStage(
+                cfg.decoder_dim,
+                cfg.decoder_dim,
+                cfg.decoder_depth,
+                np.zeros(cfg.decoder_depth, np.float32),
+                dec,
+                ops,
+                downsample=False,
+                rngs=rngs,
+            )
+            if cfg.decoder_depth
+            else None
+        )
+        self.pred = _dense(cfg.decoder_dim, cfg.patch_size**2 * enc.in_chans, dtype, param_dtype, ops, rngs)
         if cfg.init == "official":
             from convnext_jax.models.fcmae_init import official_init
 
@@ -141,8 +168,10 @@ class FCMAE(ConvNeXtBackbone):
         if images.ndim != 4 or images.shape[-1] != c:
             raise ValueError(f"expected NHWC images with {c} channels, got shape {images.shape}")
         if images.shape[1] % p or images.shape[2] % p or not images.shape[1]:
-            raise ConfigError(f"FCMAE needs an image size that is a multiple of the patch size {p}; got "
-                              f"{images.shape[1]}x{images.shape[2]} (e.g. data.image_size={max(p, images.shape[1] // p * p)})")
+            raise ConfigError(
+                f"FCMAE needs an image size that is a multiple of the patch size {p}; got "
+                f"{images.shape[1]}x{images.shape[2]} (e.g. data.image_size={max(p, images.shape[1] // p * p)})"
+            )
 
     def decode(self, features: jax.Array, mask: jax.Array) -> jax.Array:
         """Encoder features (N, h, w, C) and the mask (N, L) -> predictions (N, L, patch² x C) float32."""
@@ -163,8 +192,9 @@ class FCMAE(ConvNeXtBackbone):
         """Mean squared error over the pixels of the removed patches."""
         return jnp.sum(self.patch_errors(images, pred) * mask) / jnp.sum(mask)
 
-    def __call__(self, images: jax.Array, *, mask: jax.Array | None = None, rng: jax.Array | None = None,
-                 train: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def __call__(
+        self, images: jax.Array, *, mask: jax.Array | None = None, rng: jax.Array | None = None, train: bool = False
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         self.check_input(images)
         n, height, width, _ = images.shape
         num_patches = self.num_patches(height, width)
@@ -176,7 +206,8 @@ class FCMAE(ConvNeXtBackbone):
         if mask.shape != (n, num_patches):
             raise ValueError(f"mask must have shape {(n, num_patches)} (images, patches), got {mask.shape}")
         keep = (1.0 - mask).reshape(n, height // self.cfg.patch_size, width // self.cfg.patch_size)
-        features = self.forward_features(images, train=train, rng=None if rng is None else jax.random.fold_in(rng, 1),
-                                         keep=keep)
+        features = self.forward_features(
+            images, train=train, rng=None if rng is None else jax.random.fold_in(rng, 1), keep=keep
+        )
         pred = self.decode(features, mask)
         return self.loss(images, pred, mask), pred, mask

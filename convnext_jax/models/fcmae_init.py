@@ -40,8 +40,9 @@ def official_init(model: Any, key: jax.Array) -> None:
         shape, dtype = current.shape, current.dtype
         in_decoder = keys[0] == "decoder"
         module, leaf = (keys[-2], keys[-1]) if len(keys) >= 2 else ("", keys[-1])
-        if keys in STD_ONE or (leaf == "kernel" and module in BLOCK_STD_ONE
-                               and not (in_decoder and module in ("fc1", "fc2"))):
+        if keys in STD_ONE or (
+            leaf == "kernel" and module in BLOCK_STD_ONE and not (in_decoder and module in ("fc1", "fc2"))
+        ):
             value = _truncated_normal(rng, shape, 1.0)
         elif in_decoder and module in ("fc1", "fc2"):
             fan_in = shape[-2] if leaf == "kernel" else variable_fan_in(model, keys)

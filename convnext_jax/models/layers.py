@@ -9,7 +9,8 @@ resolved once by the model; the XLA one by default).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,9 @@ from convnext_jax.ops.layer_norm import layer_norm
 Dtype = Any
 
 
-def _host_trunc_normal(key_data: np.ndarray, shape: tuple[int, ...], dtype: Any, std: float, lower: float,
-                       upper: float) -> np.ndarray:
+def _host_trunc_normal(
+    key_data: np.ndarray, shape: tuple[int, ...], dtype: Any, std: float, lower: float, upper: float
+) -> np.ndarray:
     rng = np.random.default_rng(np.asarray(key_data, dtype=np.uint64).ravel().tolist())
     values = rng.standard_normal(shape) * std
     outside = (values < lower) | (values > upper)
@@ -68,8 +70,15 @@ class LayerNorm(nnx.Module):
     `op`: a `layer_norm(x, scale, bias, eps)` implementation from the ops table.
     """
 
-    def __init__(self, num_features: int, *, eps: float = 1e-6, out_dtype: Dtype = None,
-                 param_dtype: Dtype = jnp.float32, op: Callable = layer_norm):
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        eps: float = 1e-6,
+        out_dtype: Dtype = None,
+        param_dtype: Dtype = jnp.float32,
+        op: Callable = layer_norm,
+    ):
         self.scale = nnx.Param(constant(1.0)(None, (num_features,), param_dtype))
         self.bias = nnx.Param(constant(0.0)(None, (num_features,), param_dtype))
         self.eps = eps
@@ -78,8 +87,9 @@ class LayerNorm(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out_dtype = self.out_dtype or x.dtype
-        y = self.op(x.astype(jnp.float32), self.scale[...].astype(jnp.float32), self.bias[...].astype(jnp.float32),
-                 self.eps)
+        y = self.op(
+            x.astype(jnp.float32), self.scale[...].astype(jnp.float32), self.bias[...].astype(jnp.float32), self.eps
+        )
         return y.astype(out_dtype)
 
 
@@ -107,8 +117,9 @@ class GlobalResponseNorm(nnx.Module):
     position), removed positions do not count.
     """
 
-    def __init__(self, num_features: int, *, eps: float = 1e-6, param_dtype: Dtype = jnp.float32,
-                 stats: str = "sample"):
+    def __init__(
+        self, num_features: int, *, eps: float = 1e-6, param_dtype: Dtype = jnp.float32, stats: str = "sample"
+    ):
         self.weight = nnx.Param(constant(0.0)(None, (num_features,), param_dtype))
         self.bias = nnx.Param(constant(0.0)(None, (num_features,), param_dtype))
         self.eps = eps
@@ -132,8 +143,16 @@ class GlobalResponseNorm(nnx.Module):
 class DepthwiseConv(nnx.Module):
     """k x k depthwise conv with bias, stride 1, same padding. kernel: (k, k, 1, C) (HWIO)."""
 
-    def __init__(self, channels: int, kernel_size: int, *, rngs: nnx.Rngs, op: Callable = dwconv_lax,
-                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32):
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        *,
+        rngs: nnx.Rngs,
+        op: Callable = dwconv_lax,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+    ):
         self.kernel = nnx.Param(trunc_normal()(rngs.params(), (kernel_size, kernel_size, 1, channels), param_dtype))
         self.bias = nnx.Param(constant(0.0)(None, (channels,), param_dtype))
         self.op = op

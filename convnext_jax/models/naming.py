@@ -49,8 +49,15 @@ def parameter_names(cfg: ConvNeXtConfig) -> list[ParamName]:
     names: list[ParamName] = []
     head_id = sum(cfg.depths) + 1
 
-    def add(key: str, path: tuple[Any, ...], kind: str, shape: tuple[int, ...], layer_id: int, stride: int | None,
-            block: int | None = None) -> None:
+    def add(
+        key: str,
+        path: tuple[Any, ...],
+        kind: str,
+        shape: tuple[int, ...],
+        layer_id: int,
+        stride: int | None,
+        block: int | None = None,
+    ) -> None:
         names.append(ParamName(key, path, block, kind, shape, layer_id, stride))
 
     def norm(key: str, path: tuple[Any, ...], dim: int, layer_id: int, stride: int | None) -> None:
@@ -58,8 +65,7 @@ def parameter_names(cfg: ConvNeXtConfig) -> list[ParamName]:
         add(f"{key}.bias", path + ("bias",), "vector", (dim,), layer_id, stride)
 
     d0, stride = cfg.dims[0], cfg.patch_size
-    add("stem.0.weight", ("stem_conv", "kernel"), "conv", (d0, cfg.in_chans, cfg.patch_size, cfg.patch_size), 0,
-        stride)
+    add("stem.0.weight", ("stem_conv", "kernel"), "conv", (d0, cfg.in_chans, cfg.patch_size, cfg.patch_size), 0, stride)
     add("stem.0.bias", ("stem_conv", "bias"), "vector", (d0,), 0, stride)
     norm("stem.1", ("stem_norm",), d0, 0, stride)
     linear_suffix = (1, 1) if cfg.conv_mlp else ()
@@ -70,26 +76,44 @@ def parameter_names(cfg: ConvNeXtConfig) -> list[ParamName]:
             prev = cfg.dims[i - 1]
             norm(f"stages.{i}.downsample.0", stage + ("downsample_norm",), prev, first_block, stride)
             stride *= 2
-            add(f"stages.{i}.downsample.1.weight", stage + ("downsample_conv", "kernel"), "conv", (dim, prev, 2, 2),
-                first_block, stride)
-            add(f"stages.{i}.downsample.1.bias", stage + ("downsample_conv", "bias"), "vector", (dim,), first_block,
-                stride)
+            add(
+                f"stages.{i}.downsample.1.weight",
+                stage + ("downsample_conv", "kernel"),
+                "conv",
+                (dim, prev, 2, 2),
+                first_block,
+                stride,
+            )
+            add(
+                f"stages.{i}.downsample.1.bias",
+                stage + ("downsample_conv", "bias"),
+                "vector",
+                (dim,),
+                first_block,
+                stride,
+            )
         hidden = int(cfg.mlp_ratio * dim)
         blocks = stage + ("blocks",)
         k = cfg.kernel_size
         for j in range(depth):
             key, layer = f"stages.{i}.blocks.{j}", first_block + j
-            entries = [("conv_dw.weight", ("conv_dw", "kernel"), "dw", (dim, 1, k, k)),
-                       ("conv_dw.bias", ("conv_dw", "bias"), "vector", (dim,)),
-                       ("norm.weight", ("norm", "scale"), "vector", (dim,)),
-                       ("norm.bias", ("norm", "bias"), "vector", (dim,)),
-                       ("mlp.fc1.weight", ("fc1", "kernel"), "linear", (hidden, dim) + linear_suffix),
-                       ("mlp.fc1.bias", ("fc1", "bias"), "vector", (hidden,))]
+            entries = [
+                ("conv_dw.weight", ("conv_dw", "kernel"), "dw", (dim, 1, k, k)),
+                ("conv_dw.bias", ("conv_dw", "bias"), "vector", (dim,)),
+                ("norm.weight", ("norm", "scale"), "vector", (dim,)),
+                ("norm.bias", ("norm", "bias"), "vector", (dim,)),
+                ("mlp.fc1.weight", ("fc1", "kernel"), "linear", (hidden, dim) + linear_suffix),
+                ("mlp.fc1.bias", ("fc1", "bias"), "vector", (hidden,)),
+            ]
             if cfg.use_grn:
-                entries += [("mlp.grn.weight", ("grn", "weight"), "vector", (hidden,)),
-                            ("mlp.grn.bias", ("grn", "bias"), "vector", (hidden,))]
-            entries += [("mlp.fc2.weight", ("fc2", "kernel"), "linear", (dim, hidden) + linear_suffix),
-                        ("mlp.fc2.bias", ("fc2", "bias"), "vector", (dim,))]
+                entries += [
+                    ("mlp.grn.weight", ("grn", "weight"), "vector", (hidden,)),
+                    ("mlp.grn.bias", ("grn", "bias"), "vector", (hidden,)),
+                ]
+            entries += [
+                ("mlp.fc2.weight", ("fc2", "kernel"), "linear", (dim, hidden) + linear_suffix),
+                ("mlp.fc2.bias", ("fc2", "bias"), "vector", (dim,)),
+            ]
             if cfg.ls_init_value is not None:
                 entries.append(("gamma", ("gamma",), "vector", (dim,)))
             for suffix, path, kind, shape in entries:
@@ -126,8 +150,10 @@ def layer_ids(cfg: ConvNeXtConfig) -> dict[tuple[str | int, ...], np.ndarray]:
     ids: dict[tuple[str | int, ...], list[int]] = {}
     for name in parameter_names(cfg):
         ids.setdefault(name.path, []).append(name.layer_id)
-    return {path: np.asarray(values[0] if len(values) == 1 and not _stacked(path) else values, np.int32)
-            for path, values in ids.items()}
+    return {
+        path: np.asarray(values[0] if len(values) == 1 and not _stacked(path) else values, np.int32)
+        for path, values in ids.items()
+    }
 
 
 def _stacked(path: tuple[str | int, ...]) -> bool:
@@ -164,13 +190,19 @@ def fcmae_parameter_names(cfg: Any) -> list[ParamName]:
     enc = cfg.encoder
     names: list[ParamName] = []
 
-    def add(key: str, path: tuple[Any, ...], kind: str, shape: tuple[int, ...], stride: int | None,
-            block: int | None = None) -> None:
+    def add(
+        key: str, path: tuple[Any, ...], kind: str, shape: tuple[int, ...], stride: int | None, block: int | None = None
+    ) -> None:
         names.append(ParamName(key, path, block, kind, shape, 0, stride))
 
     d0, stride, k = enc.dims[0], enc.patch_size, enc.kernel_size
-    add("encoder.downsample_layers.0.0.weight", ("stem_conv", "kernel"), "conv",
-        (d0, enc.in_chans, enc.patch_size, enc.patch_size), stride)
+    add(
+        "encoder.downsample_layers.0.0.weight",
+        ("stem_conv", "kernel"),
+        "conv",
+        (d0, enc.in_chans, enc.patch_size, enc.patch_size),
+        stride,
+    )
     add("encoder.downsample_layers.0.0.bias", ("stem_conv", "bias"), "vector", (d0,), stride)
     add("encoder.downsample_layers.0.1.weight", ("stem_norm", "scale"), "vector", (d0,), stride)
     add("encoder.downsample_layers.0.1.bias", ("stem_norm", "bias"), "vector", (d0,), stride)
@@ -186,17 +218,23 @@ def fcmae_parameter_names(cfg: Any) -> list[ParamName]:
         hidden, blocks = int(enc.mlp_ratio * dim), stage + ("blocks",)
         for j in range(depth):
             key = f"encoder.stages.{i}.{j}"
-            entries = [("dwconv.kernel", ("conv_dw", "kernel"), "sparse_dw", (k * k, dim)),
-                       ("dwconv.bias", ("conv_dw", "bias"), "vector", (1, dim)),
-                       ("norm.ln.weight", ("norm", "scale"), "vector", (dim,)),
-                       ("norm.ln.bias", ("norm", "bias"), "vector", (dim,)),
-                       ("pwconv1.linear.weight", ("fc1", "kernel"), "linear", (hidden, dim)),
-                       ("pwconv1.linear.bias", ("fc1", "bias"), "vector", (hidden,))]
+            entries = [
+                ("dwconv.kernel", ("conv_dw", "kernel"), "sparse_dw", (k * k, dim)),
+                ("dwconv.bias", ("conv_dw", "bias"), "vector", (1, dim)),
+                ("norm.ln.weight", ("norm", "scale"), "vector", (dim,)),
+                ("norm.ln.bias", ("norm", "bias"), "vector", (dim,)),
+                ("pwconv1.linear.weight", ("fc1", "kernel"), "linear", (hidden, dim)),
+                ("pwconv1.linear.bias", ("fc1", "bias"), "vector", (hidden,)),
+            ]
             if enc.use_grn:
-                entries += [("grn.gamma", ("grn", "weight"), "vector", (1, hidden)),
-                            ("grn.beta", ("grn", "bias"), "vector", (1, hidden))]
-            entries += [("pwconv2.linear.weight", ("fc2", "kernel"), "linear", (dim, hidden)),
-                        ("pwconv2.linear.bias", ("fc2", "bias"), "vector", (dim,))]
+                entries += [
+                    ("grn.gamma", ("grn", "weight"), "vector", (1, hidden)),
+                    ("grn.beta", ("grn", "bias"), "vector", (1, hidden)),
+                ]
+            entries += [
+                ("pwconv2.linear.weight", ("fc2", "kernel"), "linear", (dim, hidden)),
+                ("pwconv2.linear.bias", ("fc2", "bias"), "vector", (dim,)),
+            ]
             if enc.ls_init_value is not None:  # a V1 encoder: not in the official (V2) layout
                 entries.append(("gamma", ("gamma",), "vector", (dim,)))
             for suffix, path, kind, shape in entries:
@@ -209,17 +247,19 @@ def fcmae_parameter_names(cfg: Any) -> list[ParamName]:
     for j in range(cfg.decoder_depth):
         key, blocks = f"decoder.{j}", ("decoder", "blocks")
         for suffix, path, kind, shape in [
-                ("dwconv.weight", ("conv_dw", "kernel"), "dw", (dd, 1, k, k)),
-                ("dwconv.bias", ("conv_dw", "bias"), "vector", (dd,)),
-                ("norm.weight", ("norm", "scale"), "vector", (dd,)), ("norm.bias", ("norm", "bias"), "vector", (dd,)),
-                ("pwconv1.weight", ("fc1", "kernel"), "linear", (hidden, dd)),
-                ("pwconv1.bias", ("fc1", "bias"), "vector", (hidden,)),
-                ("grn.gamma", ("grn", "weight"), "vector", (1, 1, 1, hidden)),
-                ("grn.beta", ("grn", "bias"), "vector", (1, 1, 1, hidden)),
-                ("pwconv2.weight", ("fc2", "kernel"), "linear", (dd, hidden)),
-                ("pwconv2.bias", ("fc2", "bias"), "vector", (dd,))]:
+            ("dwconv.weight", ("conv_dw", "kernel"), "dw", (dd, 1, k, k)),
+            ("dwconv.bias", ("conv_dw", "bias"), "vector", (dd,)),
+            ("norm.weight", ("norm", "scale"), "vector", (dd,)),
+            ("norm.bias", ("norm", "bias"), "vector", (dd,)),
+            ("pwconv1.weight", ("fc1", "kernel"), "linear", (hidden, dd)),
+            ("pwconv1.bias", ("fc1", "bias"), "vector", (hidden,)),
+            ("grn.gamma", ("grn", "weight"), "vector", (1, 1, 1, hidden)),
+            ("grn.beta", ("grn", "bias"), "vector", (1, 1, 1, hidden)),
+            ("pwconv2.weight", ("fc2", "kernel"), "linear", (dd, hidden)),
+            ("pwconv2.bias", ("fc2", "bias"), "vector", (dd,)),
+        ]:
             add(f"{key}.{suffix}", blocks + path, kind, shape, stride, block=j)
-    out = cfg.patch_size ** 2 * enc.in_chans
+    out = cfg.patch_size**2 * enc.in_chans
     add("pred.weight", ("pred", "kernel"), "linear", (out, dd, 1, 1), stride)
     add("pred.bias", ("pred", "bias"), "vector", (out,), stride)
     return names
@@ -238,17 +278,17 @@ def fcmae_to_official_classifier(key: str, value: np.ndarray) -> tuple[str, np.n
     None for what fine-tuning drops (decoder, mask token, projection, prediction)."""
     if not key.startswith("encoder."):
         return None
-    key = key[len("encoder."):]
+    key = key[len("encoder.") :]
     if key.endswith(".kernel"):
         if value.ndim == 3:  # (k*k, in, out) -> (out, in, k, k)
             kv, cin, cout = value.shape
-            k = int(round(kv ** 0.5))
+            k = int(round(kv**0.5))
             value = value.transpose(2, 1, 0).reshape(cout, cin, k, k).swapaxes(-1, -2)
         elif value.ndim == 2:  # (k*k, C) -> (C, 1, k, k)
             kv, c = value.shape
-            k = int(round(kv ** 0.5))
+            k = int(round(kv**0.5))
             value = value.transpose(1, 0).reshape(c, 1, k, k).swapaxes(-1, -2)
-        key = key[:-len("kernel")] + "weight"
+        key = key[: -len("kernel")] + "weight"
     key = key.replace(".ln.", ".").replace(".linear.", ".")
     if "grn" in key:
         value = value.reshape(1, 1, 1, -1)
@@ -269,8 +309,10 @@ def fcmae_weight_decay_mask(cfg: Any, params: Any) -> Any:
     GRN gamma/beta ((1, C)) and the mask token are decayed; norms and biases are not."""
     import jax
 
-    decay = {tuple(str(k) for k in n.path): len(n.torch_shape) >= 2 and not n.torch_key.endswith(".bias")
-             for n in fcmae_parameter_names(cfg)}
+    decay = {
+        tuple(str(k) for k in n.path): len(n.torch_shape) >= 2 and not n.torch_key.endswith(".bias")
+        for n in fcmae_parameter_names(cfg)
+    }
 
     def rule(path: tuple[Any, ...], _: Any) -> bool:
         keys = [str(getattr(e, "key", getattr(e, "idx", getattr(e, "name", "")))) for e in path]

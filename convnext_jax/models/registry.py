@@ -14,12 +14,29 @@ from convnext_jax.models.variants import VARIANTS, list_models, model_config
 if TYPE_CHECKING:
     from convnext_jax.models.fcmae import FCMAE, FCMAEConfig
 
-__all__ = ["VARIANTS", "build_any", "build_fcmae", "build_model", "create_fcmae", "create_model", "list_models", "model_config"]
+__all__ = [
+    "VARIANTS",
+    "build_any",
+    "build_fcmae",
+    "build_model",
+    "create_fcmae",
+    "create_model",
+    "list_models",
+    "model_config",
+]
 
 
-def create_model(name: str, *, num_classes: int = 1000, drop_path_rate: float = 0.0, dtype: Any = "float32",
-                 rngs: nnx.Rngs | int | None = None, depth_multiplier: float = 1.0, width_multiplier: float = 1.0,
-                 **overrides: Any) -> ConvNeXt:
+def create_model(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    drop_path_rate: float = 0.0,
+    dtype: Any = "float32",
+    rngs: nnx.Rngs | int | None = None,
+    depth_multiplier: float = 1.0,
+    width_multiplier: float = 1.0,
+    **overrides: Any,
+) -> ConvNeXt:
     """Build a named ConvNeXt variant.
 
     Args:
@@ -31,9 +48,15 @@ def create_model(name: str, *, num_classes: int = 1000, drop_path_rate: float = 
       depth_multiplier, width_multiplier: the scaling rule of `scale_architecture`.
       **overrides: any other `ConvNeXtConfig` field (depths, dims, remat, scan_blocks, ...).
     """
-    cfg = model_config(name, depth_multiplier=depth_multiplier, width_multiplier=width_multiplier,
-                       num_classes=num_classes, drop_path_rate=drop_path_rate, dtype=jax.numpy.dtype(dtype).name,
-                       **overrides)
+    cfg = model_config(
+        name,
+        depth_multiplier=depth_multiplier,
+        width_multiplier=width_multiplier,
+        num_classes=num_classes,
+        drop_path_rate=drop_path_rate,
+        dtype=jax.numpy.dtype(dtype).name,
+        **overrides,
+    )
     return build_model(cfg, rngs)
 
 
@@ -46,11 +69,23 @@ def build_model(cfg: ConvNeXtConfig, rngs: nnx.Rngs | int | None = None) -> Conv
     return ConvNeXt(cfg, rngs=rngs)
 
 
-def create_fcmae(name: str, *, mask_ratio: float = 0.6, patch_size: int = 32, decoder_dim: int = 512,
-                 decoder_depth: int = 1, norm_pix_loss: bool = False, grn_stats: str = "sample",
-                 drop_path_rate: float = 0.0, dtype: Any = "float32", init: str = "official",
-                 rngs: nnx.Rngs | int | None = None, depth_multiplier: float = 1.0, width_multiplier: float = 1.0,
-                 **overrides: Any) -> "FCMAE":
+def create_fcmae(
+    name: str,
+    *,
+    mask_ratio: float = 0.6,
+    patch_size: int = 32,
+    decoder_dim: int = 512,
+    decoder_depth: int = 1,
+    norm_pix_loss: bool = False,
+    grn_stats: str = "sample",
+    drop_path_rate: float = 0.0,
+    dtype: Any = "float32",
+    init: str = "official",
+    rngs: nnx.Rngs | int | None = None,
+    depth_multiplier: float = 1.0,
+    width_multiplier: float = 1.0,
+    **overrides: Any,
+) -> FCMAE:
     """Build the FCMAE pre-training model of a named variant (ConvNeXt-V2 for the official models).
 
     Args:
@@ -66,15 +101,29 @@ def create_fcmae(name: str, *, mask_ratio: float = 0.6, patch_size: int = 32, de
     """
     from convnext_jax.models.fcmae import FCMAEConfig
 
-    encoder = model_config(name, depth_multiplier=depth_multiplier, width_multiplier=width_multiplier, num_classes=0,
-                           drop_path_rate=drop_path_rate, dtype=jax.numpy.dtype(dtype).name, grn_stats=grn_stats,
-                           **overrides)
-    cfg = FCMAEConfig(encoder=encoder, mask_ratio=mask_ratio, patch_size=patch_size, decoder_dim=decoder_dim,
-                      decoder_depth=decoder_depth, norm_pix_loss=norm_pix_loss, init=init)
+    encoder = model_config(
+        name,
+        depth_multiplier=depth_multiplier,
+        width_multiplier=width_multiplier,
+        num_classes=0,
+        drop_path_rate=drop_path_rate,
+        dtype=jax.numpy.dtype(dtype).name,
+        grn_stats=grn_stats,
+        **overrides,
+    )
+    cfg = FCMAEConfig(
+        encoder=encoder,
+        mask_ratio=mask_ratio,
+        patch_size=patch_size,
+        decoder_dim=decoder_dim,
+        decoder_depth=decoder_depth,
+        norm_pix_loss=norm_pix_loss,
+        init=init,
+    )
     return build_fcmae(cfg, rngs)
 
 
-def build_fcmae(cfg: "FCMAEConfig", rngs: nnx.Rngs | int | None = None) -> "FCMAE":
+def build_fcmae(cfg: FCMAEConfig, rngs: nnx.Rngs | int | None = None) -> FCMAE:
     """Instantiate an FCMAE from its config."""
     from convnext_jax.models.fcmae import FCMAE
 

@@ -44,8 +44,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def variant_name(cfg: ConvNeXtConfig) -> str | None:
     """The registered name whose architecture equals `cfg`, if any."""
     for name, variant in VARIANTS.items():
-        if (tuple(variant["depths"]), tuple(variant["dims"]), variant.get("use_grn", False)) == \
-                (cfg.depths, cfg.dims, cfg.use_grn):
+        if (tuple(variant["depths"]), tuple(variant["dims"]), variant.get("use_grn", False)) == (
+            cfg.depths,
+            cfg.dims,
+            cfg.use_grn,
+        ):
             return name
     return None
 
@@ -75,20 +78,22 @@ def _unknown_name_error(name: str) -> ConfigError:
     return ConfigError(f"unknown model {name!r}.{hint} Valid names: {', '.join(list_models())}")
 
 
-def model_config(name: str, *, depth_multiplier: float = 1.0, width_multiplier: float = 1.0,
-                 **overrides: Any) -> ConvNeXtConfig:
+def model_config(
+    name: str, *, depth_multiplier: float = 1.0, width_multiplier: float = 1.0, **overrides: Any
+) -> ConvNeXtConfig:
     """The config of variant `name`, scaled (see `scale_architecture`), with field overrides."""
     if name not in VARIANTS:
         raise _unknown_name_error(name)
     fields = dict(VARIANTS[name])
     fields["depths"], fields["dims"] = scale_architecture(
-        overrides.pop("depths", fields["depths"]), overrides.pop("dims", fields["dims"]),
-        depth_multiplier, width_multiplier)
+        overrides.pop("depths", fields["depths"]),
+        overrides.pop("dims", fields["dims"]),
+        depth_multiplier,
+        width_multiplier,
+    )
     unknown = set(overrides) - set(ConvNeXtConfig.__dataclass_fields__)
     if unknown:
         valid = ", ".join(sorted(ConvNeXtConfig.__dataclass_fields__))
         raise TypeError(f"unknown model option(s) {sorted(unknown)}; valid options: {valid}")
     fields.update(overrides)
     return ConvNeXtConfig(**fields)
-
-

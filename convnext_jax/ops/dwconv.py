@@ -11,7 +11,7 @@ against `lax.conv_general_dilated`; `docs/BENCHMARKS.md` records their speed). T
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,7 @@ from jax import lax
 
 from convnext_jax.kernels import targets
 from convnext_jax.kernels.calls import ffi_call, sum_over_new_axes
+
 
 def depthwise_conv_lax(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Grouped convolution with one group per channel. x: (N,H,W,C), kernel: (k,k,1,C)."""
@@ -103,14 +104,16 @@ depthwise_conv_shift = _with_transposed_backward(
     _shifted_sum,
     "Depthwise conv as a sum of k*k shifted, per-channel scaled copies of the padded input.\n\n"
     "Custom VJP: the input gradient is the same shifted sum with the flipped kernel, the kernel gradient\n"
-    "`_kernel_grad`. Autodiff of the forward compiles ~10x slower and runs slower.")
+    "`_kernel_grad`. Autodiff of the forward compiles ~10x slower and runs slower.",
+)
 
 depthwise_conv_lax_vjp = _with_transposed_backward(
     lambda x, kernel: depthwise_conv_lax(x, kernel.astype(x.dtype)),
     "The grouped conv forward, with a backward made only of ops that are fast on GPUs.\n\n"
     "On CUDA a grouped convolution's forward is as fast as PyTorch's but XLA's backward of it is as slow\n"
     "as a dense convolution (jax#13800). Here the input gradient is another grouped-conv *forward* (the\n"
-    "flipped kernel) and the kernel gradient k batched matmuls (`_kernel_grad`), accumulated in fp32.")
+    "flipped kernel) and the kernel gradient k batched matmuls (`_kernel_grad`), accumulated in fp32.",
+)
 
 
 def _ffi_forward(x: jax.Array, taps: jax.Array, bias: jax.Array) -> jax.Array:
@@ -145,8 +148,11 @@ def _ffi_bwd(residuals: tuple[jax.Array, jax.Array, jax.Array], g: jax.Array):
     dx = _ffi_forward(g32, taps[::-1, ::-1], jnp.zeros(taps.shape[-1:], jnp.float32))
     dkernel = ffi_call(targets.DWCONV_KERNEL_GRAD, taps.shape, x.astype(jnp.float32), g32)[:, :, None, :]
     dbias = jnp.sum(g32, axis=tuple(range(g.ndim - 1)))
-    return (dx.astype(x.dtype), sum_over_new_axes(dkernel, kernel).astype(kernel.dtype),
-            sum_over_new_axes(dbias, bias).astype(bias.dtype))
+    return (
+        dx.astype(x.dtype),
+        sum_over_new_axes(dkernel, kernel).astype(kernel.dtype),
+        sum_over_new_axes(dbias, bias).astype(bias.dtype),
+    )
 
 
 depthwise_conv_bias_ffi.defvjp(_ffi_fwd, _ffi_bwd)

@@ -42,8 +42,11 @@ def _xla_bwd(eps: float, residuals: tuple[jax.Array, ...], g: jax.Array):
     x_hat = (x - mean) * rstd
     g_scaled = g * scale
     leading = tuple(range(g.ndim - 1))
-    dx = rstd * (g_scaled - jnp.mean(g_scaled, axis=-1, keepdims=True)
-                 - x_hat * jnp.mean(g_scaled * x_hat, axis=-1, keepdims=True))
+    dx = rstd * (
+        g_scaled
+        - jnp.mean(g_scaled, axis=-1, keepdims=True)
+        - x_hat * jnp.mean(g_scaled * x_hat, axis=-1, keepdims=True)
+    )
     return dx, jnp.sum(g * x_hat, axis=leading), jnp.sum(g, axis=leading)
 
 
@@ -52,8 +55,14 @@ layer_norm.defvjp(_xla_fwd, _xla_bwd)
 
 def _ffi_forward(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> tuple[jax.Array, ...]:
     rows = x.shape[:-1]
-    return ffi_call(targets.LAYERNORM_FORWARD, [x.shape, rows, rows], x.astype(jnp.float32),
-                    scale.astype(jnp.float32), bias.astype(jnp.float32), eps=np.float32(eps))
+    return ffi_call(
+        targets.LAYERNORM_FORWARD,
+        [x.shape, rows, rows],
+        x.astype(jnp.float32),
+        scale.astype(jnp.float32),
+        bias.astype(jnp.float32),
+        eps=np.float32(eps),
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -61,8 +70,10 @@ def layer_norm_ffi(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) 
     """`layer_norm` by the native CPU kernels (fp32; the forward also returns mean and rstd for
     the backward, which gives dx and the scale/bias gradients in one pass)."""
     if x.ndim < 1 or scale.shape != x.shape[-1:] or bias.shape != x.shape[-1:]:
-        raise ValueError(f"layer norm of x {x.shape} needs scale and bias of shape {x.shape[-1:]}, "
-                         f"got {scale.shape} and {bias.shape}")
+        raise ValueError(
+            f"layer norm of x {x.shape} needs scale and bias of shape {x.shape[-1:]}, "
+            f"got {scale.shape} and {bias.shape}"
+        )
     return _ffi_forward(x, scale, bias, eps)[0]
 
 
@@ -73,10 +84,20 @@ def _ffi_fwd(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float):
 
 def _ffi_bwd(eps: float, residuals: tuple[jax.Array, ...], g: jax.Array):
     x, scale, bias, mean, rstd = residuals
-    dx, dscale, dbias = ffi_call(targets.LAYERNORM_BACKWARD, [x.shape, scale.shape, scale.shape],
-                                 x.astype(jnp.float32), scale.astype(jnp.float32), mean, rstd, g.astype(jnp.float32))
-    return (dx.astype(x.dtype), sum_over_new_axes(dscale, scale).astype(scale.dtype),
-            sum_over_new_axes(dbias, bias).astype(bias.dtype))
+    dx, dscale, dbias = ffi_call(
+        targets.LAYERNORM_BACKWARD,
+        [x.shape, scale.shape, scale.shape],
+        x.astype(jnp.float32),
+        scale.astype(jnp.float32),
+        mean,
+        rstd,
+        g.astype(jnp.float32),
+    )
+    return (
+        dx.astype(x.dtype),
+        sum_over_new_axes(dscale, scale).astype(scale.dtype),
+        sum_over_new_axes(dbias, bias).astype(bias.dtype),
+    )
 
 
 layer_norm_ffi.defvjp(_ffi_fwd, _ffi_bwd)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from convnext_jax.errors import ConfigError
 
@@ -22,23 +22,29 @@ NATIVE = "ffi"  # the C++ XLA:CPU kernels (convnext_jax/kernels)
 
 # op -> {implementation name: (module, function)}
 IMPLEMENTATIONS: dict[str, dict[str, tuple[str, str]]] = {
-    "dwconv": {"lax": ("convnext_jax.ops.dwconv", "dwconv_lax"),
-               "lax_vjp": ("convnext_jax.ops.dwconv", "dwconv_lax_vjp"),
-               "shift": ("convnext_jax.ops.dwconv", "dwconv_shift"),
-               NATIVE: ("convnext_jax.ops.dwconv", "dwconv_ffi")},
-    "layer_norm": {"xla": ("convnext_jax.ops.layer_norm", "layer_norm"),
-                   NATIVE: ("convnext_jax.ops.layer_norm", "layer_norm_ffi")},
-    "gelu": {"xla": ("convnext_jax.ops.gelu", "gelu"),
-             NATIVE: ("convnext_jax.ops.gelu", "gelu_ffi")},
-    "dense": {"xla": ("convnext_jax.ops.dense", "dense"),
-              "autodiff": ("convnext_jax.ops.dense", "dense_autodiff")},
+    "dwconv": {
+        "lax": ("convnext_jax.ops.dwconv", "dwconv_lax"),
+        "lax_vjp": ("convnext_jax.ops.dwconv", "dwconv_lax_vjp"),
+        "shift": ("convnext_jax.ops.dwconv", "dwconv_shift"),
+        NATIVE: ("convnext_jax.ops.dwconv", "dwconv_ffi"),
+    },
+    "layer_norm": {
+        "xla": ("convnext_jax.ops.layer_norm", "layer_norm"),
+        NATIVE: ("convnext_jax.ops.layer_norm", "layer_norm_ffi"),
+    },
+    "gelu": {"xla": ("convnext_jax.ops.gelu", "gelu"), NATIVE: ("convnext_jax.ops.gelu", "gelu_ffi")},
+    "dense": {"xla": ("convnext_jax.ops.dense", "dense"), "autodiff": ("convnext_jax.ops.dense", "dense_autodiff")},
 }
 # op -> the ConvNeXtConfig field (and training config key model.<field>) that chooses it
 OPTION = {"dwconv": "dwconv_impl", "layer_norm": "norm_impl", "gelu": "gelu_impl", "dense": "dense_impl"}
 # What 'auto' picks where the native kernels do not apply (measured in docs/BENCHMARKS.md: on CPU,
 # and on an H200, where 'lax' (cuDNN's grouped conv) beat 'lax_vjp' in the whole train step).
-_PORTABLE = {"dwconv": {"cpu": "shift", "default": "lax"}, "layer_norm": {"default": "xla"},
-             "gelu": {"default": "xla"}, "dense": {"default": "xla"}}
+_PORTABLE = {
+    "dwconv": {"cpu": "shift", "default": "lax"},
+    "layer_norm": {"default": "xla"},
+    "gelu": {"default": "xla"},
+    "dense": {"default": "xla"},
+}
 
 
 def impl_choices(op: str) -> tuple[str, ...]:
@@ -103,8 +109,14 @@ class OpSet:
         return " ".join(f"{op}={name}" for op, name in self.names)
 
 
-def resolve_ops(*, dwconv: str = "auto", layer_norm: str = "auto", gelu: str = "auto", dense: str = "auto",
-                backend: str | None = None) -> OpSet:
+def resolve_ops(
+    *,
+    dwconv: str = "auto",
+    layer_norm: str = "auto",
+    gelu: str = "auto",
+    dense: str = "auto",
+    backend: str | None = None,
+) -> OpSet:
     """Resolve every op's choice once: the callables the model's modules will call."""
     chosen = {"dwconv": dwconv, "layer_norm": layer_norm, "gelu": gelu, "dense": dense}
     names = {op: resolve_impl(op, impl, backend) for op, impl in chosen.items()}

@@ -4,8 +4,17 @@ from convnext_jax.sweep.space import SearchSpaceError, parse_space
 from convnext_jax.sweep.spec import split_config, with_sweep
 from convnext_jax.sweep.study import StorageError, create_study, run_worker
 
-__all__ = ["SearchSpaceError", "StorageError", "create_study", "parse_space", "run_study", "run_worker",
-           "split_config", "with_sweep", "write_report"]
+__all__ = [
+    "SearchSpaceError",
+    "StorageError",
+    "create_study",
+    "parse_space",
+    "run_study",
+    "run_worker",
+    "split_config",
+    "with_sweep",
+    "write_report",
+]
 
 
 def run_study(*args, **kwargs):

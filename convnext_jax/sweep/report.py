@@ -21,14 +21,21 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from convnext_jax.run_files import METRICS_FILE
 from convnext_jax.sweep.spec import SweepSpec, split_config
 from convnext_jax.sweep.study import load_sweep, open_storage
 from convnext_jax.sweep.surge import bracketed, fit_surge, optimal_lr, surge_curve
 from convnext_jax.train.curves import plot_curves
 from convnext_jax.train.metrics import read_metrics
 
-ARCH_KEYS = ("model.name", "data.image_size", "model.depth_multiplier", "model.width_multiplier", "model.depths",
-             "model.dims")
+ARCH_KEYS = (
+    "model.name",
+    "data.image_size",
+    "model.depth_multiplier",
+    "model.width_multiplier",
+    "model.depths",
+    "model.dims",
+)
 METRICS = ("value", "best_val_top1", "final_val_loss", "epochs_to_target", "img_per_s")
 Stat = tuple[float, float, int]  # mean, std, number of complete seeds
 
@@ -44,8 +51,9 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     for t in trials:
         if "seed" not in t.user_attrs or t.state in (TrialState.WAITING, TrialState.RUNNING) or t.number in retried:
             continue
-        rows.append({**t.user_attrs, "number": t.number, "state": t.state.name, "params": dict(t.params),
-                     "value": t.value})
+        rows.append(
+            {**t.user_attrs, "number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value}
+        )
     return rows
 
 
@@ -69,10 +77,15 @@ def aggregate(rows: list[dict[str, Any]], spec: SweepSpec) -> list[dict[str, Any
     points = []
     for key, members in groups.items():
         done = [r for r in members if r["state"] == "COMPLETE"]
-        point = {"params": json.loads(key), "seeds": spec.seeds, "complete": len(done),
-                 "pruned": sum(r["state"] == "PRUNED" for r in members),
-                 "failed": sum(r["state"] == "FAIL" for r in members),
-                 "diverged": sum("diverged" in r for r in done), "trials": [r["number"] for r in members]}
+        point = {
+            "params": json.loads(key),
+            "seeds": spec.seeds,
+            "complete": len(done),
+            "pruned": sum(r["state"] == "PRUNED" for r in members),
+            "failed": sum(r["state"] == "FAIL" for r in members),
+            "diverged": sum("diverged" in r for r in done),
+            "trials": [r["number"] for r in members],
+        }
         for metric in METRICS:
             point[metric] = _stat([r.get(metric) for r in done], keep_inf=metric == "value")
         for metric in ("num_params", "gmacs_per_image"):
@@ -151,38 +164,65 @@ def headline(points: list[dict[str, Any]], spec: SweepSpec) -> tuple[str, list[s
     best = full[0] if full else scored[0]
     params = ", ".join(f"{k}={v}" for k, v in best["params"].items()) or "(base config)"
     text = f"Best point: {params} — {spec.objective} {fmt(best['value'])}" + (
-        f"; all {best['seeds']} seeds complete" if best["complete"] == best["seeds"] and best["seeds"] > 1 else "")
+        f"; all {best['seeds']} seeds complete" if best["complete"] == best["seeds"] and best["seeds"] > 1 else ""
+    )
     warnings = []
     if best["complete"] < best["seeds"]:
-        warnings.append(f"it rests on {best['complete']} of {best['seeds']} seeds ({best['pruned']} pruned, "
-                        f"{best['failed']} failed): the mean is not a reliable estimate")
+        warnings.append(
+            f"it rests on {best['complete']} of {best['seeds']} seeds ({best['pruned']} pruned, "
+            f"{best['failed']} failed): the mean is not a reliable estimate"
+        )
     elif best["seeds"] == 1:
-        warnings.append("one seed per point: differences smaller than the run-to-run noise cannot be told apart "
-                        "(set sweep.seeds >= 2)")
+        warnings.append(
+            "one seed per point: differences smaller than the run-to-run noise cannot be told apart "
+            "(set sweep.seeds >= 2)"
+        )
     for key in best["edges"]:
         values = sorted({p["params"][key] for p in points if key in p["params"]})
         side = "lowest" if best["params"][key] == values[0] else "highest"
-        warnings.append(f"it is at the {side} {key} swept ({best['params'][key]}): the optimum may lie beyond; "
-                        f"widen the range of {key}")
+        warnings.append(
+            f"it is at the {side} {key} swept ({best['params'][key]}): the optimum may lie beyond; "
+            f"widen the range of {key}"
+        )
     if best is not scored[0]:
         partial = scored[0]
-        warnings.append(f"{', '.join(f'{k}={v}' for k, v in partial['params'].items())} scored higher "
-                        f"({fmt(partial['value'])}) but only {partial['complete']} of {partial['seeds']} seeds "
-                        "completed")
+        warnings.append(
+            f"{', '.join(f'{k}={v}' for k, v in partial['params'].items())} scored higher "
+            f"({fmt(partial['value'])}) but only {partial['complete']} of {partial['seeds']} seeds "
+            "completed"
+        )
     return text, warnings
 
 
 def _table(points: list[dict[str, Any]], spec: SweepSpec) -> tuple[list[str], list[list[str]]]:
     keys = [d.key for d in spec.dims]
-    header = keys + [f"{spec.objective}", "seeds done", "best val top-1", "final val loss", "epochs to target",
-                     "params (M)", "GMACs", "img/s", "flags"]
+    header = keys + [
+        f"{spec.objective}",
+        "seeds done",
+        "best val top-1",
+        "final val loss",
+        "epochs to target",
+        "params (M)",
+        "GMACs",
+        "img/s",
+        "flags",
+    ]
     body = []
     for p in points:
-        body.append([str(p["params"].get(k, "")) for k in keys] + [
-            fmt(p["value"]), f"{p['complete']}/{p['seeds']}", fmt(p["best_val_top1"]), fmt(p["final_val_loss"]),
-            fmt(p["epochs_to_target"], 1), f"{p['num_params'] / 1e6:.3f}" if p["num_params"] else "-",
-            f"{p['gmacs_per_image']:.4g}" if p["gmacs_per_image"] else "-", fmt(p["img_per_s"], 0),
-            "; ".join(p["flags"]) or "-"])
+        body.append(
+            [str(p["params"].get(k, "")) for k in keys]
+            + [
+                fmt(p["value"]),
+                f"{p['complete']}/{p['seeds']}",
+                fmt(p["best_val_top1"]),
+                fmt(p["final_val_loss"]),
+                fmt(p["epochs_to_target"], 1),
+                f"{p['num_params'] / 1e6:.3f}" if p["num_params"] else "-",
+                f"{p['gmacs_per_image']:.4g}" if p["gmacs_per_image"] else "-",
+                fmt(p["img_per_s"], 0),
+                "; ".join(p["flags"]) or "-",
+            ]
+        )
     return header, body
 
 
@@ -230,8 +270,14 @@ def _legend_notes(ax, points: list[dict[str, Any]], x_key: str) -> None:
     ax.plot([], [], "o", markersize=11, markerfacecolor="none", markeredgecolor="red", label="best at a range edge")
     diverged = [p["params"][x_key] for p in points if _scored(p) and math.isinf(p["value"][0])]
     if diverged:
-        ax.plot(diverged, [ax.get_ylim()[1]] * len(diverged), "x", color="black", clip_on=False,
-                label="diverged (objective inf)")
+        ax.plot(
+            diverged,
+            [ax.get_ylim()[1]] * len(diverged),
+            "x",
+            color="black",
+            clip_on=False,
+            label="diverged (objective inf)",
+        )
 
 
 def _plot_numeric(plt, points, spec, key, path) -> bool:
@@ -273,31 +319,52 @@ def _lr_batch_plots(plt, points, out_dir, spec: SweepSpec) -> dict[str, Any]:
     plots = ["objective_vs_lr_by_batch.png"]
     sign = 1.0 if spec.direction == "maximize" else -1.0  # optimal_lr maximises its scores
     curves = {b: sorted((p["params"]["optim.lr"], sign * p["value"][0]) for p in rows) for b, rows in by_batch.items()}
-    optimum = {b: optimal_lr([r[0] for r in rows], [r[1] for r in rows])
-               for b, rows in curves.items() if len(rows) >= 2}
-    edge = sorted(b for b, rows in curves.items() if len(rows) >= 2 and not bracketed([r[0] for r in rows],
-                                                                                        [r[1] for r in rows]))
-    result: dict[str, Any] = {"optimal_lr": {str(b): lr for b, lr in sorted(optimum.items())}, "lr_at_edge": edge,
-                              "plots": plots}
+    optimum = {
+        b: optimal_lr([r[0] for r in rows], [r[1] for r in rows]) for b, rows in curves.items() if len(rows) >= 2
+    }
+    edge = sorted(
+        b for b, rows in curves.items() if len(rows) >= 2 and not bracketed([r[0] for r in rows], [r[1] for r in rows])
+    )
+    result: dict[str, Any] = {
+        "optimal_lr": {str(b): lr for b, lr in sorted(optimum.items())},
+        "lr_at_edge": edge,
+        "plots": plots,
+    }
     inside = {b: lr for b, lr in optimum.items() if b not in edge}
     if len(inside) < 3 and optimum:
-        result["surge_note"] = (f"B* not estimated: the optimal LR is bracketed by the swept LRs for only "
-                                f"{len(inside)} batch size(s) (at the edge of the LR range for {edge}); widen optim.lr")
+        result["surge_note"] = (
+            f"B* not estimated: the optimal LR is bracketed by the swept LRs for only "
+            f"{len(inside)} batch size(s) (at the edge of the LR range for {edge}); widen optim.lr"
+        )
     if len(optimum) >= 2:
         batches = np.array(sorted(optimum), float)
         lrs = np.array([optimum[int(b)] for b in batches])
-        fit = fit_surge(np.array(sorted(inside), float), np.array([inside[b] for b in sorted(inside)])) \
-            if len(inside) >= 3 else None
+        fit = (
+            fit_surge(np.array(sorted(inside), float), np.array([inside[b] for b in sorted(inside)]))
+            if len(inside) >= 3
+            else None
+        )
         result["surge"] = fit
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(batches, lrs, "o", label=f"optimal LR (best mean {spec.objective})")
         if edge:
-            ax.plot(edge, [optimum[b] for b in edge], "o", markersize=12, markerfacecolor="none",
-                    markeredgecolor="red", label="at the edge of the LR range")
+            ax.plot(
+                edge,
+                [optimum[b] for b in edge],
+                "o",
+                markersize=12,
+                markerfacecolor="none",
+                markeredgecolor="red",
+                label="at the edge of the LR range",
+            )
         if fit:
             grid = np.exp(np.linspace(math.log(batches.min()), math.log(batches.max()), 200))
-            ax.plot(grid, surge_curve(grid, fit["lr_max"], fit["peak_batch"]), "-",
-                    label=f"surge fit, B* ≈ {fit['peak_batch']:.0f}" + ("" if fit["inside"] else " (outside range)"))
+            ax.plot(
+                grid,
+                surge_curve(grid, fit["lr_max"], fit["peak_batch"]),
+                "-",
+                label=f"surge fit, B* ≈ {fit['peak_batch']:.0f}" + ("" if fit["inside"] else " (outside range)"),
+            )
             if fit["inside"]:
                 ax.axvline(fit["peak_batch"], linestyle="--", color="gray")
         ax.set_xscale("log", base=2)
@@ -320,8 +387,15 @@ def _cost_plot(plt, points, train_config, path) -> bool:
         resolution = p["params"].get("data.image_size", train_config.data.image_size)
         face = None if p["complete"] == p["seeds"] else "white"
         for ax, x in zip(axes, (p["num_params"] / 1e6, p["gmacs_per_image"] or float("nan"), resolution)):
-            ax.errorbar([x], [p["best_val_top1"][0]], yerr=[p["best_val_top1"][1]], marker="o", capsize=3,
-                        label=label, markerfacecolor=face)
+            ax.errorbar(
+                [x],
+                [p["best_val_top1"][0]],
+                yerr=[p["best_val_top1"][1]],
+                marker="o",
+                capsize=3,
+                label=label,
+                markerfacecolor=face,
+            )
     for ax, name in zip(axes, ("parameters (M)", "GMACs per image", "resolution (px)")):
         ax.set_xlabel(name)
         ax.set_ylabel("best val top-1 (mean ± std)")
@@ -335,7 +409,7 @@ def _curves_plot(rows, spec, workdir, path, top: int = 5) -> bool:
     done.sort(key=lambda r: -r["value"] if spec.direction == "maximize" else r["value"])
     runs = []
     for r in done[:top]:
-        if os.path.exists(os.path.join(workdir, r["workdir"], "metrics.jsonl")):
+        if os.path.exists(os.path.join(workdir, r["workdir"], METRICS_FILE)):
             label = f"#{r['number']} " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["params"].items())
             runs.append((label, read_metrics(os.path.join(workdir, r["workdir"]))))
     return plot_curves(runs, path)
@@ -377,19 +451,31 @@ def _html(title: str, blocks: list[tuple]) -> str:
         if kind in ("h1", "h2", "p"):
             parts.append(f"<{kind}>{_inline_html(content[0])}</{kind}>")
         elif kind == "warnings":
-            parts.append("<ul class='warnings'>" + "".join(f"<li><strong>Caution:</strong> {_inline_html(w)}</li>"
-                                                          for w in content[0]) + "</ul>")
+            parts.append(
+                "<ul class='warnings'>"
+                + "".join(f"<li><strong>Caution:</strong> {_inline_html(w)}</li>" for w in content[0])
+                + "</ul>"
+            )
         elif kind == "table":
             header, rows = content
-            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" + "".join(
-                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+            parts.append(
+                "<table><tr>"
+                + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+                + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+                + "</table>"
+            )
         elif kind == "img":
             parts.append(f"<figure><img src='{html.escape(content[0])}' alt='{html.escape(content[0])}'></figure>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:90%}.warnings li{color:#a40000}"
-             "img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:90%}.warnings li{color:#a40000}"
+        "img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
 
 
 def _reshaped_models(train: Any) -> str:
@@ -399,8 +485,10 @@ def _reshaped_models(train: Any) -> str:
     if not (model.get("depths") or model.get("dims")):
         return ""
     shape = ", ".join(f"{key} {tuple(model[key])}" for key in ("depths", "dims") if model.get(key))
-    return (f"Models: every trial's model.name is reshaped to {shape} (custom depths/dims): the names below are "
-            "not the published architectures.")
+    return (
+        f"Models: every trial's model.name is reshaped to {shape} (custom depths/dims): the names below are "
+        "not the published architectures."
+    )
 
 
 def write_report(workdir: str) -> dict[str, Any]:
@@ -419,7 +507,9 @@ def write_report(workdir: str) -> dict[str, Any]:
     os.makedirs(out_dir, exist_ok=True)
     plots: list[str] = []
     for dim in spec.dims:
-        name = "weight_decay.png" if dim.key == "optim.weight_decay" else f"objective_vs_{dim.key.replace('.', '_')}.png"
+        name = (
+            "weight_decay.png" if dim.key == "optim.weight_decay" else f"objective_vs_{dim.key.replace('.', '_')}.png"
+        )
         if _plot_numeric(plt, points, spec, dim.key, os.path.join(out_dir, name)):
             plots.append(name)
     extras = _lr_batch_plots(plt, points, out_dir, spec)
@@ -435,38 +525,65 @@ def write_report(workdir: str) -> dict[str, Any]:
     best_text, warnings = headline(points, spec)
     blocks: list[tuple] = [
         ("h1", f"Study `{record['study_name']}`"),
-        ("p", f"Objective: **{spec.objective}** ({spec.direction}); sampler {spec.sampler}; {spec.seeds} seed(s) per "
-              f"point; pruner {spec.pruner}. Trials: "
-              + ", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items()))),
+        (
+            "p",
+            f"Objective: **{spec.objective}** ({spec.direction}); sampler {spec.sampler}; {spec.seeds} seed(s) per "
+            f"point; pruner {spec.pruner}. Trials: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items())),
+        ),
         ("p", f"Storage: `{record['storage']}` (live view: `optuna-dashboard {record['storage']}`)"),
-        ("p", best_text)]
+        ("p", best_text),
+    ]
     reshaped = _reshaped_models(train)
     if reshaped:
         blocks.append(("p", reshaped))
     if warnings:
         blocks.append(("warnings", warnings))
     if extras.get("optimal_lr"):
-        blocks.append(("p", "Optimal LR per batch size: " + ", ".join(
-            f"{b}: {lr:.3g}" + (" (at the edge of the LR range)" if int(b) in extras["lr_at_edge"] else "")
-            for b, lr in extras["optimal_lr"].items())))
+        blocks.append(
+            (
+                "p",
+                "Optimal LR per batch size: "
+                + ", ".join(
+                    f"{b}: {lr:.3g}" + (" (at the edge of the LR range)" if int(b) in extras["lr_at_edge"] else "")
+                    for b, lr in extras["optimal_lr"].items()
+                ),
+            )
+        )
     if extras.get("surge_note"):
         blocks.append(("warnings", [extras["surge_note"]]))
     surge = extras.get("surge")
     if surge:
         where = "inside the sampled range" if surge["inside"] else "outside the sampled batch sizes (only bounded)"
-        blocks.append(("p", f"Surge peak estimate **B* ≈ {surge['peak_batch']:.0f}** ({where}; fit rmse "
-                            f"{surge['rmse_log']:.3f} in log LR; peak LR {surge['lr_max']:.3g})"))
+        blocks.append(
+            (
+                "p",
+                f"Surge peak estimate **B* ≈ {surge['peak_batch']:.0f}** ({where}; fit rmse "
+                f"{surge['rmse_log']:.3f} in log LR; peak LR {surge['lr_max']:.3g})",
+            )
+        )
     header, body = _table(points, spec)
     blocks += [("h2", "Points (mean ± std over the complete seeds)"), ("table", header, body)]
-    blocks += [("h2", "Plots"), ("p", "Hollow markers: points with fewer complete seeds than the study asked for; "
-                                      "red rings: the best of a slice at the edge of a swept range.")]
+    blocks += [
+        ("h2", "Plots"),
+        (
+            "p",
+            "Hollow markers: points with fewer complete seeds than the study asked for; "
+            "red rings: the best of a slice at the edge of a swept range.",
+        ),
+    ]
     blocks += [("img", p) for p in plots]
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write(_markdown(blocks))
     with open(os.path.join(out_dir, "report.html"), "w") as f:
         f.write(_html(f"Study {record['study_name']}", blocks))
-    summary = {"points": points, "plots": plots, **extras, "states": dict(states), "headline": best_text,
-               "warnings": warnings}
+    summary = {
+        "points": points,
+        "plots": plots,
+        **extras,
+        "states": dict(states),
+        "headline": best_text,
+        "warnings": warnings,
+    }
     with open(os.path.join(out_dir, "points.json"), "w") as f:
         json.dump(summary, f, indent=2, default=str)
     return summary

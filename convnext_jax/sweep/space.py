@@ -99,11 +99,14 @@ def parse_space(text: str) -> list[Dimension]:
                 raise SyntaxError("not a call")
             args = tuple(_literal(a) for a in call.args)
         except (SyntaxError, ValueError) as e:
-            raise SearchSpaceError(f"search space entry {part!r}: cannot parse {spec!r} ({e}); "
-                                   f"expected one of {', '.join(k + '(...)' for k in KINDS)}") from e
+            raise SearchSpaceError(
+                f"search space entry {part!r}: cannot parse {spec!r} ({e}); "
+                f"expected one of {', '.join(k + '(...)' for k in KINDS)}"
+            ) from e
         if call.func.id not in KINDS:
-            raise SearchSpaceError(f"search space entry {part!r}: unknown distribution {call.func.id!r}; "
-                                   f"use one of {', '.join(KINDS)}")
+            raise SearchSpaceError(
+                f"search space entry {part!r}: unknown distribution {call.func.id!r}; use one of {', '.join(KINDS)}"
+            )
         if any(d.key == key for d in dims):
             raise SearchSpaceError(f"search space: key {key!r} appears twice")
         dim = Dimension(key, call.func.id, args)
@@ -119,11 +122,17 @@ def validate_keys(dims: list[Dimension], config: ml_collections.ConfigDict) -> N
         node = config
         for depth, name in enumerate(parents):
             if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-                raise SearchSpaceError(f"search space key {dim.key!r}: {'.'.join(parents[:depth + 1])!r} is not a "
-                                       f"config section{_did_you_mean(name, node)}")
+                raise SearchSpaceError(
+                    f"search space key {dim.key!r}: {'.'.join(parents[: depth + 1])!r} is not a "
+                    f"config section{_did_you_mean(name, node)}"
+                )
             node = node[name]
-        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node or \
-                isinstance(node[leaf], ml_collections.ConfigDict) or leaf == "sweep":
+        if (
+            not isinstance(node, ml_collections.ConfigDict)
+            or leaf not in node
+            or isinstance(node[leaf], ml_collections.ConfigDict)
+            or leaf == "sweep"
+        ):
             raise SearchSpaceError(f"search space key {dim.key!r} is not a config value{_did_you_mean(leaf, node)}")
 
 
@@ -139,9 +148,11 @@ def grid_points(dims: list[Dimension]) -> list[dict[str, Any]]:
     """The full product of the dimensions' values, in order (first key slowest)."""
     missing = [d.key for d in dims if d.values is None]
     if missing:
-        raise SearchSpaceError(f"the grid sampler needs finite values for every key; {missing} use a continuous "
-                               "distribution: write grid(...)/loggrid(lo, hi, n)/choice(...), or use sampler "
-                               "'random' or 'tpe'")
+        raise SearchSpaceError(
+            f"the grid sampler needs finite values for every key; {missing} use a continuous "
+            "distribution: write grid(...)/loggrid(lo, hi, n)/choice(...), or use sampler "
+            "'random' or 'tpe'"
+        )
     return [dict(zip((d.key for d in dims), combo)) for combo in itertools.product(*(d.values for d in dims))]
 
 

@@ -30,6 +30,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from convnext_jax.errors import UserError
+from convnext_jax.run_files import METRICS_FILE
 from convnext_jax.schema import json_tuples
 from convnext_jax.sweep.space import SearchSpaceError, apply_params, grid_points
 from convnext_jax.sweep.spec import SweepSpec, split_config
@@ -62,8 +63,9 @@ def with_driver(url: str) -> str:
         return url
     if importlib.util.find_spec("psycopg") is not None:
         return "postgresql+psycopg://" + url.split("://", 1)[1]
-    raise StorageError(f"the study storage {url!r} needs a PostgreSQL driver: pip install -e \".[postgres]\" "
-                       "(psycopg), or psycopg2")
+    raise StorageError(
+        f'the study storage {url!r} needs a PostgreSQL driver: pip install -e ".[postgres]" (psycopg), or psycopg2'
+    )
 
 
 JOURNAL_PREFIX = "journal:"
@@ -109,16 +111,18 @@ def open_storage(spec: SweepSpec, workdir: str) -> optuna.storages.BaseStorage:
     SQLAlchemy URL), or `journal:/shared/path/study.journal` (a file on a shared filesystem)."""
     url = storage_url(spec, workdir)
     if url.startswith(JOURNAL_PREFIX):
-        path = url[len(JOURNAL_PREFIX):].removeprefix("//")
+        path = url[len(JOURNAL_PREFIX) :].removeprefix("//")
         if not os.path.isabs(path):
-            raise StorageError(f"the journal storage {url!r} needs an absolute path: journal:/shared/sweeps/"
-                               "study.journal")
+            raise StorageError(
+                f"the journal storage {url!r} needs an absolute path: journal:/shared/sweeps/study.journal"
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries)
             try:
-                return JournalHeartbeatStorage(path, heartbeat_interval=spec.heartbeat_s, grace_period=spec.grace_s,
-                                               stale_callback=retry)
+                return JournalHeartbeatStorage(
+                    path, heartbeat_interval=spec.heartbeat_s, grace_period=spec.grace_s, stale_callback=retry
+                )
             except OSError as e:
                 raise StorageError(f"cannot open the journal storage {path}: {e}") from e
     url = with_driver(url)
@@ -127,13 +131,19 @@ def open_storage(spec: SweepSpec, workdir: str) -> optuna.storages.BaseStorage:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries)
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=spec.heartbeat_s,
-                                              grace_period=spec.grace_s, heartbeat_stale_trial_callback=retry)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=spec.heartbeat_s,
+                grace_period=spec.grace_s,
+                heartbeat_stale_trial_callback=retry,
+            )
         except Exception as e:  # sqlalchemy/driver errors: bad URL, unreachable server, missing directory
-            raise StorageError(f"cannot open the study storage {url!r}: {type(e).__name__}: {e}. Use a SQLAlchemy URL "
-                               "such as sqlite:////abs/path/study.db or postgresql://user:pass@host/db (with its "
-                               "driver installed), or leave sweep.storage empty for a SQLite file in the workdir."
-                               ) from e
+            raise StorageError(
+                f"cannot open the study storage {url!r}: {type(e).__name__}: {e}. Use a SQLAlchemy URL "
+                "such as sqlite:////abs/path/study.db or postgresql://user:pass@host/db (with its "
+                "driver installed), or leave sweep.storage empty for a SQLite file in the workdir."
+            ) from e
 
 
 def _sampler(spec: SweepSpec, worker_index: int) -> optuna.samplers.BaseSampler:
@@ -145,8 +155,9 @@ def _sampler(spec: SweepSpec, worker_index: int) -> optuna.samplers.BaseSampler:
 
 def _pruner(spec: SweepSpec, num_epochs: int) -> optuna.pruners.BasePruner:
     if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=spec.pruner_startup_trials,
-                                           n_warmup_steps=spec.pruner_warmup_epochs)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=spec.pruner_startup_trials, n_warmup_steps=spec.pruner_warmup_epochs
+        )
     if spec.pruner == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if spec.pruner == "hyperband":
@@ -155,8 +166,12 @@ def _pruner(spec: SweepSpec, num_epochs: int) -> optuna.pruners.BasePruner:
 
 
 def _spec_record(spec: SweepSpec) -> dict[str, Any]:
-    return {"space": [(d.key, d.kind, list(d.args)) for d in spec.dims], "sampler": spec.sampler,
-            "objective": spec.objective, "seeds": spec.seeds}
+    return {
+        "space": [(d.key, d.kind, list(d.args)) for d in spec.dims],
+        "sampler": spec.sampler,
+        "objective": spec.objective,
+        "seeds": spec.seeds,
+    }
 
 
 def create_study(config: ml_collections.ConfigDict, workdir: str) -> optuna.Study:
@@ -165,24 +180,40 @@ def create_study(config: ml_collections.ConfigDict, workdir: str) -> optuna.Stud
     spec, train = split_config(config, check_paths=True)
     os.makedirs(workdir, exist_ok=True)
     storage = open_storage(spec, workdir)
-    study = optuna.create_study(study_name=spec.study_name, storage=storage, direction=spec.direction,
-                                load_if_exists=True, sampler=_sampler(spec, 0), pruner=_pruner(spec, train.num_epochs))
+    study = optuna.create_study(
+        study_name=spec.study_name,
+        storage=storage,
+        direction=spec.direction,
+        load_if_exists=True,
+        sampler=_sampler(spec, 0),
+        pruner=_pruner(spec, train.num_epochs),
+    )
     record = _spec_record(spec)
     existing = study.user_attrs.get("sweep")
     if existing is not None and existing != json.loads(json.dumps(record)):
-        raise SearchSpaceError(f"study {spec.study_name!r} in {storage_url(spec, workdir)} was created with a different "
-                               f"sweep ({existing}); use a new --workdir or sweep.study_name")
+        raise SearchSpaceError(
+            f"study {spec.study_name!r} in {storage_url(spec, workdir)} was created with a different "
+            f"sweep ({existing}); use a new --workdir or sweep.study_name"
+        )
     if existing is None:
         study.set_user_attr("sweep", record)
         if spec.sampler == "grid":
             points = grid_points(list(spec.dims)) if spec.dims else [{}]
             for index, point in enumerate(points):
                 for repeat in range(spec.seeds):
-                    study.enqueue_trial(point, user_attrs={"point": index, "seed": train.seed + repeat},
-                                        skip_if_exists=False)
+                    study.enqueue_trial(
+                        point, user_attrs={"point": index, "seed": train.seed + repeat}, skip_if_exists=False
+                    )
     with open(os.path.join(workdir, SWEEP_FILE), "w") as f:
-        json.dump({"storage": storage_url(spec, workdir), "study_name": spec.study_name,
-                   "config": json.loads(config.to_json_best_effort())}, f, indent=2)
+        json.dump(
+            {
+                "storage": storage_url(spec, workdir),
+                "study_name": spec.study_name,
+                "config": json.loads(config.to_json_best_effort()),
+            },
+            f,
+            indent=2,
+        )
     return study
 
 
@@ -190,8 +221,10 @@ def load_sweep(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]
     """(the study config, the sweep.json record) of a workdir made by `create_study`."""
     path = os.path.join(workdir, SWEEP_FILE)
     if not os.path.exists(path):
-        raise StudyNotFoundError(f"{path} not found: create the study first with "
-                                "`python -m convnext_jax.sweep run --config FILE --workdir DIR`")
+        raise StudyNotFoundError(
+            f"{path} not found: create the study first with "
+            "`python -m convnext_jax.sweep run --config FILE --workdir DIR`"
+        )
     with open(path) as f:
         record = json.load(f)
     config = ml_collections.ConfigDict(json_tuples(record["config"]))
@@ -204,8 +237,10 @@ def derive_accumulation(batch_size: int, devices: int, max_device_batch: int) ->
     for accum in range(1, batch_size + 1):
         if batch_size % (devices * accum) == 0 and batch_size // (devices * accum) <= max_device_batch:
             return accum
-    raise SearchSpaceError(f"batch_size {batch_size} cannot be split over {devices} devices into micro-batches of at "
-                           f"most {max_device_batch} (sweep.max_device_batch)")
+    raise SearchSpaceError(
+        f"batch_size {batch_size} cannot be split over {devices} devices into micro-batches of at "
+        f"most {max_device_batch} (sweep.max_device_batch)"
+    )
 
 
 def _objective_value(spec: SweepSpec, summary: dict[str, Any], num_epochs: int) -> float:
@@ -240,13 +275,15 @@ class Objective:
         seed, point = trial.user_attrs["seed"], trial.user_attrs["point"]
         if fresh:
             for repeat in range(1, self.spec.seeds):
-                trial.study.enqueue_trial(params, user_attrs={"point": point, "seed": seed + repeat},
-                                          skip_if_exists=False)
+                trial.study.enqueue_trial(
+                    params, user_attrs={"point": point, "seed": seed + repeat}, skip_if_exists=False
+                )
         overrides = dict(params, seed=seed)
         if self.spec.max_device_batch:
             batch = int(overrides.get("batch_size", self.train.batch_size))
-            overrides["optim.grad_accum_steps"] = derive_accumulation(batch, jax.device_count(),
-                                                                      self.spec.max_device_batch)
+            overrides["optim.grad_accum_steps"] = derive_accumulation(
+                batch, jax.device_count(), self.spec.max_device_batch
+            )
         config = apply_params(self.train, overrides)
         print(f"started: {', '.join(f'{k}={v}' for k, v in params.items()) or 'base config'}, seed {seed}", flush=True)
         relative = attrs.get("workdir") or os.path.join("trials", f"{trial.number:04d}")  # a retry resumes there
@@ -258,8 +295,9 @@ class Objective:
         def report(epoch: int, metrics: dict[str, float]) -> None:
             trial.report(metrics[self.spec.reported_metric], epoch)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch} ({self.spec.reported_metric} "
-                                         f"{metrics[self.spec.reported_metric]:.4f})")
+                raise optuna.TrialPruned(
+                    f"pruned after epoch {epoch} ({self.spec.reported_metric} {metrics[self.spec.reported_metric]:.4f})"
+                )
 
         try:
             summary = train_and_evaluate(config, run_dir, epoch_callback=report)
@@ -269,8 +307,17 @@ class Objective:
         finally:
             gc.collect()  # the trial's model, state and loaders (compilation caches are kept: the next trial's
             # small ops reuse them, ~2 s per trial on CPU; the trial's own step is freed with it)
-        for key in ("best_val_top1", "final_val_top1", "final_val_loss", "epochs_to_target", "params",
-                    "gmacs_per_image", "img_per_s", "compile_s", "steps"):
+        for key in (
+            "best_val_top1",
+            "final_val_top1",
+            "final_val_loss",
+            "epochs_to_target",
+            "params",
+            "gmacs_per_image",
+            "img_per_s",
+            "compile_s",
+            "steps",
+        ):
             if summary.get(key) is not None:
                 trial.set_user_attr("num_params" if key == "params" else key, summary[key])
         return _objective_value(self.spec, summary, config.num_epochs)
@@ -278,12 +325,19 @@ class Objective:
 
 def _diverged_summary(run_dir: str, config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Best/last validation before a run diverged (loss: +inf when it never evaluated)."""
-    evals = [r for r in read_metrics(run_dir) if "val_top1" in r] if os.path.exists(
-        os.path.join(run_dir, "metrics.jsonl")) else []
+    evals = (
+        [r for r in read_metrics(run_dir) if "val_top1" in r]
+        if os.path.exists(os.path.join(run_dir, METRICS_FILE))
+        else []
+    )
     top1 = [r["val_top1"] for r in evals]
     reached = [r["epoch"] for r in evals if config.target_accuracy and r["val_top1"] >= config.target_accuracy]
-    return {"best_val_top1": max(top1, default=0.0), "final_val_top1": top1[-1] if top1 else 0.0,
-            "final_val_loss": float("inf"), "epochs_to_target": reached[0] if reached else None}
+    return {
+        "best_val_top1": max(top1, default=0.0),
+        "final_val_top1": top1[-1] if top1 else 0.0,
+        "final_val_loss": float("inf"),
+        "epochs_to_target": reached[0] if reached else None,
+    }
 
 
 def _points_started(trials: list[optuna.trial.FrozenTrial]) -> int:
@@ -314,7 +368,7 @@ class _Heartbeat:
         while not self.stop.wait(self.interval):
             self.storage.record_heartbeat(self.trial_id)
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> _Heartbeat:
         self.storage.record_heartbeat(self.trial_id)
         self.thread.start()
         return self
@@ -376,8 +430,12 @@ def run_worker(workdir: str, worker_index: int = 0) -> int:
     config, record = load_sweep(workdir)
     spec, train = split_config(config)
     storage = open_storage(spec, workdir)
-    study = optuna.load_study(study_name=record["study_name"], storage=storage,
-                              sampler=_sampler(spec, worker_index), pruner=_pruner(spec, train.num_epochs))
+    study = optuna.load_study(
+        study_name=record["study_name"],
+        storage=storage,
+        sampler=_sampler(spec, worker_index),
+        pruner=_pruner(spec, train.num_epochs),
+    )
     study_id = storage.get_study_id_from_name(record["study_name"])
     objective = Objective(spec, train, workdir)
     count = 0
@@ -404,8 +462,12 @@ def run_worker(workdir: str, worker_index: int = 0) -> int:
                 trial = study.ask()
             value, state = None, TrialState.COMPLETE
             label = f"[w{worker_index} trial {trial.number}]"
-            with _Heartbeat(storage, storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
-                            spec.heartbeat_s), labelled_output(label):
+            with (
+                _Heartbeat(
+                    storage, storage.get_trial_id_from_study_id_trial_number(study_id, trial.number), spec.heartbeat_s
+                ),
+                labelled_output(label),
+            ):
                 try:
                     value = objective(trial)
                 except optuna.TrialPruned as e:
@@ -415,8 +477,12 @@ def run_worker(workdir: str, worker_index: int = 0) -> int:
                     state = TrialState.FAIL
                     log.exception("trial %d failed (params %s)", trial.number, trial.params)
             study.tell(trial, value, state=state)
-            print(f"{label} {state.name.lower()}" + (f" {spec.objective}={value:.4f}" if value is not None else "")
-                  + f" params {trial.params} seed {trial.user_attrs.get('seed')}", flush=True)
+            print(
+                f"{label} {state.name.lower()}"
+                + (f" {spec.objective}={value:.4f}" if value is not None else "")
+                + f" params {trial.params} seed {trial.user_attrs.get('seed')}",
+                flush=True,
+            )
             if objective.queue_empty:  # another worker took the last queued point first
                 return count
             count += 1

@@ -8,7 +8,7 @@ size up to B* and falls after it. We fit lr_max and B* in log space by least squ
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,9 +27,9 @@ def optimal_lr(lrs: Sequence[float], scores: Sequence[float]) -> float:
     x = np.log(np.asarray(lrs, float)[order])
     y = np.asarray(scores, float)[order]
     best = int(np.argmax(y))
-    if best == 0 or best == len(x) - 1 or not np.all(np.isfinite(y[best - 1:best + 2])):
+    if best == 0 or best == len(x) - 1 or not np.all(np.isfinite(y[best - 1 : best + 2])):
         return float(math.exp(x[best]))
-    (x0, x1, x2), (y0, y1, y2) = x[best - 1:best + 2], y[best - 1:best + 2]
+    (x0, x1, x2), (y0, y1, y2) = x[best - 1 : best + 2], y[best - 1 : best + 2]
     denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
     a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
     b = (x2**2 * (y0 - y1) + x1**2 * (y2 - y0) + x0**2 * (y1 - y2)) / denom
@@ -58,5 +58,9 @@ def fit_surge(batches: Sequence[float], lrs: Sequence[float]) -> dict[str, float
         if best is None or error < best[0]:
             best = (error, peak, math.exp(log_lr_max))
     error, peak, lr_max = best
-    return {"peak_batch": float(peak), "lr_max": float(lr_max), "rmse_log": math.sqrt(error),
-            "inside": bool(b.min() < peak < b.max())}
+    return {
+        "peak_batch": float(peak),
+        "lr_max": float(lr_max),
+        "rmse_log": math.sqrt(error),
+        "inside": bool(b.min() < peak < b.max()),
+    }

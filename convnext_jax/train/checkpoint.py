@@ -15,6 +15,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from convnext_jax.run_files import CHECKPOINTS_DIR
+
 
 class _QuietUntrackedSaves(logging.Filter):
     """Drops orbax's warning for a save without metrics (a preemption or periodic save): it is kept
@@ -33,33 +35,57 @@ class Checkpointer:
     `keep_best` best by the selection metric (evaluated epoch-end saves; what checkpoint averaging
     uses). Orbax's own max_to_keep + best_fn would keep only the N best and delete the latest."""
 
-    def __init__(self, workdir: str, *, keep_latest: int = 2, keep_best: int = 1,
-                 best_metric: str | None = "val_top1", best_mode: str = "max"):
+    def __init__(
+        self,
+        workdir: str,
+        *,
+        keep_latest: int = 2,
+        keep_best: int = 1,
+        best_metric: str | None = "val_top1",
+        best_mode: str = "max",
+    ):
         policies: list[Any] = [ocp.checkpoint_managers.LatestN(n=max(1, keep_latest))]
         if best_metric and keep_best:
-            policies.append(ocp.checkpoint_managers.BestN(
-                get_metric_fn=lambda metrics: metrics[best_metric], reverse=best_mode == "min", n=keep_best,
-                keep_checkpoints_without_metrics=False))
+            policies.append(
+                ocp.checkpoint_managers.BestN(
+                    get_metric_fn=lambda metrics: metrics[best_metric],
+                    reverse=best_mode == "min",
+                    n=keep_best,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
         options = ocp.CheckpointManagerOptions(
-            create=True, enable_async_checkpointing=True,
-            best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None, best_mode=best_mode,
-            preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies))
-        self.manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options,
-                                             item_names=("state", "data"))
+            create=True,
+            enable_async_checkpointing=True,
+            best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None,
+            best_mode=best_mode,
+            preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+        )
+        self.manager = ocp.CheckpointManager(
+            os.path.join(os.path.abspath(workdir), CHECKPOINTS_DIR), options=options, item_names=("state", "data")
+        )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, data_iterator: Any, metrics: dict[str, float] | None = None) -> None:
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                        data=grain.checkpoint.CheckpointSave(data_iterator)),
-                          metrics=metrics)
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)
+            ),
+            metrics=metrics,
+        )
 
     def restore(self, step: int, abstract_state: Any, data_iterator: Any) -> Any:
         """Restore the state (with the shardings of `abstract_state`) and the iterator in place."""
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), data=grain.checkpoint.CheckpointRestore(data_iterator)
+            ),
+        )
         return restored.state
 
     def wait_until_finished(self) -> None:

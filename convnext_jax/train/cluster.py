@@ -23,8 +23,9 @@ def cluster_kind(environ: dict[str, str] | None = None) -> str | None:
     return None
 
 
-def start_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                      process_id: int | None = None) -> str | None:
+def start_distributed(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> str | None:
     """Initialise jax.distributed when this is a multi-process job; returns how ('flags', 'env',
     'slurm', 'ompi') or None for a single process."""
     if coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,14 +20,21 @@ def per_class(confusion: np.ndarray, names: Sequence[str] | None = None) -> list
         total = int(counts.sum())
         wrong = counts.copy()
         wrong[index] = 0
-        rows.append({"class": names[index], "images": total, "correct": int(counts[index]),
-                     "accuracy": counts[index] / total if total else float("nan"),
-                     "most_confused_with": names[int(wrong.argmax())] if wrong.any() else ""})
+        rows.append(
+            {
+                "class": names[index],
+                "images": total,
+                "correct": int(counts[index]),
+                "accuracy": counts[index] / total if total else float("nan"),
+                "most_confused_with": names[int(wrong.argmax())] if wrong.any() else "",
+            }
+        )
     return rows
 
 
-def write_confusion(confusion: np.ndarray, directory: str, names: Sequence[str] | None = None,
-                    title: str = "") -> tuple[str, str]:
+def write_confusion(
+    confusion: np.ndarray, directory: str, names: Sequence[str] | None = None, title: str = ""
+) -> tuple[str, str]:
     """confusion.png and per_class.csv in `directory`; returns their paths."""
     import matplotlib
 
@@ -57,8 +64,15 @@ def write_confusion(confusion: np.ndarray, directory: str, names: Sequence[str] 
     if classes <= 20:
         for (i, j), count in np.ndenumerate(confusion):
             if count:
-                matrix.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                            color="white" if normalised[i, j] > 0.5 else "black")
+                matrix.text(
+                    j,
+                    i,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if normalised[i, j] > 0.5 else "black",
+                )
     accuracy = [r["accuracy"] for r in rows]
     bars.barh(np.arange(classes), accuracy, color="tab:blue")
     bars.set_yticks(ticks, [labels[i] for i in ticks], fontsize=8)

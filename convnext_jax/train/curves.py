@@ -3,11 +3,11 @@ per step (WORKDIR/curves.png at the end of every run; the sweep report's best tr
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
-def plot_curves(runs: Sequence[tuple[str, list[dict[str, Any]]]], path: str, *,
-                val_metric: str = "val_top1") -> bool:
+def plot_curves(runs: Sequence[tuple[str, list[dict[str, Any]]]], path: str, *, val_metric: str = "val_top1") -> bool:
     """Plot `runs` ((label, metrics.jsonl records) pairs) into `path`; False when there is nothing to draw."""
     import matplotlib
 
@@ -23,8 +23,12 @@ def plot_curves(runs: Sequence[tuple[str, list[dict[str, Any]]]], path: str, *,
             continue
         left.plot([r["epoch"] for r in evals], [r[val_metric] for r in evals], marker="o", label=label)
         if evals and f"{val_metric}_ema" in evals[0]:
-            left.plot([r["epoch"] for r in evals], [r[f"{val_metric}_ema"] for r in evals], linestyle="--",
-                      label=f"{label} (EMA)")
+            left.plot(
+                [r["epoch"] for r in evals],
+                [r[f"{val_metric}_ema"] for r in evals],
+                linestyle="--",
+                label=f"{label} (EMA)",
+            )
         right.plot([r["step"] for r in train], [r["train_loss"] for r in train], label=label)
         drawn += 1
     if not drawn:

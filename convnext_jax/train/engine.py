@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grain
 import jax
@@ -18,22 +19,24 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.data import create_loader, shard_batch
+from convnext_jax.data.from_config import eval_transforms_of
 from convnext_jax.data.sources import SKIPPED
 from convnext_jax.errors import UserError
-from convnext_jax.text import plural
 from convnext_jax.models.naming import forward_macs
-from convnext_jax.models.variants import display_name
 from convnext_jax.models.params import count_params
-from convnext_jax.train import config as train_config
+from convnext_jax.models.variants import display_name
+from convnext_jax.text import plural
 from convnext_jax.train.checkpoint import Checkpointer
-from convnext_jax.train.evaluate import Evaluator, evaluator_of
+from convnext_jax.train.evaluate import Evaluation, Evaluator, evaluator_of
 from convnext_jax.train.metrics import MetricsWriter
 from convnext_jax.train.parallel import state_bytes_per_device
-from convnext_jax.train.progress import Progress
-from convnext_jax.train.setup import Setup, eval_transforms_of
-from convnext_jax.train.state import TrainState
 from convnext_jax.train.preemption import Preempted, PreemptionWatch
+from convnext_jax.train.progress import Progress
+from convnext_jax.train.setup import Setup
+from convnext_jax.train.short_run import summary_fields
+from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step
+from convnext_jax.train.tasks import selection_metric
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -44,12 +47,17 @@ PICTURES_DIR = "pictures"
 def picture_of(setup: Setup) -> tuple[Any, jax.Array] | None:
     """(jitted render(params, images), the fixed val images) for a task that draws pictures
     (FCMAE's reconstructions), or None."""
-    count = setup.config.fcmae.pictures if setup.config.task == "fcmae" else 0
-    if not count or not hasattr(setup.task, "picture_columns"):
+    count = setup.task.pictures
+    if not count:
         return None
-    loader = create_loader(setup.val_source, batch_size=min(count, len(setup.val_source)), shuffle=False,
-                           num_epochs=1, transforms=eval_transforms_of(setup.config),
-                           shard_options=grain.sharding.NoSharding())
+    loader = create_loader(
+        setup.val_source,
+        batch_size=min(count, len(setup.val_source)),
+        shuffle=False,
+        num_epochs=1,
+        transforms=eval_transforms_of(setup.config),
+        shard_options=grain.sharding.NoSharding(),
+    )
     images = jax.device_put(next(iter(loader))["image"], setup.layout.sharding(jax.sharding.PartitionSpec()))
     graphdef, rest, task, inputs = setup.graphdef, setup.rest, setup.task, setup.inputs
 
@@ -81,12 +89,16 @@ def data_wait_advice(setup: Setup, fraction: float) -> str | None:
     if jax.default_backend() == "cpu":
         return None
     config = setup.config
-    head = f"warning: {100 * fraction:.0f}% of the step time is spent waiting for data (the input pipeline is the " \
-           "bottleneck): "
+    head = (
+        f"warning: {100 * fraction:.0f}% of the step time is spent waiting for data (the input pipeline is the "
+        "bottleneck): "
+    )
     if config.data.source.startswith(IN_MEMORY_SOURCES):
         return head + f"raise data.threads (now {config.data.threads or 'auto'}), or use a larger batch_size"
-    return head + (f"raise data.workers (now {config.data.workers}), or train on a prepared dataset of smaller JPEGs "
-                   "(python -m convnext_jax.data.prepare)")
+    return head + (
+        f"raise data.workers (now {config.data.workers}), or train on a prepared dataset of smaller JPEGs "
+        "(python -m convnext_jax.data.prepare)"
+    )
 
 
 class LogWindow:
@@ -133,10 +145,14 @@ class LogWindow:
             raise NonFiniteLossError(
                 f"non-finite loss/gradient at step {bad[0]} (latest: loss={metrics['loss']}, "
                 f"grad_norm={metrics['grad_norm']}); the update was not applied and the last good checkpoint in "
-                f"{self.workdir} is intact. Lower optim.lr, keep optim.clip_grad_norm > 0, or use float32.")
+                f"{self.workdir} is intact. Lower optim.lr, keep optim.clip_grad_norm > 0, or use float32."
+            )
         self.skipped_steps += len(bad)
-        values = {f"train_{k}" if k not in ("grad_norm", "loss_scale") else k: float(v) for k, v in metrics.items()
-                  if k != "finite"}
+        values = {
+            f"train_{k}" if k not in ("grad_norm", "loss_scale") else k: float(v)
+            for k, v in metrics.items()
+            if k != "finite"
+        }
         if self.loss_scaling is not None:
             values["skipped_steps"] = self.skipped_steps
             if metrics["loss_scale"] < self.optim.loss_scale_min:
@@ -144,7 +160,8 @@ class LogWindow:
                     f"float16 loss scale fell to {metrics['loss_scale']:.3g} at step {done} after "
                     f"{self.skipped_steps} skipped non-finite steps (first at step {bad[0] if bad else '?'}): the "
                     f"loss itself is NaN/inf. The last good checkpoint in {self.workdir} is intact. Lower "
-                    "optim.lr, or use bfloat16.")
+                    "optim.lr, or use bfloat16."
+                )
         if self.steps:  # the compilation step is not timed
             elapsed = time.perf_counter() - self.began
             values["step_time_s"] = elapsed / self.steps
@@ -188,8 +205,11 @@ class BestSoFar:
 
     def summary(self) -> dict[str, Any]:
         """best_<metric> for each reported top-1 and the selected metric, and which one selects."""
-        return {**{f"best_{name}": value for name, value in self.bests.items()}, f"best_{self.metric}": self.best,
-                "selected_on": self.metric}
+        return {
+            **{f"best_{name}": value for name, value in self.bests.items()},
+            f"best_{self.metric}": self.best,
+            "selected_on": self.metric,
+        }
 
 
 def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool:
@@ -197,12 +217,59 @@ def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool
     return epoch % config.checkpoint.every_epochs == 0 or done == total_steps
 
 
+def run_summary(
+    setup: Setup,
+    state: TrainState,
+    *,
+    last_eval: dict[str, Any],
+    evaluation: Evaluation,
+    best: BestSoFar,
+    window: LogWindow,
+    throughputs: list[float],
+    compile_s: float | None,
+    skipped_images: int,
+) -> dict[str, Any]:
+    """summary.json of a run that reached its last step: what ran, how fast, the best and final metrics."""
+    config = setup.config
+    return {
+        "steps": setup.total_steps,
+        "epochs": config.num_epochs,
+        "num_classes": setup.num_classes,
+        "global_batch": config.batch_size,
+        "grad_accum_steps": setup.accum,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "mesh": dict(setup.layout.mesh.shape),
+        "state_bytes_per_device": state_bytes_per_device(state),
+        "params": count_params(state.params),
+        "gmacs_per_image": forward_macs(setup.model_cfg, config.data.image_size) / 1e9,
+        "img_per_s": float(np.median(throughputs)) if throughputs else None,
+        "compile_s": compile_s,
+        "data_wait_fraction": window.data_wait_fraction,
+        "skipped_images": skipped_images,
+        "skipped_val_images": evaluation.skipped,
+        **best.summary(),
+        "epochs_to_target": best.epochs_to_target,
+        **({"skipped_steps": window.skipped_steps} if setup.loss_scaling else {}),
+        **{f"final_{k}": v for k, v in last_eval.items()},
+        **summary_fields(config, setup.total_steps),
+        "model": display_name(config.model.name, setup.architecture),
+    }
+
+
 class Engine:
     """Runs a `Setup` from `start` to its last step, writing into `workdir`."""
 
-    def __init__(self, setup: Setup, workdir: str, checkpointer: Checkpointer, writer: MetricsWriter,
-                 progress: Progress, epoch_callback: EpochCallback | None = None,
-                 preemption: PreemptionWatch | None = None):
+    def __init__(
+        self,
+        setup: Setup,
+        workdir: str,
+        checkpointer: Checkpointer,
+        writer: MetricsWriter,
+        progress: Progress,
+        epoch_callback: EpochCallback | None = None,
+        preemption: PreemptionWatch | None = None,
+    ):
         self.setup, self.workdir, self.checkpointer = setup, workdir, checkpointer
         self.writer, self.progress, self.epoch_callback = writer, progress, epoch_callback
         self.preemption = preemption
@@ -210,40 +277,49 @@ class Engine:
         self.evaluate = evaluator_of(setup)
         self.micro_sharding = setup.layout.sharding(setup.layout.micro_batch_spec)
         self.picture = picture_of(setup)
-        self.confusion: np.ndarray | None = None
         self.left_out: set[str] = set()  # unreadable evaluation images already named
 
     def _compile(self, state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[Any, float]:
         """Compile the train step once for these shapes (a later batch of another shape is an
         error, never a silent recompilation); returns it with the compile time."""
         s = self.setup
-        step = make_train_step(s.graphdef, s.rest, s.tx, s.task, ema_decay=s.config.ema_decay,
-                               loss_scaling=s.loss_scaling, layout=s.layout, inputs=s.inputs)
+        step = make_train_step(
+            s.graphdef,
+            s.rest,
+            s.tx,
+            s.task,
+            ema_decay=s.config.ema_decay,
+            loss_scaling=s.loss_scaling,
+            layout=s.layout,
+            inputs=s.inputs,
+        )
         began = time.perf_counter()
         compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, key).compile()
         return compiled, time.perf_counter() - began
 
-    def _evaluate(self, state: TrainState) -> dict[str, float]:
-        metrics = self.evaluate(state.params)
-        self._note_left_out(self.evaluate, "val")
-        self.confusion = self.evaluate.confusion  # of the params (not the EMA), kept for the end of the run
+    def _evaluate(self, state: TrainState) -> tuple[dict[str, float], Evaluation]:
+        """The val metrics of the weights and of the EMA (`*_ema`), and the weights' evaluation
+        (its confusion counts and left-out images)."""
+        evaluation = self.evaluate(state.params)
+        self._note_left_out(evaluation, "val")
+        metrics = dict(evaluation.metrics)
         if state.ema is not None:
-            metrics.update({f"{k}_ema": v for k, v in self.evaluate(state.ema).items() if k != "val_count"})
+            ema = self.evaluate(state.ema).metrics
+            metrics.update({f"{k}_ema": v for k, v in ema.items() if k != "val_count"})
             if "val_top1" in metrics:  # select_on=best: the better weights at each evaluation
                 metrics["val_top1_best"] = max(metrics["val_top1"], metrics["val_top1_ema"])
-        return metrics
+        return metrics, evaluation
 
-    def run(self, state: TrainState, train_iter: Any, start: int,
-            history: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    def run(self, state: TrainState, train_iter: Any, start: int, history: list[dict[str, Any]] = ()) -> dict[str, Any]:
         """Train from optimizer step `start`; returns the run's summary. `history`: the metric
         records of the steps before `start` (a resumed run's best and epochs-to-target count them)."""
         s, config = self.setup, self.setup.config
         base_key = jax.random.key(config.seed)
         window = LogWindow(s, self.workdir)
-        best = BestSoFar(*train_config.selection_metric(config), config.target_accuracy)
+        best = BestSoFar(*selection_metric(config), config.target_accuracy)
         for record in history:
             best.add(record.get("epoch"), record)
-        train_step, compile_s, last_eval, throughputs = None, None, {}, []
+        train_step, compile_s, last_eval, evaluation, throughputs, metrics = None, None, {}, None, [], {}
         warned_wait, skipped_files = False, set()
         for step in range(start, s.total_steps):
             fetch = time.perf_counter()
@@ -275,7 +351,7 @@ class Engine:
                 self.writer.write(done, **values, lr=s.schedule(done - 1))
                 self.progress.report(done, values, eta_s=(s.total_steps - done) * values.get("step_time_s", 0.0))
             if epoch_end:
-                last_eval = self._end_of_epoch(state, train_iter, done, best)
+                last_eval, evaluation = self._end_of_epoch(state, train_iter, done, best)
             if self._periodic_save_due(done, epoch_end):
                 self._save(done, state, train_iter)
             if self.preemption is not None and done < s.total_steps and self.preemption.should_stop(done):
@@ -286,25 +362,25 @@ class Engine:
             if done % config.log_every == 0 or epoch_end:
                 window.start()
         if not last_eval:  # resumed after the last step: report the restored model
-            last_eval = self._evaluate(state)
+            last_eval, evaluation = self._evaluate(state)
             best.add(None, last_eval)
-        self._write_confusion(last_eval)
+        self._write_confusion(evaluation, last_eval)
         extra = self._evaluate_extra_sets(state)
         if extra:
             self.writer.write(s.total_steps, **extra)
             last_eval = {**last_eval, **extra}
         self.checkpointer.wait_until_finished()
-        return {"steps": s.total_steps, "epochs": config.num_epochs, "num_classes": s.num_classes,
-                "global_batch": config.batch_size, "grad_accum_steps": s.accum, "devices": jax.device_count(),
-                "processes": jax.process_count(), "mesh": dict(s.layout.mesh.shape),
-                "state_bytes_per_device": state_bytes_per_device(state), "params": count_params(state.params),
-                "gmacs_per_image": forward_macs(s.model_cfg, config.data.image_size) / 1e9,
-                "img_per_s": float(np.median(throughputs)) if throughputs else None, "compile_s": compile_s,
-                "data_wait_fraction": window.data_wait_fraction, "skipped_images": len(skipped_files),
-                "skipped_val_images": self.evaluate.skipped,
-                **best.summary(), "epochs_to_target": best.epochs_to_target,
-                **({"skipped_steps": window.skipped_steps} if s.loss_scaling else {}),
-                **{f"final_{k}": v for k, v in last_eval.items()}}
+        return run_summary(
+            s,
+            state,
+            last_eval=last_eval,
+            evaluation=evaluation,
+            best=best,
+            window=window,
+            throughputs=throughputs,
+            compile_s=compile_s,
+            skipped_images=len(skipped_files),
+        )
 
     def _write_picture(self, state: TrainState, epoch: int, done: int) -> None:
         """The task's picture of the fixed val images: WORKDIR/pictures/epoch_NNNN.png and TensorBoard."""
@@ -320,44 +396,54 @@ class Engine:
     def _evaluate_extra_sets(self, state: TrainState) -> dict[str, float]:
         """eval.extra_sets on the final weights (and EMA): {SET_top1, SET_top5, SET_loss, SET_count, ..._ema}."""
         from convnext_jax.data.robustness import eval_classes_of
-        from convnext_jax.train.tasks import Classification
 
         s, out = self.setup, {}
         for name, source in s.extra_sources.items():
             label = name.replace("/", "_").replace(":", "_")
-            task = Classification(s.num_classes, eval_classes=eval_classes_of(name))
-            evaluator = Evaluator(source, eval_transforms_of(s.config), s.graphdef, s.rest, task, s.layout,
-                                  s.micro_batch, s.inputs)
+            task = s.task.with_eval_classes(eval_classes_of(name))  # extra sets: classification only
+            evaluator = Evaluator(
+                source, eval_transforms_of(s.config), s.graphdef, s.rest, task, s.layout, s.micro_batch, s.inputs
+            )
             weights = [("", state.params)] + ([("_ema", state.ema)] if state.ema is not None else [])
             for suffix, params in weights:
-                for key, value in evaluator(params).items():
+                result = evaluator(params)
+                for key, value in result.metrics.items():
                     if suffix and key == "val_count":
                         continue
                     out[f"{label}_{key.removeprefix('val_')}{suffix}"] = value
-            self._note_left_out(evaluator, name)
-            out[f"{label}_skipped"] = evaluator.skipped
-            self.progress.message(f"{name}: top-1 {out[f'{label}_top1']:.4f} top-5 {out[f'{label}_top5']:.4f}"
-                                  + (f" (EMA top-1 {out[f'{label}_top1_ema']:.4f})" if state.ema is not None else ""))
+                if not suffix:
+                    self._note_left_out(result, name)
+                    out[f"{label}_skipped"] = result.skipped
+            self.progress.message(
+                f"{name}: top-1 {out[f'{label}_top1']:.4f} top-5 {out[f'{label}_top5']:.4f}"
+                + (f" (EMA top-1 {out[f'{label}_top1_ema']:.4f})" if state.ema is not None else "")
+            )
         return out
 
-    def _write_confusion(self, last_eval: dict[str, Any]) -> None:
+    def _write_confusion(self, evaluation: Evaluation, last_eval: dict[str, Any]) -> None:
         """WORKDIR/confusion.png and per_class.csv of the final evaluation (up to 100 classes)."""
-        if self.confusion is None or jax.process_index() != 0:
+        if evaluation.confusion is None or jax.process_index() != 0:
             return
         from convnext_jax.train.confusion import write_confusion
 
         s = self.setup
-        write_confusion(self.confusion, self.workdir, getattr(s.train_source, "class_names", None),
-                        title=f"{display_name(s.config.model.name, s.model_cfg)}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
-                              f"after {plural(s.config.num_epochs, 'epoch')}")
+        write_confusion(
+            evaluation.confusion,
+            self.workdir,
+            getattr(s.train_source, "class_names", None),
+            title=f"{display_name(s.config.model.name, s.architecture)}: val top-1 {last_eval.get('val_top1', 0.0):.4f} "
+            f"after {plural(s.config.num_epochs, 'epoch')}",
+        )
 
-    def _note_left_out(self, evaluator: Evaluator, what: str) -> None:
+    def _note_left_out(self, evaluation: Evaluation, what: str) -> None:
         """Name each unreadable evaluation image once (it is left out of the metrics, never replaced)."""
-        for path in evaluator.left_out:
+        for path in evaluation.left_out:
             if path not in self.left_out:
                 self.left_out.add(path)
-                self.progress.message(f"warning: unreadable {what} image {path} is left out of the metrics (each is "
-                                      f"named once; summary.json counts them as skipped_val_images)")
+                self.progress.message(
+                    f"warning: unreadable {what} image {path} is left out of the metrics (each is "
+                    f"named once; summary.json counts them as skipped_val_images)"
+                )
 
     def _note_skipped(self, skipped: Any, seen: set[str]) -> None:
         """Warn once per unreadable training image (named by the source, in any worker process)."""
@@ -366,8 +452,10 @@ class Engine:
         for path in (p for entry in np.asarray(skipped).ravel() for p in str(entry).split("\n") if p):
             if path not in seen:
                 seen.add(path)
-                self.progress.message(f"warning: skipping unreadable image {path} (each is warned about once; "
-                                      "summary.json counts them as skipped_images)")
+                self.progress.message(
+                    f"warning: skipping unreadable image {path} (each is warned about once; "
+                    "summary.json counts them as skipped_images)"
+                )
 
     def _save(self, done: int, state: TrainState, train_iter: Any, metrics: dict[str, float] | None = None) -> None:
         self.checkpointer.save(done, state.to_checkpoint(), train_iter, metrics=metrics)
@@ -390,19 +478,23 @@ class Engine:
             due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
         return due
 
-    def _end_of_epoch(self, state: TrainState, train_iter: Any, done: int, best: BestSoFar) -> dict[str, float]:
+    def _end_of_epoch(
+        self, state: TrainState, train_iter: Any, done: int, best: BestSoFar
+    ) -> tuple[dict[str, float], Evaluation]:
         """Evaluate, record, checkpoint on the cadence, and call the epoch callback."""
         config = self.setup.config
         epoch = done // self.setup.steps_per_epoch
-        metrics = self._evaluate(state)
+        metrics, evaluation = self._evaluate(state)
         best.add(epoch, metrics)
         self.writer.write(done, epoch=epoch, **metrics)
-        self.progress.message(f"epoch {epoch}/{config.num_epochs}: "
-                              + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "val_count"))
+        self.progress.message(
+            f"epoch {epoch}/{config.num_epochs}: "
+            + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "val_count")
+        )
         if self.picture is not None:
             self._write_picture(state, epoch, done)
         if checkpoint_due(config, epoch, done, self.setup.total_steps):
             self._save(done, state, train_iter, metrics={best.metric: metrics[best.metric]})
         if self.epoch_callback is not None:
             self.epoch_callback(epoch, metrics)
-        return metrics
+        return metrics, evaluation

@@ -6,7 +6,8 @@ stage's scale is a vector broadcast over each stacked leaf's leading (block) axi
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np

@@ -7,6 +7,8 @@ import json
 import os
 from typing import Any
 
+from convnext_jax.run_files import METRICS_FILE
+
 
 class MetricsWriter:
     """Append-only JSON-lines writer (on resume, lines past the restored step are dropped) that
@@ -20,7 +22,7 @@ class MetricsWriter:
             return
 
         self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step or None)
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.path = os.path.join(workdir, METRICS_FILE)
         if os.path.exists(self.path):
             with open(self.path) as f:
                 kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= resume_step]
@@ -59,7 +61,7 @@ def _plain(value: Any) -> Any:
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    with open(os.path.join(workdir, METRICS_FILE)) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 

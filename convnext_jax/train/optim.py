@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,49 +31,40 @@ def scaled_lr(base_lr: float, global_batch: int, *, rule: str = "none", base_bat
     return base_lr
 
 
-def lr_schedule(peak_lr: float, total_steps: int, *, schedule: str = "cosine", warmup_steps: int = 0,
-                min_lr: float = 0.0, warmup_init_lr: float = 0.0) -> optax.Schedule:
-    """Per-optimizer-step LR: linear warmup then cosine to min_lr, OneCycle, or constant."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    warmup_steps = min(warmup_steps, total_steps)
-    if schedule == "onecycle":
-        return optax.cosine_onecycle_schedule(total_steps, peak_lr, pct_start=max(warmup_steps, 1) / total_steps)
-    if schedule == "constant":
-        main = optax.constant_schedule(peak_lr)
-    else:
-        main = optax.cosine_decay_schedule(peak_lr, max(total_steps - warmup_steps, 1), alpha=min_lr / peak_lr
-                                           if peak_lr else 0.0)
-    if warmup_steps == 0:
-        return main
-    warmup = optax.linear_schedule(warmup_init_lr, peak_lr, warmup_steps)
-    return optax.join_schedules([warmup, main], [warmup_steps])
+@dataclasses.dataclass(frozen=True)
+class LearningRate:
+    """The learning rate at each optimizer step: linear warmup from 0 over `warmup_steps`, then
+    cosine from the peak down to min_lr at `total_steps` (timm's per-step cosine), OneCycle, or
+    constant. The one definition: the optimizer applies it (with the two LRs as arrays in its
+    state, so sweeps share a compilation) and the logs show it (`lr(step, peak, min)` with numbers).
+    """
 
+    total_steps: int
+    schedule: str = "cosine"
+    warmup_steps: int = 0
 
-def schedule_parts(total_steps: int, *, schedule: str = "cosine",
-                   warmup_steps: int = 0) -> tuple[optax.Schedule, optax.Schedule]:
-    """(a, b) with lr_schedule(peak, ..., min_lr=m)(t) == peak * a(t) + m * b(t): the schedule's
-    shape, free of the two numbers a sweep changes, so that they can be runtime values."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    warmup_steps = min(warmup_steps, total_steps)
-    zero = optax.constant_schedule(0.0)
-    if schedule == "onecycle":
-        return optax.cosine_onecycle_schedule(total_steps, 1.0, pct_start=max(warmup_steps, 1) / total_steps), zero
-    if schedule == "constant":
-        main_a, main_b = optax.constant_schedule(1.0), zero
-    else:
-        main_a = optax.cosine_decay_schedule(1.0, max(total_steps - warmup_steps, 1), alpha=0.0)
-        main_b = lambda count: 1.0 - main_a(count)  # noqa: E731
-    if warmup_steps == 0:
-        return main_a, main_b
-    warmup = optax.linear_schedule(0.0, 1.0, warmup_steps)
-    return (optax.join_schedules([warmup, main_a], [warmup_steps]),
-            optax.join_schedules([zero, main_b], [warmup_steps]))
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
+
+    def __call__(self, step: Any, peak_lr: Any, min_lr: Any = 0.0) -> Any:
+        """The LR of optimizer step `step` (0-based: the first update uses step 0)."""
+        warmup = min(self.warmup_steps, self.total_steps)
+        if self.schedule == "onecycle":  # its own warmup (pct_start) and final LR; min_lr does not apply
+            return peak_lr * optax.cosine_onecycle_schedule(
+                self.total_steps, 1.0, pct_start=max(warmup, 1) / self.total_steps
+            )(step)
+        step = jnp.asarray(step, jnp.float32)
+        rising = step / warmup if warmup else jnp.ones_like(step)
+        if self.schedule == "constant":
+            after = peak_lr
+        else:
+            decay = max(self.total_steps - warmup, 1)
+            cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.clip(step - warmup, 0.0, decay) / decay))
+            after = min_lr + (peak_lr - min_lr) * cosine
+        return jnp.where(step < warmup, peak_lr * rising, after)
 
 
 class ScheduledLRState(NamedTuple):
@@ -80,20 +73,19 @@ class ScheduledLRState(NamedTuple):
     min_lr: Any
 
 
-def scale_by_scheduled_lr(parts: tuple[optax.Schedule, optax.Schedule], peak_lr: float,
-                          min_lr: float) -> optax.GradientTransformation:
-    """Multiply updates by peak_lr * a(step) + min_lr * b(step) (`schedule_parts`); the two LRs are
-    arrays in the state, not constants of the compiled step."""
-    a, b = parts
+def scale_by_learning_rate(learning_rate: LearningRate, peak_lr: float, min_lr: float) -> optax.GradientTransformation:
+    """Multiply updates by learning_rate(step, peak_lr, min_lr); the two LRs are arrays in the
+    state, not constants of the compiled step."""
 
     def init(params: Any) -> ScheduledLRState:
         del params
-        return ScheduledLRState(jnp.zeros([], jnp.int32), jnp.asarray(peak_lr, jnp.float32),
-                                jnp.asarray(min_lr, jnp.float32))
+        return ScheduledLRState(
+            jnp.zeros([], jnp.int32), jnp.asarray(peak_lr, jnp.float32), jnp.asarray(min_lr, jnp.float32)
+        )
 
     def update(updates: Any, state: ScheduledLRState, params: Any = None) -> tuple[Any, ScheduledLRState]:
         del params
-        lr = state.peak_lr * a(state.count) + state.min_lr * b(state.count)
+        lr = learning_rate(state.count, state.peak_lr, state.min_lr)
         updates = jax.tree.map(lambda u: (u * lr).astype(u.dtype), updates)
         return updates, state._replace(count=optax.safe_int32_increment(state.count))
 
@@ -130,19 +122,25 @@ def refresh_hyperparameters(restored: Any, fresh: Any) -> Any:
     return jax.tree.map(pick, restored, fresh, is_leaf=lambda x: isinstance(x, kinds))
 
 
-def build_optimizer(optim: Any, params: Any, lr: optax.Schedule | tuple[optax.Schedule, optax.Schedule],
-                    layer_ids: Mapping[tuple[Any, ...], np.ndarray] | None = None,
-                    decay_mask: Any = None, peak_lr: float = 1.0, min_lr: float = 0.0) -> optax.GradientTransformation:
+def build_optimizer(
+    optim: Any,
+    params: Any,
+    learning_rate: LearningRate,
+    *,
+    peak_lr: float,
+    min_lr: float = 0.0,
+    layer_ids: Mapping[tuple[Any, ...], np.ndarray] | None = None,
+    decay_mask: Any = None,
+) -> optax.GradientTransformation:
     """Global-norm clipping (every precision mode) -> AdamW/Adam/SGD with the weight-decay mask
     (`decay_mask`, default `weight_decay_mask(params)`: kernels only) -> layer-wise LR decay when
     `optim.layer_decay` is in (0, 1), with the model's `layer_ids` (`models.naming.layer_ids`)
-    -> the learning rate.
+    -> the learning rate `learning_rate(step, peak_lr, min_lr)`.
 
-    `lr` is a schedule, or the `schedule_parts` (a, b) of one: the LR is then peak_lr * a + min_lr
-    * b, with both numbers in the optimizer state. Every update is linear in the LR, so this is
-    the same optimizer; with the numbers (LRs, weight decay, betas, eps, clip) in the state
-    (`optax.inject_hyperparams`) rather than in the compiled step, sweep trials that differ only
-    in them share one compilation (and the persistent compilation cache).
+    The optimizers run at LR 1 and the last stage scales every update by the LR (every update is
+    linear in it: the same optimizer). With the numbers (LRs, weight decay, betas, eps, clip) in the
+    state (`optax.inject_hyperparams`) rather than in the compiled step, sweep trials that differ
+    only in them share one compilation (and the persistent compilation cache).
 
     Updates take an optional `grad_norm` extra argument: the global gradient norm for clipping
     (the train step passes it; with FSDP the local shards alone would give the wrong norm).
@@ -151,23 +149,37 @@ def build_optimizer(optim: Any, params: Any, lr: optax.Schedule | tuple[optax.Sc
     """
     if optim.name not in OPTIMIZERS:
         raise ValueError(f"optim.name must be one of {OPTIMIZERS}, got {optim.name!r}")
-    inner_lr = lr if callable(lr) else 1.0
+    inner_lr = 1.0  # the LR is the last stage's
     parts = []
     if optim.clip_grad_norm and optim.clip_grad_norm > 0:
         parts.append(optax.inject_hyperparams(clip_by_global_norm)(max_norm=optim.clip_grad_norm))
     mask = weight_decay_mask(params) if decay_mask is None else decay_mask
     if optim.name == "adamw":
-        parts.append(optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
-            learning_rate=inner_lr, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
-            mask=mask))
+        parts.append(
+            optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
+                learning_rate=inner_lr,
+                b1=optim.b1,
+                b2=optim.b2,
+                eps=optim.eps,
+                weight_decay=optim.weight_decay,
+                mask=mask,
+            )
+        )
     elif optim.name == "adam":  # L2-free Adam, as torch.optim.Adam(weight_decay=0)
-        parts.append(optax.inject_hyperparams(optax.adam)(learning_rate=inner_lr, b1=optim.b1, b2=optim.b2,
-                                                          eps=optim.eps))
+        parts.append(
+            optax.inject_hyperparams(optax.adam)(learning_rate=inner_lr, b1=optim.b1, b2=optim.b2, eps=optim.eps)
+        )
     else:
-        parts.append(optax.inject_hyperparams(optax.add_decayed_weights, static_args=("mask",))(
-            weight_decay=optim.weight_decay, mask=mask))
-        parts.append(optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))(
-            learning_rate=inner_lr, momentum=optim.momentum, nesterov=True))
+        parts.append(
+            optax.inject_hyperparams(optax.add_decayed_weights, static_args=("mask",))(
+                weight_decay=optim.weight_decay, mask=mask
+            )
+        )
+        parts.append(
+            optax.inject_hyperparams(optax.sgd, static_args=("nesterov",))(
+                learning_rate=inner_lr, momentum=optim.momentum, nesterov=True
+            )
+        )
     layer_decay = optim.get("layer_decay", 0.0)
     if layer_decay and layer_decay != 1.0:
         if not 0.0 < layer_decay < 1.0:
@@ -175,6 +187,5 @@ def build_optimizer(optim: Any, params: Any, lr: optax.Schedule | tuple[optax.Sc
         if layer_ids is None:
             raise ValueError("optim.layer_decay needs the model's layer ids (models.naming.layer_ids)")
         parts.append(scale_by_layer(layer_decay_scales(params, layer_ids, layer_decay)))
-    if not callable(lr):
-        parts.append(scale_by_scheduled_lr(lr, peak_lr, min_lr))
+    parts.append(scale_by_learning_rate(learning_rate, peak_lr, min_lr))
     return optax.chain(*parts)

@@ -69,13 +69,16 @@ class Layout:
             return None
         candidates = [d for d, size in enumerate(shape) if size % self.fsdp == 0]
         if not candidates:
-            raise ConfigError(f"mesh.fsdp={self.fsdp} divides no dimension of {name or 'an array'} {tuple(shape)}: "
-                              f"use an fsdp size that divides the model's channel widths, or keep arrays of this "
-                              f"size replicated with mesh.fsdp_min_size={math.prod(shape) + 1}")
+            raise ConfigError(
+                f"mesh.fsdp={self.fsdp} divides no dimension of {name or 'an array'} {tuple(shape)}: "
+                f"use an fsdp size that divides the model's channel widths, or keep arrays of this "
+                f"size replicated with mesh.fsdp_min_size={math.prod(shape) + 1}"
+            )
         return max(candidates, key=lambda d: (shape[d], d))
 
     def state_dims(self, state: Any) -> Any:
         """The tree of `shard_dim`s of the state's leaves (-1 for replicated, so the tree keeps its leaves)."""
+
         def dim(path: Any, leaf: Any) -> int:
             found = self.shard_dim(tuple(np.shape(leaf)), jax.tree_util.keystr(path).removesuffix(".value"))
             return -1 if found is None else found
@@ -124,22 +127,29 @@ def mesh_shape(data: int, fsdp: int, devices: int) -> tuple[int, int]:
         if value == 0 or value < -1:
             raise ConfigError(f"{name} must be a positive number of devices or -1 (the rest); got {value}")
     if data == -1 and fsdp == -1:
-        raise ConfigError("mesh.data and mesh.fsdp cannot both be -1: set one of them (e.g. mesh.fsdp=-1 for "
-                          "all-FSDP, mesh.data=-1 for data parallelism)")
+        raise ConfigError(
+            "mesh.data and mesh.fsdp cannot both be -1: set one of them (e.g. mesh.fsdp=-1 for "
+            "all-FSDP, mesh.data=-1 for data parallelism)"
+        )
     known = data if fsdp == -1 else fsdp
     if -1 in (data, fsdp):
         if devices % known:
-            raise ConfigError(f"{'mesh.data' if fsdp == -1 else 'mesh.fsdp'}={known} does not divide the "
-                              f"{devices} devices: use a divisor of {devices}")
+            raise ConfigError(
+                f"{'mesh.data' if fsdp == -1 else 'mesh.fsdp'}={known} does not divide the "
+                f"{devices} devices: use a divisor of {devices}"
+            )
         data, fsdp = (data, devices // data) if fsdp == -1 else (devices // fsdp, fsdp)
     if data * fsdp != devices:
-        raise ConfigError(f"mesh.data x mesh.fsdp = {data} x {fsdp} = {data * fsdp}, but there are {devices} "
-                          f"devices: their product must be the device count (set one of them to -1 for the rest)")
+        raise ConfigError(
+            f"mesh.data x mesh.fsdp = {data} x {fsdp} = {data * fsdp}, but there are {devices} "
+            f"devices: their product must be the device count (set one of them to -1 for the rest)"
+        )
     return data, fsdp
 
 
-def make_layout(data: int = -1, fsdp: int = 1, devices: list[jax.Device] | None = None,
-                min_shard_size: int = MIN_SHARD_SIZE) -> Layout:
+def make_layout(
+    data: int = -1, fsdp: int = 1, devices: list[jax.Device] | None = None, min_shard_size: int = MIN_SHARD_SIZE
+) -> Layout:
     """A data x fsdp layout over `devices` (default: every device of every process, in JAX's
     order, so a process's devices hold a contiguous block of the batch)."""
     devices = list(devices if devices is not None else jax.devices())
@@ -155,5 +165,6 @@ def data_parallel(devices: list[jax.Device] | None = None) -> Layout:
 def layout_of(config: Any) -> Layout:
     """The layout `config.mesh` asks for."""
     mesh = config.get("mesh", {})
-    return make_layout(mesh.get("data", -1), mesh.get("fsdp", 1),
-                       min_shard_size=mesh.get("fsdp_min_size", MIN_SHARD_SIZE))
+    return make_layout(
+        mesh.get("data", -1), mesh.get("fsdp", 1), min_shard_size=mesh.get("fsdp_min_size", MIN_SHARD_SIZE)
+    )

@@ -33,8 +33,10 @@ class Preempted(Exception):
 
     def __init__(self, step: int, signal_name: str):
         what = "interrupted (Ctrl-C)" if signal_name == "SIGINT" else f"preempted ({signal_name})"
-        super().__init__(f"{what}: saved a checkpoint at step {step}; run the same command again to resume "
-                         f"(exit code {exit_code_of(signal_name)})")
+        super().__init__(
+            f"{what}: saved a checkpoint at step {step}; run the same command again to resume "
+            f"(exit code {exit_code_of(signal_name)})"
+        )
         self.step, self.signal_name, self.exit_code = step, signal_name, exit_code_of(signal_name)
 
 
@@ -46,7 +48,7 @@ class PreemptionWatch:
         self._previous: dict[int, Any] = {}
         self._multi = jax.process_count() > 1
 
-    def __enter__(self) -> "PreemptionWatch":
+    def __enter__(self) -> PreemptionWatch:
         import threading
 
         if threading.current_thread() is not threading.main_thread():
@@ -66,8 +68,12 @@ class PreemptionWatch:
         if self.received is not None:  # already stopping: the checkpoint is being written
             import sys
 
-            print(f"{signal.Signals(signum).name} again: still saving the checkpoint; waiting for the save to finish "
-                  "so that nothing is lost", file=sys.stderr, flush=True)
+            print(
+                f"{signal.Signals(signum).name} again: still saving the checkpoint; waiting for the save to finish "
+                "so that nothing is lost",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         self.received = signal.Signals(signum).name
         if self._multi:  # hand over to JAX's notifier, which all processes agree through

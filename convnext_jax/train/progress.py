@@ -15,8 +15,19 @@ class Progress:
         self.enabled = enabled
         self.total = total
         use_bar = enabled and (sys.stderr.isatty() if bar is None else bar)
-        self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, file=sys.stderr,
-                        mininterval=0.5, smoothing=0.1) if use_bar else None
+        self.bar = (
+            tqdm(
+                total=total,
+                initial=start,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                mininterval=0.5,
+                smoothing=0.1,
+            )
+            if use_bar
+            else None
+        )
 
     def advance(self, steps: int = 1) -> None:
         if self.bar is not None:
@@ -36,8 +47,12 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix(fields, refresh=False)
         else:
-            print(f"step {step}/{self.total} " + " ".join(f"{k} {v}" for k, v in fields.items()) +
-                  (f" ETA {eta_s:.0f}s" if "img/s" in fields else ""), flush=True)
+            print(
+                f"step {step}/{self.total} "
+                + " ".join(f"{k} {v}" for k, v in fields.items())
+                + (f" ETA {eta_s:.0f}s" if "img/s" in fields else ""),
+                flush=True,
+            )
 
     def message(self, text: str) -> None:
         if not self.enabled:

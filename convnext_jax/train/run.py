@@ -10,26 +10,26 @@ from typing import Any
 
 import jax
 import ml_collections
-from flax import nnx
 
 from convnext_jax import schema
+from convnext_jax.errors import ConfigError
 from convnext_jax.models.variants import display_name, variant_name
 from convnext_jax.text import plural
-from convnext_jax.errors import ConfigError
 from convnext_jax.train import config as train_config
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.cluster import enable_compile_cache
 from convnext_jax.train.curves import plot_curves
 from convnext_jax.train.engine import Engine, EpochCallback
-from convnext_jax.train.evaluate import evaluator_of
+from convnext_jax.train.evaluate import checkpoint_evaluation
 from convnext_jax.train.metrics import MetricsWriter, read_metrics, write_json
 from convnext_jax.train.optim import refresh_hyperparameters
 from convnext_jax.train.parallel import state_bytes_per_device
 from convnext_jax.train.preemption import PreemptionWatch
 from convnext_jax.train.progress import Progress
 from convnext_jax.train.setup import Setup, build, warmup_steps_of
-from convnext_jax.train.short_run import short_run_notes, summary_fields
+from convnext_jax.train.short_run import short_run_notes
 from convnext_jax.train.state import TrainState
+from convnext_jax.train.tasks import selection_metric
 from convnext_jax.train.workdir import CURVES_FILE, METRICS_FILE, SUMMARY_FILE, RunDir
 
 
@@ -41,25 +41,35 @@ def _say(text: str) -> None:
 def describe_start(setup: Setup, start: int) -> str:
     """The start-up lines: what was found and what will run."""
     config, train = setup.config, setup.train_source
-    lines = [f"data: {config.data.source}: {len(train)} train / {len(setup.val_source)} val images, "
-             f"{setup.num_classes} classes; {setup.steps_per_epoch} steps of {config.batch_size} per epoch, "
-             f"{plural(config.num_epochs, 'epoch')}"]
+    lines = [
+        f"data: {config.data.source}: {len(train)} train / {len(setup.val_source)} val images, "
+        f"{setup.num_classes} classes; {setup.steps_per_epoch} steps of {config.batch_size} per epoch, "
+        f"{plural(config.num_epochs, 'epoch')}"
+    ]
     if setup.dropped_per_epoch:
-        lines.append(f"note: {setup.dropped_per_epoch} of {len(train)} training images are left out of each epoch "
-                     f"(the last partial batch; a new random selection every epoch). A batch_size that divides "
-                     f"{len(train)} uses them all.")
-    arch = getattr(setup.model_cfg, "encoder", setup.model_cfg)
-    what = "FCMAE pre-training of " if config.task == "fcmae" else ""
+        lines.append(
+            f"note: {setup.dropped_per_epoch} of {len(train)} training images are left out of each epoch "
+            f"(the last partial batch; a new random selection every epoch). A batch_size that divides "
+            f"{len(train)} uses them all."
+        )
+    arch = setup.architecture
+    name = setup.task.describe_model(display_name(config.model.name, arch))
     source = f" from {config.model.init_from}" if config.model.init_from else ""
-    lines.append(f"model: {what}{display_name(config.model.name, setup.model_cfg)}{source} {arch.depths} x {arch.dims}, "
-                 f"{config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)"
-                 + (f", mesh {setup.layout.replicas // setup.layout.fsdp} data x {setup.layout.fsdp} fsdp "
-                    f"({state_bytes_per_device(setup.state) / 2**20:.1f} MiB of state per device)"
-                    if setup.layout.fsdp > 1 else ""))
+    lines.append(
+        f"model: {name}{source} {arch.depths} x {arch.dims}, "
+        f"{config.model.dtype}, ops {setup.ops}; {jax.device_count()} device(s)"
+        + (
+            f", mesh {setup.layout.replicas // setup.layout.fsdp} data x {setup.layout.fsdp} fsdp "
+            f"({state_bytes_per_device(setup.state) / 2**20:.1f} MiB of state per device)"
+            if setup.layout.fsdp > 1
+            else ""
+        )
+    )
     if setup.pretrained:
         lines.append(setup.pretrained)
-    lines += short_run_notes(config, setup.steps_per_epoch, setup.total_steps,
-                             warmup_steps_of(config, setup.steps_per_epoch))
+    lines += short_run_notes(
+        config, setup.steps_per_epoch, setup.total_steps, warmup_steps_of(config, setup.steps_per_epoch)
+    )
     if start:
         lines.append(f"resumed from step {start}/{setup.total_steps} (epoch {start // setup.steps_per_epoch})")
     return "\n".join(lines)
@@ -94,8 +104,13 @@ def finetuning_stage(config: ml_collections.ConfigDict, pretrain_dir: str) -> ml
     return stage
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, epoch_callback: EpochCallback | None = None,
-                       *, extend: bool = False) -> dict[str, Any]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    epoch_callback: EpochCallback | None = None,
+    *,
+    extend: bool = False,
+) -> dict[str, Any]:
     """Train `config` in `workdir` (see `train_run`); with fcmae.pretrain_epochs > 0, first pre-train
     the encoder with FCMAE in WORKDIR/pretrain, then fine-tune it for the remaining epochs (the
     summary counts both: `total_epochs`, `pretrain_*`)."""
@@ -107,15 +122,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, epoch_ca
     pretrained = train_run(pretraining_stage(config), pretrain_dir)
     _say(f"stage 2/2: fine-tuning, {plural(config.num_epochs - config.fcmae.pretrain_epochs, 'epoch')}, in {workdir}")
     summary = train_run(finetuning_stage(config, pretrain_dir), workdir, epoch_callback, extend=extend)
-    summary.update(total_epochs=config.num_epochs, pretrain_epochs=config.fcmae.pretrain_epochs,
-                   pretrain_best_val_loss=pretrained.get("best_val_loss"))
+    summary.update(
+        total_epochs=config.num_epochs,
+        pretrain_epochs=config.fcmae.pretrain_epochs,
+        pretrain_best_val_loss=pretrained.get("best_val_loss"),
+    )
     if jax.process_index() == 0:
         write_json(RunDir(workdir).file(SUMMARY_FILE), summary)
     return summary
 
 
-def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: EpochCallback | None = None,
-              *, extend: bool = False) -> dict[str, Any]:
+def train_run(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    epoch_callback: EpochCallback | None = None,
+    *,
+    extend: bool = False,
+) -> dict[str, Any]:
     """Train `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
     Steps are optimizer steps; each consumes `batch_size` examples as `grad_accum_steps`
@@ -132,9 +155,11 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         run.check_resumable(config, extend=extend)
         finished = run.finished_summary(config)
         if finished is not None:
-            _say(f"{run.path}: this run is finished ({plural(finished['epochs'], 'epoch')}, best "
-                 f"{_best_line(finished)}); results in {run.file(SUMMARY_FILE)} and {run.file(METRICS_FILE)}. "
-                 "To train it longer: --config.num_epochs=N --extend; for a new run use another --workdir.")
+            _say(
+                f"{run.path}: this run is finished ({plural(finished['epochs'], 'epoch')}, best "
+                f"{_best_line(finished)}); results in {run.file(SUMMARY_FILE)} and {run.file(METRICS_FILE)}. "
+                "To train it longer: --config.num_epochs=N --extend; for a new run use another --workdir."
+            )
             return finished
     start = run.latest_step() or 0
     before = run.listing()
@@ -142,13 +167,17 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
     try:
         setup = build(config, load_pretrained=not start)
         if jax.process_index() == 0 and (not run.exists or extend):
-            run.write_config(with_resolved_name(config, setup.model_cfg))
+            run.write_config(with_resolved_name(config, setup.architecture))
             if hasattr(setup.train_source, "class_names"):
                 run.write_class_names(list(setup.train_source.class_names))
-        best_metric, best_mode = train_config.selection_metric(config)
-        checkpointer = Checkpointer(run.path, keep_latest=config.checkpoint.keep,
-                                    keep_best=config.checkpoint.keep_best, best_metric=best_metric,
-                                    best_mode=best_mode)
+        best_metric, best_mode = selection_metric(config)
+        checkpointer = Checkpointer(
+            run.path,
+            keep_latest=config.checkpoint.keep,
+            keep_best=config.checkpoint.keep_best,
+            best_metric=best_metric,
+            best_mode=best_mode,
+        )
     except BaseException:
         if jax.process_index() == 0 and not start:
             run.remove_new_files(before)  # a failed start leaves nothing behind
@@ -159,8 +188,11 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         if start:
             state = _restore(checkpointer, start, state, train_iter, run.path)
         _say(describe_start(setup, start))
-        history = [r for r in read_metrics(run.path) if r.get("step", 0) <= start] if start and os.path.isfile(
-            run.file(METRICS_FILE)) else []
+        history = (
+            [r for r in read_metrics(run.path) if r.get("step", 0) <= start]
+            if start and os.path.isfile(run.file(METRICS_FILE))
+            else []
+        )
         writer = MetricsWriter(run.path, resume_step=start, enabled=jax.process_index() == 0)
         progress = Progress(setup.total_steps, start, enabled=jax.process_index() == 0)
         try:
@@ -174,21 +206,23 @@ def train_run(config: ml_collections.ConfigDict, workdir: str, epoch_callback: E
         _close(train_iter)  # worker processes stop, their shared-memory batches are freed
         if writer is not None:
             writer.close()
-    summary.update(summary_fields(config, setup.total_steps), model=display_name(config.model.name, setup.model_cfg),
-                   finished=True)
+    summary["finished"] = True
     if jax.process_index() == 0:
         write_json(run.file(SUMMARY_FILE), summary)
-        plot_curves([(os.path.basename(run.path), read_metrics(run.path))], run.file(CURVES_FILE),
-                    val_metric=setup.task.best_metric)
+        plot_curves(
+            [(os.path.basename(run.path), read_metrics(run.path))],
+            run.file(CURVES_FILE),
+            val_metric=setup.task.best_metric,
+        )
     return summary
 
 
-def with_resolved_name(config: ml_collections.ConfigDict, model_cfg: Any) -> ml_collections.ConfigDict:
+def with_resolved_name(config: ml_collections.ConfigDict, architecture: Any) -> ml_collections.ConfigDict:
     """The config to store: a model built from weights (model.name '') gets the name of the variant
     whose architecture the weights have, so the run, validate and reports name it."""
     if config.model.name or not config.model.init_from:
         return config
-    name = variant_name(getattr(model_cfg, "encoder", model_cfg))
+    name = variant_name(architecture)
     if name is None:
         return config
     resolved = ml_collections.ConfigDict(config.to_dict())
@@ -212,9 +246,11 @@ def _restore(checkpointer: Checkpointer, step: int, state: TrainState, train_ite
     try:
         restored = checkpointer.restore(step, state.to_checkpoint(), train_iter)
     except ValueError as e:
-        raise ConfigError(f"cannot resume from {workdir}/checkpoints/{step}: it was written by a different model, "
-                          f"optimizer or precision configuration ({str(e).splitlines()[0][:300]}). Use a new "
-                          "--workdir, or the original config.") from e
+        raise ConfigError(
+            f"cannot resume from {workdir}/checkpoints/{step}: it was written by a different model, "
+            f"optimizer or precision configuration ({str(e).splitlines()[0][:300]}). Use a new "
+            "--workdir, or the original config."
+        ) from e
     restored = TrainState.from_checkpoint(restored)
     # the optimizer's numbers (LRs, weight decay, ...) come from the config, not the checkpoint
     return restored.replace(opt_state=refresh_hyperparameters(restored.opt_state, state.opt_state))
@@ -244,8 +280,11 @@ def eval_config(stored: ml_collections.ConfigDict, overrides: dict[str, Any]) ->
             node = node[name]
         node[leaf] = value
     if wrong:
-        raise ConfigError("the checkpoint's model cannot change at evaluation: " + "; ".join(wrong)
-                          + ". Leave these keys out: the run's config.json has them.")
+        raise ConfigError(
+            "the checkpoint's model cannot change at evaluation: "
+            + "; ".join(wrong)
+            + ". Leave these keys out: the run's config.json has them."
+        )
     config.lock()
     return config
 
@@ -253,7 +292,7 @@ def eval_config(stored: ml_collections.ConfigDict, overrides: dict[str, Any]) ->
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, Any]:
     """--mode eval: the validation metrics of a checkpoint in `workdir` (default: the latest),
     written to WORKDIR/eval_STEP.json."""
-    from convnext_jax.weights import load_tree, read_checkpoint_params
+    from convnext_jax.weights import read_checkpoint_params
 
     train_config.validate(config)
     enable_compile_cache(config.compile_cache)
@@ -261,16 +300,12 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     step = step or run.latest_step()
     if step is None:
         raise ConfigError(f"no checkpoint in {run.path}/checkpoints to evaluate")
-    setup = build(config, load_pretrained=False)
-    model = nnx.merge(setup.graphdef, setup.state.params, setup.rest)
-    load_tree(model, read_checkpoint_params(run.path, step), source=f"the weights of {run.path} step {step}")
-    params = setup.layout.place_state(nnx.state(model, nnx.Param))
-    evaluator = evaluator_of(setup)
-    result = {"step": step, **evaluator(params), "skipped_val_images": evaluator.skipped}
+    weights = read_checkpoint_params(run.path, step)
+    evaluation = checkpoint_evaluation(config, weights, f"the weights of {run.path} step {step}").run()
+    result = {"step": step, **evaluation.metrics, "skipped_val_images": evaluation.skipped}
     if jax.process_index() == 0:
-        for path in evaluator.left_out:
+        for path in evaluation.left_out:
             print(f"warning: unreadable val image {path} is left out of the metrics", file=sys.stderr, flush=True)
     if jax.process_index() == 0:
         write_json(run.file(f"eval_{step}.json"), result)
     return result
-

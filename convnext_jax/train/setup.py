@@ -7,8 +7,8 @@ pieces with the same functions, so they train what `main` trains.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -16,19 +16,18 @@ import ml_collections
 import optax
 from flax import nnx
 
-from convnext_jax.data import create_loader, eval_transforms, make_source, train_transforms
-from convnext_jax.data.mixup import MixupCutmix
+from convnext_jax.data import create_loader, make_source
+from convnext_jax.data.from_config import train_transforms_of
 from convnext_jax.data.on_device import InputStage
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.naming import fcmae_weight_decay_mask, layer_ids
-from convnext_jax.models.registry import build_fcmae, build_model
+from convnext_jax.models.naming import layer_ids
 from convnext_jax.models.variants import model_config
-from convnext_jax.train.config import fcmae_config, model_overrides
-from convnext_jax.train.optim import build_optimizer, lr_schedule, scaled_lr, schedule_parts
+from convnext_jax.train.config import model_overrides
+from convnext_jax.train.optim import LearningRate, build_optimizer, scaled_lr
 from convnext_jax.train.parallel import Layout, layout_of
 from convnext_jax.train.state import LossScaling, TrainState
-from convnext_jax.train.tasks import Classification, MaskedImageModeling, Task
+from convnext_jax.train.tasks import Task, task_of
 
 
 def extra_sources_of(config: ml_collections.ConfigDict, num_classes: int) -> dict[str, Any]:
@@ -38,8 +37,10 @@ def extra_sources_of(config: ml_collections.ConfigDict, num_classes: int) -> dic
 
     names = list(config.eval.extra_sets)
     if names and num_classes != IMAGENET_CLASSES:
-        raise ConfigError(f"eval.extra_sets ({', '.join(names)}) are ImageNet-1k benchmarks, but the model has "
-                          f"{num_classes} classes: leave them out for this dataset")
+        raise ConfigError(
+            f"eval.extra_sets ({', '.join(names)}) are ImageNet-1k benchmarks, but the model has "
+            f"{num_classes} classes: leave them out for this dataset"
+        )
     sources = {}
     for name in names:
         try:
@@ -52,43 +53,20 @@ def extra_sources_of(config: ml_collections.ConfigDict, num_classes: int) -> dic
 def data_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
     """The train and val sources; val uses the train split's class names (image folders)."""
     options = {"on_bad_image": config.data.on_bad_image} if config.data.source.startswith("folder:") else {}
-    train = make_source(config.data.source, "train", data_dir=config.data.data_dir or None,
-                        image_size=config.data.image_size, **options)
-    val = make_source(config.data.source, "val", data_dir=config.data.data_dir or None,
-                      image_size=config.data.image_size, class_names=getattr(train, "class_names", None), **options)
+    train = make_source(
+        config.data.source, "train", data_dir=config.data.data_dir or None, image_size=config.data.image_size, **options
+    )
+    val = make_source(
+        config.data.source,
+        "val",
+        data_dir=config.data.data_dir or None,
+        image_size=config.data.image_size,
+        class_names=getattr(train, "class_names", None),
+        **options,
+    )
     return train, val
 
 
-def normalisation(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The mean/std keyword arguments of the transforms (None, None when data.normalize is off)."""
-    if not config.data.normalize:
-        return {"mean": None, "std": None}
-    return {"mean": tuple(config.data.mean), "std": tuple(config.data.std)}
-
-
-def train_transforms_of(config: ml_collections.ConfigDict) -> list:
-    """The per-example host transforms of training (to uint8 pixels)."""
-    aug = config.data.augment
-    return train_transforms(config.data.image_size, scale=tuple(aug.scale), hflip=aug.hflip,
-                            auto_augment=aug.auto_augment or None, color_jitter=aug.color_jitter,
-                            mean=tuple(config.data.mean), image_ops=config.data.image_ops)
-
-
-def eval_transforms_of(config: ml_collections.ConfigDict) -> list:
-    return eval_transforms(config.data.image_size, crop_pct=config.data.crop_pct, image_ops=config.data.image_ops)
-
-
-def input_stage_of(config: ml_collections.ConfigDict, num_classes: int) -> InputStage:
-    """What the step does to the uint8 images on the device: normalise; in training mixup/cutmix
-    (classification) and random erasing."""
-    aug, mixup = config.data.augment, None
-    if config.task == "classification" and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0):
-        mixup = MixupCutmix(num_classes, aug.mixup_alpha, aug.cutmix_alpha, aug.mixup_prob, aug.mixup_switch_prob,
-                            config.label_smoothing)
-    return InputStage(**normalisation(config), re_prob=aug.re_prob, mixup=mixup)
-
-
-@functools.lru_cache(maxsize=4)
 def _pretrained_config(path: str) -> ConvNeXtConfig:
     """The classifier architecture of pretrained weights (an FCMAE's encoder for pre-training weights)."""
     from convnext_jax.weights import encoder_config, source_config
@@ -114,19 +92,13 @@ def model_config_of(config: ml_collections.ConfigDict, num_classes: int) -> Conv
     return model_config(name, num_classes=num_classes, **overrides)
 
 
-def model_of(config: ml_collections.ConfigDict, num_classes: int) -> Any:
-    """The freshly initialised model the config describes (seeded by config.seed): a classifier, or
-    for task fcmae the pre-training model around that encoder."""
-    if config.task == "fcmae":
-        return build_fcmae(fcmae_config(config, model_config_of(config, 0)), config.seed)
-    return build_model(model_config_of(config, num_classes), config.seed)
-
-
 def steps_per_epoch_of(config: ml_collections.ConfigDict, train_size: int) -> int:
     steps = train_size // config.batch_size
     if steps < 1:
-        raise ConfigError(f"batch_size {config.batch_size} is larger than the training set ({train_size} images): "
-                          f"use a batch_size of at most {train_size}")
+        raise ConfigError(
+            f"batch_size {config.batch_size} is larger than the training set ({train_size} images): "
+            f"use a batch_size of at most {train_size}"
+        )
     return steps
 
 
@@ -141,15 +113,19 @@ def warmup_steps_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
     return config.optim.warmup_steps or config.optim.warmup_epochs * steps_per_epoch
 
 
-def schedule_of(config: ml_collections.ConfigDict, steps_per_epoch: int, *, parts: bool = False) -> Any:
-    """The per-optimizer-step LR: the peak LR (scaled with the batch) with warmup and decay; with
-    `parts`, its shape as `optim.schedule_parts` (the optimizer holds the two LRs as numbers)."""
-    optim = config.optim
-    warmup = warmup_steps_of(config, steps_per_epoch)
-    total = config.num_epochs * steps_per_epoch
-    if parts:
-        return schedule_parts(total, schedule=optim.schedule, warmup_steps=warmup)
-    return lr_schedule(peak_lr_of(config), total, schedule=optim.schedule, warmup_steps=warmup, min_lr=optim.min_lr)
+def learning_rate_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> LearningRate:
+    """The run's LR schedule (warmup and decay over its optimizer steps)."""
+    return LearningRate(
+        config.num_epochs * steps_per_epoch,
+        schedule=config.optim.schedule,
+        warmup_steps=warmup_steps_of(config, steps_per_epoch),
+    )
+
+
+def schedule_of(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Callable[[int], float]:
+    """step -> the LR the optimizer applies at that optimizer step (0-based), as a number for logs."""
+    learning_rate, peak, low = learning_rate_of(config, steps_per_epoch), peak_lr_of(config), config.optim.min_lr
+    return lambda step: float(learning_rate(step, peak, low))
 
 
 def loss_scaling_of(config: ml_collections.ConfigDict) -> LossScaling | None:
@@ -158,34 +134,22 @@ def loss_scaling_of(config: ml_collections.ConfigDict) -> LossScaling | None:
     return LossScaling(init_scale=config.optim.loss_scale_init, growth_interval=config.optim.loss_scale_growth_interval)
 
 
-def micro_batch_per_process(config: ml_collections.ConfigDict, layout: Layout) -> int:
-    """Examples one process feeds per micro-step; the global micro-batch must split over the devices."""
+def micro_batch_per_process(config: ml_collections.ConfigDict, layout: Layout, task: Task) -> int:
+    """Examples one process feeds per micro-step; the global micro-batch must split over the devices
+    (and per device, into what the task needs: mixup pairs, say)."""
     accum = config.optim.grad_accum_steps
     micro = config.batch_size // accum
     if micro % layout.replicas:
-        raise ConfigError(f"the micro-batch (batch_size {config.batch_size} / {accum} accumulation steps = {micro}) "
-                          f"does not split over the {layout.replicas} devices: use a batch_size that is a multiple "
-                          f"of {layout.replicas * accum}")
-    aug = config.data.augment
-    if config.task == "classification" and (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0) \
-            and (micro // layout.replicas) % 2:
-        raise ConfigError(f"mixup/cutmix pairs each image with another on its device, so the micro-batch per device "
-                          f"({micro // layout.replicas}) must be even: use a batch_size that is a multiple of "
-                          f"{2 * layout.replicas * accum}")
+        raise ConfigError(
+            f"the micro-batch (batch_size {config.batch_size} / {accum} accumulation steps = {micro}) "
+            f"does not split over the {layout.replicas} devices: use a batch_size that is a multiple "
+            f"of {layout.replicas * accum}"
+        )
+    problem = task.micro_batch_problem(micro // layout.replicas)
+    if problem:
+        multiple = task.micro_batch_multiple * layout.replicas * accum
+        raise ConfigError(f"{problem}: use a batch_size that is a multiple of {multiple}")
     return micro // jax.process_count()
-
-
-def task_of(config: ml_collections.ConfigDict, num_classes: int) -> Task:
-    if config.task == "fcmae":
-        return MaskedImageModeling(**normalisation(config))
-    return Classification(num_classes=num_classes, label_smoothing=config.label_smoothing, loss_kind=config.loss,
-                          bce_target_threshold=config.bce_target_thresh, bce_sum=config.bce_sum)
-
-
-def decay_mask_of(config: ml_collections.ConfigDict, model: Any, params: Any) -> Any:
-    """Which parameters take weight decay: kernels only (fine-tuning and supervised training), or the
-    official pre-training's rule for FCMAE."""
-    return fcmae_weight_decay_mask(model.cfg, params) if config.task == "fcmae" else None
 
 
 @dataclasses.dataclass
@@ -196,13 +160,14 @@ class Setup:
     train_source: Any
     val_source: Any
     num_classes: int
-    model_cfg: Any  # ConvNeXtConfig, or FCMAEConfig for task fcmae
+    model_cfg: Any  # the trained model's config (the task's: an FCMAEConfig for pre-training)
+    architecture: ConvNeXtConfig  # the run's ConvNeXt (the classifier, or the pre-trained encoder)
     graphdef: nnx.GraphDef
     rest: nnx.State
     task: Task
     inputs: InputStage
     tx: optax.GradientTransformation
-    schedule: optax.Schedule
+    schedule: Callable[[int], float]  # optimizer step (0-based) -> the LR the optimizer applies there
     loss_scaling: LossScaling | None
     layout: Layout
     state: TrainState
@@ -231,12 +196,14 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
     """Build every part of the run `config` describes. `load_pretrained=False` skips
     model.init_from (a resumed run restores its own checkpoint instead)."""
     layout = layout or layout_of(config)
-    micro = micro_batch_per_process(config, layout)
     train_source, val_source = data_sources(config)
     num_classes = config.model.num_classes or train_source.num_classes
+    task = task_of(config, num_classes)
+    micro = micro_batch_per_process(config, layout, task)
     extra_sources = extra_sources_of(config, num_classes)
     steps_per_epoch = steps_per_epoch_of(config, len(train_source))
-    model = model_of(config, num_classes)
+    architecture = model_config_of(config, num_classes)
+    model = task.build_model(config, architecture)
     pretrained = ""
     if config.model.init_from and load_pretrained:
         from convnext_jax.weights import load_pretrained as load
@@ -244,21 +211,48 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
         pretrained = load(model, os.path.expanduser(config.model.init_from), reset_head=config.model.reset_head)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     schedule = schedule_of(config, steps_per_epoch)
-    tx = build_optimizer(config.optim, params, schedule_of(config, steps_per_epoch, parts=True),
-                         layer_ids=layer_ids(model.cfg) if config.optim.layer_decay else None,
-                         decay_mask=decay_mask_of(config, model, params), peak_lr=peak_lr_of(config),
-                         min_lr=config.optim.min_lr)
+    tx = build_optimizer(
+        config.optim,
+        params,
+        learning_rate_of(config, steps_per_epoch),
+        peak_lr=peak_lr_of(config),
+        min_lr=config.optim.min_lr,
+        layer_ids=layer_ids(model.cfg) if config.optim.layer_decay else None,
+        decay_mask=task.weight_decay_mask(model, params),
+    )
     loss_scaling = loss_scaling_of(config)
     state = layout.place_state(TrainState.create(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling))
-    train_loader = create_loader(train_source, batch_size=micro * config.optim.grad_accum_steps, shuffle=True,
-                                 seed=config.seed, worker_count=config.data.workers,
-                                 threads=config.data.threads or None,
-                                 transforms=train_transforms_of(config), repeats=config.data.aug_repeats,
-                                 slots_per_process=config.optim.grad_accum_steps * layout.replicas
-                                 // jax.process_count())
-    return Setup(config=config, train_source=train_source, val_source=val_source, num_classes=num_classes,
-                 model_cfg=model.cfg, graphdef=graphdef, rest=rest, task=task_of(config, num_classes),
-                 inputs=input_stage_of(config, num_classes), tx=tx,
-                 schedule=schedule, loss_scaling=loss_scaling, layout=layout, state=state, train_loader=train_loader,
-                 steps_per_epoch=steps_per_epoch, micro_batch=micro, pretrained=pretrained, ops=model.ops.describe(),
-                 extra_sources=extra_sources)
+    train_loader = create_loader(
+        train_source,
+        batch_size=micro * config.optim.grad_accum_steps,
+        shuffle=True,
+        seed=config.seed,
+        worker_count=config.data.workers,
+        threads=config.data.threads or None,
+        transforms=train_transforms_of(config),
+        repeats=config.data.aug_repeats,
+        slots_per_process=config.optim.grad_accum_steps * layout.replicas // jax.process_count(),
+    )
+    return Setup(
+        config=config,
+        train_source=train_source,
+        val_source=val_source,
+        num_classes=num_classes,
+        model_cfg=model.cfg,
+        architecture=architecture,
+        graphdef=graphdef,
+        rest=rest,
+        task=task,
+        inputs=task.input_stage(config),
+        tx=tx,
+        schedule=schedule,
+        loss_scaling=loss_scaling,
+        layout=layout,
+        state=state,
+        train_loader=train_loader,
+        steps_per_epoch=steps_per_epoch,
+        micro_batch=micro,
+        pretrained=pretrained,
+        ops=model.ops.describe(),
+        extra_sources=extra_sources,
+    )

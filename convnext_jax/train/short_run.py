@@ -20,21 +20,26 @@ def ema_is_meaningful(config: ml_collections.ConfigDict, total_steps: int) -> bo
     return not config.ema_decay or ema_horizon(config.ema_decay) <= total_steps
 
 
-def short_run_notes(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int,
-                    warmup_steps: int) -> list[str]:
+def short_run_notes(
+    config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int, warmup_steps: int
+) -> list[str]:
     """One line per way the run is too short for its recipe (empty when it is not)."""
     notes = []
     if warmup_steps >= total_steps:
         epochs = f" ({plural(config.optim.warmup_epochs, 'epoch')})" if not config.optim.warmup_steps else ""
-        notes.append(f"warning: the LR warmup{epochs} of {warmup_steps} steps is as long as the whole run "
-                     f"({plural(config.num_epochs, 'epoch')}, {plural(total_steps, 'step')}): the LR never reaches its peak and never "
-                     f"decays. Lower optim.warmup_epochs (e.g. {config.num_epochs // 10}).")
+        notes.append(
+            f"warning: the LR warmup{epochs} of {warmup_steps} steps is as long as the whole run "
+            f"({plural(config.num_epochs, 'epoch')}, {plural(total_steps, 'step')}): the LR never reaches its peak and never "
+            f"decays. Lower optim.warmup_epochs (e.g. {config.num_epochs // 10})."
+        )
     if not ema_is_meaningful(config, total_steps):
         suggestion = _decay_for(total_steps)
-        notes.append(f"warning: ema_decay {config.ema_decay} averages over ~{ema_horizon(config.ema_decay):.0f} steps, "
-                     f"more than this run's {total_steps}: the EMA weights stay near their initialisation and the "
-                     f"*_ema metrics are not meaningful (summary.json says ema_meaningful: false). Use ema_decay "
-                     f"{suggestion} or less for a run this long, or 0 for no EMA.")
+        notes.append(
+            f"warning: ema_decay {config.ema_decay} averages over ~{ema_horizon(config.ema_decay):.0f} steps, "
+            f"more than this run's {total_steps}: the EMA weights stay near their initialisation and the "
+            f"*_ema metrics are not meaningful (summary.json says ema_meaningful: false). Use ema_decay "
+            f"{suggestion} or less for a run this long, or 0 for no EMA."
+        )
         if config.get("select_on", "") in ("val_top1_ema", "best"):
             notes.append(f"warning: select_on={config.select_on!r} picks checkpoints by those EMA metrics.")
     return notes
@@ -53,5 +58,7 @@ def summary_fields(config: ml_collections.ConfigDict, total_steps: int) -> dict[
     """What summary.json says about the EMA's meaning (only when the run keeps one)."""
     if not config.ema_decay:
         return {}
-    return {"ema_horizon_steps": round(ema_horizon(config.ema_decay)),
-            "ema_meaningful": ema_is_meaningful(config, total_steps)}
+    return {
+        "ema_horizon_steps": round(ema_horizon(config.ema_decay)),
+        "ema_meaningful": ema_is_meaningful(config, total_steps),
+    }

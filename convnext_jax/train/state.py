@@ -49,13 +49,23 @@ class TrainState:
     loss_scale: Any = None
 
     @classmethod
-    def create(cls, params: Any, tx: optax.GradientTransformation, *, ema: bool = False,
-               loss_scaling: LossScaling | None = None) -> "TrainState":
-        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                   ema=jax.tree.map(jnp.copy, params) if ema else None,
-                   loss_scale=loss_scaling.initial_state() if loss_scaling is not None else None)
+    def create(
+        cls,
+        params: Any,
+        tx: optax.GradientTransformation,
+        *,
+        ema: bool = False,
+        loss_scaling: LossScaling | None = None,
+    ) -> TrainState:
+        return cls(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=tx.init(params),
+            ema=jax.tree.map(jnp.copy, params) if ema else None,
+            loss_scale=loss_scaling.initial_state() if loss_scaling is not None else None,
+        )
 
-    def replace(self, **changes: Any) -> "TrainState":
+    def replace(self, **changes: Any) -> TrainState:
         return dataclasses.replace(self, **changes)
 
     def to_checkpoint(self) -> dict[str, Any]:
@@ -63,5 +73,5 @@ class TrainState:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
 
     @classmethod
-    def from_checkpoint(cls, tree: dict[str, Any]) -> "TrainState":
+    def from_checkpoint(cls, tree: dict[str, Any]) -> TrainState:
         return cls(**tree)

@@ -19,14 +19,9 @@ import ml_collections
 
 from convnext_jax import schema
 from convnext_jax.errors import ConfigError
+from convnext_jax.run_files import CLASSES_FILE, CONFIG_FILE, CURVES_FILE, METRICS_FILE, SUMMARY_FILE  # noqa: F401
 from convnext_jax.train import config as train_config
 from convnext_jax.weights.checkpoints import checkpoint_steps
-
-CONFIG_FILE = "config.json"
-SUMMARY_FILE = "summary.json"
-CLASSES_FILE = "class_names.json"
-METRICS_FILE = "metrics.jsonl"
-CURVES_FILE = "curves.png"
 
 
 def config_from_json(text: str, where: str) -> ml_collections.ConfigDict:
@@ -98,8 +93,12 @@ class RunDir:
     def finished_summary(self, config: ml_collections.ConfigDict) -> dict[str, Any] | None:
         """The summary of a run that finished with this many epochs (its last checkpoint is its last step)."""
         summary = self.summary()
-        if summary and summary.get("finished") and summary.get("epochs") == config.num_epochs and \
-                self.latest_step() == summary.get("steps"):
+        if (
+            summary
+            and summary.get("finished")
+            and summary.get("epochs") == config.num_epochs
+            and self.latest_step() == summary.get("steps")
+        ):
             return summary
         return None
 
@@ -115,13 +114,18 @@ class RunDir:
             raise ConfigError(
                 f"{self.path} holds a run with another config; changed: " + "; ".join(changed) + ". Use a new "
                 "--workdir for a new run, or the run's own config (omit --config to take its config.json)."
-                + (" To train it longer: --config.num_epochs=N --extend." if any(
-                    c.startswith("num_epochs:") for c in changed) else ""))
+                + (
+                    " To train it longer: --config.num_epochs=N --extend."
+                    if any(c.startswith("num_epochs:") for c in changed)
+                    else ""
+                )
+            )
         if extend:
             trained = self.summary() or {}
             if config.num_epochs < stored.num_epochs or config.num_epochs < trained.get("epochs", 0):
-                raise ConfigError(f"--extend trains longer: num_epochs {config.num_epochs} is below the run's "
-                                  f"{stored.num_epochs}")
+                raise ConfigError(
+                    f"--extend trains longer: num_epochs {config.num_epochs} is below the run's {stored.num_epochs}"
+                )
 
     def remove_new_files(self, before: set[str] | None) -> None:
         """Undo a start that failed: remove what this attempt created (the whole directory if it

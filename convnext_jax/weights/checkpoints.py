@@ -11,9 +11,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from convnext_jax.run_files import CHECKPOINTS_DIR
 from convnext_jax.weights.pytorch import WeightImportError
 
-CHECKPOINTS_DIR = "checkpoints"
 STATE_ITEM = "state"
 
 
@@ -34,8 +34,10 @@ def state_dir(workdir: str | os.PathLike, step: int | None = None) -> str:
     """The state directory of checkpoint `step` (default: the latest)."""
     steps = checkpoint_steps(workdir)
     if not steps:
-        raise WeightImportError(f"{workdir} has no checkpoint ({os.path.join(os.fspath(workdir), CHECKPOINTS_DIR)}/"
-                                "<step> is missing): train first, or give another workdir")
+        raise WeightImportError(
+            f"{workdir} has no checkpoint ({os.path.join(os.fspath(workdir), CHECKPOINTS_DIR)}/"
+            "<step> is missing): train first, or give another workdir"
+        )
     step = steps[-1] if step is None else step
     if step not in steps:
         raise WeightImportError(f"{workdir} has no checkpoint at step {step}; it has steps {steps}")
@@ -48,10 +50,13 @@ def read_checkpoint_params(workdir: str | os.PathLike, step: int | None = None, 
     item = "ema" if use_ema else "params"
     tree = ocp.PyTreeCheckpointHandler().metadata(epath.Path(path)).tree
     if item not in tree:
-        raise WeightImportError(f"{path} has no {item!r} (items: {sorted(tree)})"
-                                + ("; the run kept no EMA (ema_decay = 0)" if use_ema else ""))
+        raise WeightImportError(
+            f"{path} has no {item!r} (items: {sorted(tree)})"
+            + ("; the run kept no EMA (ema_decay = 0)" if use_ema else "")
+        )
     target = {item: jax.tree.map(lambda meta: jax.ShapeDtypeStruct(meta.shape, meta.dtype), tree[item])}
     restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(restore_type=np.ndarray), target)
     restored = ocp.PyTreeCheckpointer().restore(
-        path, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True))
+        path, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
+    )
     return restored[item]

@@ -12,21 +12,35 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 from convnext_jax.cli import ArgumentParser, reports_user_errors
-from convnext_jax.weights.pytorch import (WeightsExistError, describe, export_pytorch_weights, flat_tensors,
-                                          infer_config, infer_fcmae_config, load_pytorch_weights, read_state_dict,
-                                          to_timm_layout, write_state_dict)
+from convnext_jax.weights.pytorch import (
+    WeightsExistError,
+    describe,
+    export_pytorch_weights,
+    flat_tensors,
+    infer_config,
+    infer_fcmae_config,
+    load_pytorch_weights,
+    read_state_dict,
+    to_timm_layout,
+    write_state_dict,
+)
 
 
 def _parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m convnext_jax.convert", description=__doc__,
-                            formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    parser.add_argument("src", help="PyTorch .pth/.pt/.bin/.safetensors file, a weights directory or a training "
-                                    "workdir")
-    parser.add_argument("dst", help="output: a directory (convnext_jax weights) or a .safetensors/.pth file "
-                                    "(timm layout)")
+    parser = ArgumentParser(
+        prog="python -m convnext_jax.convert",
+        description=__doc__,
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "src", help="PyTorch .pth/.pt/.bin/.safetensors file, a weights directory or a training workdir"
+    )
+    parser.add_argument(
+        "dst", help="output: a directory (convnext_jax weights) or a .safetensors/.pth file (timm layout)"
+    )
     parser.add_argument("--model", help="variant name (default: inferred from the checkpoint)")
     parser.add_argument("--num_classes", type=int, help="classifier size (default: from the checkpoint)")
     parser.add_argument("--reset_head", action="store_true", help="do not import the classifier (fine-tuning)")

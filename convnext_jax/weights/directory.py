@@ -32,8 +32,9 @@ def is_weights_dir(path: str | os.PathLike) -> bool:
     return os.path.isfile(os.path.join(path, CONFIG_FILE)) and os.path.isdir(os.path.join(path, PARAMS_DIR))
 
 
-def save_weights(model: Any, directory: str | os.PathLike, *, overwrite: bool = False,
-                 evaluation: dict[str, Any] | None = None) -> None:
+def save_weights(
+    model: Any, directory: str | os.PathLike, *, overwrite: bool = False, evaluation: dict[str, Any] | None = None
+) -> None:
     """Write `model`'s config and parameters to `directory` (blocking until the save is done), and
     `evaluation` (how to evaluate them: the preprocessing they were trained with) when given."""
     directory = os.path.abspath(os.fspath(directory))
@@ -66,8 +67,10 @@ def load_config(directory: str | os.PathLike) -> Any:
     """The model config saved next to the parameters: a ConvNeXtConfig, or an FCMAEConfig."""
     path = os.path.join(os.fspath(directory), CONFIG_FILE)
     if not is_weights_dir(directory):
-        raise WeightsNotFoundError(f"{directory} is not a convnext_jax weights directory (no {CONFIG_FILE} and "
-                                f"{PARAMS_DIR}/; create one with `python -m convnext_jax.convert SRC.pth DIR`)")
+        raise WeightsNotFoundError(
+            f"{directory} is not a convnext_jax weights directory (no {CONFIG_FILE} and "
+            f"{PARAMS_DIR}/; create one with `python -m convnext_jax.convert SRC.pth DIR`)"
+        )
     with open(path) as f:
         record = json.load(f)
     if "fcmae" in record:
@@ -95,8 +98,11 @@ def load_weights(directory: str | os.PathLike, **config_overrides: Any) -> Any:
 
     cfg = load_config(directory)
     if config_overrides:  # execution options: an FCMAE's are its encoder's
-        cfg = cfg.replace(encoder=cfg.encoder.replace(**config_overrides)) if hasattr(cfg, "encoder") \
+        cfg = (
+            cfg.replace(encoder=cfg.encoder.replace(**config_overrides))
+            if hasattr(cfg, "encoder")
             else cfg.replace(**config_overrides)
+        )
     model = build_any(cfg)
     load_tree(model, read_params(directory), source=f"the weights in {directory}")
     return model

@@ -24,7 +24,8 @@ def source_kind(path: str | os.PathLike) -> str:
             return "workdir"
         raise pytorch.WeightImportError(
             f"{path} is a directory but neither a convnext_jax weights directory ({directory.CONFIG_FILE} + "
-            f"{directory.PARAMS_DIR}/) nor a training workdir with checkpoints/<step>")
+            f"{directory.PARAMS_DIR}/) nor a training workdir with checkpoints/<step>"
+        )
     return "pytorch"
 
 
@@ -57,8 +58,9 @@ def encoder_config(cfg: Any) -> ConvNeXtConfig:
     return cfg.encoder if hasattr(cfg, "encoder") else cfg
 
 
-def load_pretrained(model: Any, path: str | os.PathLike, *, reset_head: bool = False,
-                    use_ema: bool = False, read: Any = None) -> str:
+def load_pretrained(
+    model: Any, path: str | os.PathLike, *, reset_head: bool = False, use_ema: bool = False, read: Any = None
+) -> str:
     """Load the weights at `path` into `model` in place (nothing is loaded when they do not fit);
     returns a one-line description of what was loaded. `read`: what `read_source(path)` read (with
     the same use_ema), so the file is not read again."""
@@ -70,7 +72,7 @@ def load_pretrained(model: Any, path: str | os.PathLike, *, reset_head: bool = F
         params = read if read is not None else checkpoints.read_checkpoint_params(path, step, use_ema=use_ema)
         tree.load_tree(model, params, reset_head=reset_head, source=f"the weights of {path} (step {step})")
     else:
-        pytorch.load_pytorch_weights(model, read if read is not None else path, reset_head=reset_head,
-                                     use_ema=use_ema)
-    return (f"initialised from {path}" + (" (EMA)" if use_ema else "")
-            + (" with a fresh classifier" if reset_head else ""))
+        pytorch.load_pytorch_weights(model, read if read is not None else path, reset_head=reset_head, use_ema=use_ema)
+    return (
+        f"initialised from {path}" + (" (EMA)" if use_ema else "") + (" with a fresh classifier" if reset_head else "")
+    )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +20,13 @@ from flax import nnx
 
 from convnext_jax.errors import UserError
 from convnext_jax.models.config import ConvNeXtConfig
-from convnext_jax.models.naming import (fcmae_to_official_classifier, is_fcmae_checkpoint, is_head_classifier,
-                                        model_parameter_names, official_to_timm_key)
+from convnext_jax.models.naming import (
+    fcmae_to_official_classifier,
+    is_fcmae_checkpoint,
+    is_head_classifier,
+    model_parameter_names,
+    official_to_timm_key,
+)
 from convnext_jax.models.variants import model_config, variant_name
 
 _WRAPPER_KEYS = ("state_dict", "model", "module")
@@ -71,22 +77,27 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     try:
         import torch
     except ImportError as e:
-        raise WeightImportError(f"reading {path} needs PyTorch: pip install 'convnext-jax[torch]' "
-                                "(or convert it to .safetensors elsewhere)") from e
+        raise WeightImportError(
+            f"reading {path} needs PyTorch: pip install 'convnext-jax[torch]' (or convert it to .safetensors elsewhere)"
+        ) from e
     with open(path, "rb") as f:
         head = f.read(2)
     if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (or, before 1.6, a pickle)
-        raise WeightImportError(f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive or a pickle, "
-                                "and this file is neither. Give a .pth/.pt/.bin written by torch.save, or a "
-                                ".safetensors file")
+        raise WeightImportError(
+            f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive or a pickle, "
+            "and this file is neither. Give a .pth/.pt/.bin written by torch.save, or a "
+            ".safetensors file"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "Weights only load failed" in reason:  # torch's advice to unpickle arbitrary code: not ours to give
             reason = "it holds Python objects besides tensors, which are not unpickled (weights_only loading)"
-        raise WeightImportError(f"cannot read {path} as a PyTorch checkpoint (.pth/.pt/.bin written by torch.save, "
-                                f"or .safetensors): {reason[:200]}") from e
+        raise WeightImportError(
+            f"cannot read {path} as a PyTorch checkpoint (.pth/.pt/.bin written by torch.save, "
+            f"or .safetensors): {reason[:200]}"
+        ) from e
 
 
 def _default_permissions(path: str) -> None:
@@ -121,8 +132,10 @@ def _unwrap(state: Mapping[str, Any], use_ema: bool) -> Mapping[str, Any]:
         for key in _EMA_KEYS:
             if isinstance(state.get(key), Mapping):
                 return _unwrap(state[key], use_ema=False)
-        raise WeightImportError(f"use_ema=True but the checkpoint has no {' / '.join(map(repr, _EMA_KEYS))} entry "
-                                f"(top-level keys: {sorted(state)[:10]})")
+        raise WeightImportError(
+            f"use_ema=True but the checkpoint has no {' / '.join(map(repr, _EMA_KEYS))} entry "
+            f"(top-level keys: {sorted(state)[:10]})"
+        )
     for _ in range(3):
         inner = next((state[k] for k in _WRAPPER_KEYS if isinstance(state.get(k), Mapping)), None)
         if inner is None:
@@ -137,15 +150,18 @@ def _strip_prefixes(key: str) -> str:
         changed = False
         for prefix in _PREFIXES:
             if key.startswith(prefix):
-                key, changed = key[len(prefix):], True
+                key, changed = key[len(prefix) :], True
     return key
 
 
 def flat_tensors(state: Mapping[str, Any], *, use_ema: bool = False) -> dict[str, np.ndarray]:
     """The tensors of a state dict as numpy arrays, unwrapped and without DDP/compile prefixes."""
     state = _unwrap(state, use_ema)
-    return {_strip_prefixes(k): _to_numpy(v) for k, v in state.items()
-            if not k.endswith("num_batches_tracked") and hasattr(v, "shape")}  # skip non-tensor metadata
+    return {
+        _strip_prefixes(k): _to_numpy(v)
+        for k, v in state.items()
+        if not k.endswith("num_batches_tracked") and hasattr(v, "shape")
+    }  # skip non-tensor metadata
 
 
 def to_timm_layout(state: Mapping[str, Any], *, use_ema: bool = False) -> dict[str, np.ndarray]:
@@ -214,42 +230,61 @@ def format_problems(missing: list[str], unexpected: list[str], mismatched: list[
 def describe(cfg: Any) -> str:
     """One line naming the architecture (and its registered variant, if any)."""
     if hasattr(cfg, "encoder"):
-        return (f"FCMAE of {describe(cfg.encoder)} (decoder {cfg.decoder_depth} x {cfg.decoder_dim}, "
-                f"patch {cfg.patch_size})")
+        return (
+            f"FCMAE of {describe(cfg.encoder)} (decoder {cfg.decoder_depth} x {cfg.decoder_dim}, "
+            f"patch {cfg.patch_size})"
+        )
     name = variant_name(cfg)
-    return (f"{name + ' ' if name else ''}(ConvNeXt V{cfg.version} depths={cfg.depths} dims={cfg.dims} "
-            f"num_classes={cfg.num_classes})")
+    return (
+        f"{name + ' ' if name else ''}(ConvNeXt V{cfg.version} depths={cfg.depths} dims={cfg.dims} "
+        f"num_classes={cfg.num_classes})"
+    )
 
 
-def _fit_hint(model: Any, tensors: Mapping[str, np.ndarray], missing: list[str],
-              unexpected: list[str], mismatched: list[str]) -> str:
+def _fit_hint(
+    model: Any, tensors: Mapping[str, np.ndarray], missing: list[str], unexpected: list[str], mismatched: list[str]
+) -> str:
     if _is_fcmae(model):
         if not is_fcmae_checkpoint(tensors):
             decoder = [m for m in missing if not m.startswith("encoder.")][:4]
-            return (f"\nThis is not an FCMAE checkpoint (no decoder: {', '.join(decoder)} ...): a classifier's weights "
-                    "load into a classifier (create_model); pre-training starts from an official FCMAE checkpoint "
-                    "(convnextv2_*_fcmae.pt) or from scratch.")
+            return (
+                f"\nThis is not an FCMAE checkpoint (no decoder: {', '.join(decoder)} ...): a classifier's weights "
+                "load into a classifier (create_model); pre-training starts from an official FCMAE checkpoint "
+                "(convnextv2_*_fcmae.pt) or from scratch."
+            )
         return ""
     model_cfg = model.cfg
     try:
         found = infer_config(tensors)
     except WeightImportError:
         found = None
-    if found is not None and (found.depths, found.dims, found.use_grn) != \
-            (model_cfg.depths, model_cfg.dims, model_cfg.use_grn):
-        return (f"\nThe checkpoint holds {describe(found)}: build that model (config model.name, or leave it "
-                "empty to take the checkpoint's architecture).")
+    if found is not None and (found.depths, found.dims, found.use_grn) != (
+        model_cfg.depths,
+        model_cfg.dims,
+        model_cfg.use_grn,
+    ):
+        return (
+            f"\nThe checkpoint holds {describe(found)}: build that model (config model.name, or leave it "
+            "empty to take the checkpoint's architecture)."
+        )
     head_problems = [m.split(":")[0] for m in missing + mismatched] + unexpected
     if any(map(is_head_classifier, head_problems)):
-        return ("\nThe classifier does not match (different num_classes?): pass reset_head=True "
-                "(--reset_head, config model.reset_head) to keep a freshly initialised head for fine-tuning.")
+        return (
+            "\nThe classifier does not match (different num_classes?): pass reset_head=True "
+            "(--reset_head, config model.reset_head) to keep a freshly initialised head for fine-tuning."
+        )
     if missing and not unexpected and not mismatched and all(m.startswith("head.") for m in missing):
         return "\nThe checkpoint has no head (FCMAE/feature weights?): pass reset_head=True for a new classifier."
     return ""
 
 
-def load_pytorch_weights(model: Any, path_or_state_dict: str | os.PathLike | Mapping[str, Any], *,
-                         reset_head: bool = False, use_ema: bool = False) -> list[str]:
+def load_pytorch_weights(
+    model: Any,
+    path_or_state_dict: str | os.PathLike | Mapping[str, Any],
+    *,
+    reset_head: bool = False,
+    use_ema: bool = False,
+) -> list[str]:
     """Load timm or official PyTorch ConvNeXt weights into `model` in place.
 
     Args:
@@ -261,8 +296,11 @@ def load_pytorch_weights(model: Any, path_or_state_dict: str | os.PathLike | Map
     Returns the timm keys that were loaded. Raises WeightImportError listing every missing,
     unexpected and mis-shaped key when the checkpoint does not fit; nothing is loaded then.
     """
-    source = read_state_dict(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike)) \
+    source = (
+        read_state_dict(path_or_state_dict)
+        if isinstance(path_or_state_dict, (str, os.PathLike))
         else path_or_state_dict
+    )
     all_names = model_parameter_names(model)
     if _is_fcmae(model):
         tensors = flat_tensors(source, use_ema=use_ema)
@@ -270,12 +308,17 @@ def load_pytorch_weights(model: Any, path_or_state_dict: str | os.PathLike | Map
     else:
         from_fcmae = is_fcmae_checkpoint(flat_tensors(source, use_ema=use_ema))
         if from_fcmae and not reset_head:
-            raise WeightImportError("this is an FCMAE (pre-training) checkpoint: it has no classifier and no final norm. "
-                                    "Load it into a classifier with reset_head=True (config model.reset_head), which "
-                                    "keeps both fresh as the official fine-tuning does")
+            raise WeightImportError(
+                "this is an FCMAE (pre-training) checkpoint: it has no classifier and no final norm. "
+                "Load it into a classifier with reset_head=True (config model.reset_head), which "
+                "keeps both fresh as the official fine-tuning does"
+            )
         tensors = to_timm_layout(source, use_ema=use_ema)
-        fresh = (lambda key: key.startswith("head.")) if from_fcmae else (
-            lambda key: reset_head and is_head_classifier(key))
+        fresh = (
+            (lambda key: key.startswith("head."))
+            if from_fcmae
+            else (lambda key: reset_head and is_head_classifier(key))
+        )
     names = [n for n in all_names if not fresh(n.torch_key)]
     expected = {n.torch_key for n in all_names}
     missing, mismatched = [], []
@@ -283,13 +326,16 @@ def load_pytorch_weights(model: Any, path_or_state_dict: str | os.PathLike | Map
         if name.torch_key not in tensors:
             missing.append(name.torch_key)
         elif not _compatible(name.kind, tuple(tensors[name.torch_key].shape), name.torch_shape):
-            mismatched.append(f"{name.torch_key}: checkpoint {tuple(tensors[name.torch_key].shape)}, "
-                              f"model {name.torch_shape}")
+            mismatched.append(
+                f"{name.torch_key}: checkpoint {tuple(tensors[name.torch_key].shape)}, model {name.torch_shape}"
+            )
     unexpected = sorted(k for k in tensors if k not in expected and not fresh(k))
     if missing or unexpected or mismatched:
-        raise WeightImportError(f"checkpoint does not fit the model {describe(model.cfg)}:\n"
-                                f"{format_problems(missing, unexpected, mismatched)}"
-                                f"{_fit_hint(model, tensors, missing, unexpected, mismatched)}")
+        raise WeightImportError(
+            f"checkpoint does not fit the model {describe(model.cfg)}:\n"
+            f"{format_problems(missing, unexpected, mismatched)}"
+            f"{_fit_hint(model, tensors, missing, unexpected, mismatched)}"
+        )
 
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     stacked: dict[tuple[Any, ...], list[np.ndarray | None]] = {}
@@ -341,8 +387,10 @@ def infer_config(tensors: Mapping[str, np.ndarray]) -> ConvNeXtConfig:
     try:
         return _infer_config(tensors)
     except (KeyError, ValueError) as e:
-        raise WeightImportError(f"cannot infer the architecture from this checkpoint ({e}); name the model "
-                                "(--model NAME, config model.name)") from e
+        raise WeightImportError(
+            f"cannot infer the architecture from this checkpoint ({e}); name the model "
+            "(--model NAME, config model.name)"
+        ) from e
 
 
 def _infer_config(tensors: Mapping[str, np.ndarray]) -> ConvNeXtConfig:
@@ -355,13 +403,18 @@ def _infer_config(tensors: Mapping[str, np.ndarray]) -> ConvNeXtConfig:
         dims.append(int(tensors[f"stages.{i}.blocks.0.conv_dw.weight"].shape[0]))
         i += 1
     use_grn = any(".mlp.grn." in k for k in tensors)
-    fields = dict(depths=tuple(depths), dims=tuple(dims), use_grn=use_grn,
-                  ls_init_value=1e-6 if any(k.endswith(".gamma") for k in tensors) else None,
-                  conv_mlp=tensors["stages.0.blocks.0.mlp.fc1.weight"].ndim == 4,
-                  kernel_size=int(tensors["stages.0.blocks.0.conv_dw.weight"].shape[-1]),
-                  patch_size=int(stem.shape[-1]), in_chans=int(stem.shape[1]),
-                  mlp_ratio=tensors["stages.0.blocks.0.mlp.fc1.weight"].shape[0] / dims[0],
-                  num_classes=int(tensors["head.fc.weight"].shape[0]) if "head.fc.weight" in tensors else 0)
+    fields = dict(
+        depths=tuple(depths),
+        dims=tuple(dims),
+        use_grn=use_grn,
+        ls_init_value=1e-6 if any(k.endswith(".gamma") for k in tensors) else None,
+        conv_mlp=tensors["stages.0.blocks.0.mlp.fc1.weight"].ndim == 4,
+        kernel_size=int(tensors["stages.0.blocks.0.conv_dw.weight"].shape[-1]),
+        patch_size=int(stem.shape[-1]),
+        in_chans=int(stem.shape[1]),
+        mlp_ratio=tensors["stages.0.blocks.0.mlp.fc1.weight"].shape[0] / dims[0],
+        num_classes=int(tensors["head.fc.weight"].shape[0]) if "head.fc.weight" in tensors else 0,
+    )
     custom = ConvNeXtConfig(**fields)
     name = variant_name(custom)
     # A named variant exports in timm's layout for that name, whatever layout the source used.
@@ -378,7 +431,9 @@ def infer_fcmae_config(tensors: Mapping[str, np.ndarray]) -> Any:
     encoder = infer_config(to_timm_layout(tensors)).replace(num_classes=0, grn_stats="batch")
     decoder_blocks = {int(k.split(".")[1]) for k in tensors if k.startswith("decoder.")}
     patch = int(round((tensors["pred.weight"].shape[0] / encoder.in_chans) ** 0.5))
-    return FCMAEConfig(encoder=encoder, decoder_dim=int(tensors["proj.weight"].shape[0]),
-                       decoder_depth=len(decoder_blocks), patch_size=patch)
-
-
+    return FCMAEConfig(
+        encoder=encoder,
+        decoder_dim=int(tensors["proj.weight"].shape[0]),
+        decoder_depth=len(decoder_blocks),
+        patch_size=patch,
+    )

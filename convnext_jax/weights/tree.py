@@ -3,7 +3,8 @@ flatten, load into a model with every path and shape checked, and recover the ar
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 from flax import nnx
@@ -51,8 +52,10 @@ def load_tree(model: Any, tree: Any, *, reset_head: bool = False, source: str = 
     encoder_only = is_fcmae_tree(tree) and not any(path[0] == "mask_token" for path in wanted)
     if encoder_only:
         if not reset_head:
-            raise WeightImportError(f"{source} are FCMAE (pre-training) weights: no classifier and no final norm. Load "
-                                    "them into a classifier with reset_head=True (config model.reset_head)")
+            raise WeightImportError(
+                f"{source} are FCMAE (pre-training) weights: no classifier and no final norm. Load "
+                "them into a classifier with reset_head=True (config model.reset_head)"
+            )
         given = {p: v for p, v in given.items() if p[0] not in FCMAE_ONLY}
 
     def skipped(path: Path) -> bool:
@@ -60,9 +63,11 @@ def load_tree(model: Any, tree: Any, *, reset_head: bool = False, source: str = 
 
     missing = ["/".join(p) for p in wanted if p not in given and not skipped(p)]
     unexpected = ["/".join(p) for p in given if p not in wanted and not skipped(p)]
-    mismatched = [f"{'/'.join(p)}: weights {tuple(np.shape(v))}, model {tuple(wanted[p][...].shape)}"
-                  for p, v in given.items() if p in wanted and not skipped(p)
-                  and tuple(np.shape(v)) != tuple(wanted[p][...].shape)]
+    mismatched = [
+        f"{'/'.join(p)}: weights {tuple(np.shape(v))}, model {tuple(wanted[p][...].shape)}"
+        for p, v in given.items()
+        if p in wanted and not skipped(p) and tuple(np.shape(v)) != tuple(wanted[p][...].shape)
+    ]
     if missing or unexpected or mismatched:
         hint = ""
         if any(m.startswith(HEAD_CLASSIFIER) for m in missing + unexpected + mismatched):
@@ -72,8 +77,10 @@ def load_tree(model: Any, tree: Any, *, reset_head: bool = False, source: str = 
                 hint = f"\n{source} hold {describe(infer_config(tree))}."
             except WeightImportError:
                 pass
-        raise WeightImportError(f"{source} do not fit the model {describe(model.cfg)}:\n"
-                                f"{format_problems(sorted(missing), sorted(unexpected), sorted(mismatched))}{hint}")
+        raise WeightImportError(
+            f"{source} do not fit the model {describe(model.cfg)}:\n"
+            f"{format_problems(sorted(missing), sorted(unexpected), sorted(mismatched))}{hint}"
+        )
     loaded = []
     for path, value in given.items():
         if not skipped(path):
@@ -95,11 +102,17 @@ def infer_config(tree: Any) -> ConvNeXtConfig:
             i += 1
         hidden = shapes[("stages", "0", "blocks", "fc1", "kernel")][-1]
         head = shapes.get((HEAD_CLASSIFIER, "kernel"))
-        cfg = ConvNeXtConfig(depths=tuple(depths), dims=tuple(dims), kernel_size=k, patch_size=stem[0],
-                             in_chans=stem[2], mlp_ratio=hidden / dims[0],
-                             use_grn=("stages", "0", "blocks", "grn", "weight") in shapes,
-                             ls_init_value=1e-6 if ("stages", "0", "blocks", "gamma") in shapes else None,
-                             num_classes=head[-1] if head else 0)
+        cfg = ConvNeXtConfig(
+            depths=tuple(depths),
+            dims=tuple(dims),
+            kernel_size=k,
+            patch_size=stem[0],
+            in_chans=stem[2],
+            mlp_ratio=hidden / dims[0],
+            use_grn=("stages", "0", "blocks", "grn", "weight") in shapes,
+            ls_init_value=1e-6 if ("stages", "0", "blocks", "gamma") in shapes else None,
+            num_classes=head[-1] if head else 0,
+        )
     except (KeyError, ValueError, UnboundLocalError, IndexError) as e:
         raise WeightImportError(f"not ConvNeXt parameters (no {e})") from e
     name = variant_name(cfg)
@@ -115,5 +128,9 @@ def infer_fcmae_config(tree: Any) -> Any:
     decoder_dim = shapes[("proj", "kernel")][-1]
     conv = shapes.get(("decoder", "blocks", "conv_dw", "kernel"))
     patch = int(round((shapes[("pred", "kernel")][-1] / encoder.in_chans) ** 0.5))
-    return FCMAEConfig(encoder=encoder.replace(num_classes=0), decoder_dim=decoder_dim,
-                       decoder_depth=conv[0] if conv else 0, patch_size=patch)
+    return FCMAEConfig(
+        encoder=encoder.replace(num_classes=0),
+        decoder_dim=decoder_dim,
+        decoder_depth=conv[0] if conv else 0,
+        patch_size=patch,
+    )

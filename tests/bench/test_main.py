@@ -9,9 +9,36 @@ from convnext_jax.bench.__main__ import main
 
 def test_train_bench_jax_and_torch(tmp_path, capsys):
     out = tmp_path / "train.json"
-    assert main(["train", "--model", "convnext_atto", "--image_size", "32", "--batch_size", "2", "--num_classes",
-                 "10", "--steps", "1", "--rounds", "2", "--warmup", "0", "--scan", "true", "--dwconv_impl", "auto",
-                 "lax", "--torch", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "convnext_atto",
+                "--image_size",
+                "32",
+                "--batch_size",
+                "2",
+                "--num_classes",
+                "10",
+                "--steps",
+                "1",
+                "--rounds",
+                "2",
+                "--warmup",
+                "0",
+                "--scan",
+                "true",
+                "--dwconv_impl",
+                "auto",
+                "lax",
+                "--torch",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "| jax float32 dw=auto scan |" in table and "| jax float32 dw=lax scan |" in table
     assert "| torch eager |" in table and "2 interleaved rounds x 1 calls" in table
@@ -31,8 +58,10 @@ def test_train_bench_jax_and_torch(tmp_path, capsys):
 def test_a_busy_machine_is_said_and_the_ratio_of_minima_given():
     from convnext_jax.bench.timing import add_speedup, spread_warning
 
-    rows = [{"framework": "jax", "median_s": 0.2, "min_s": 0.1, "img_per_s": 10.0},
-            {"framework": "torch eager", "median_s": 0.3, "min_s": 0.29, "img_per_s": 6.67}]
+    rows = [
+        {"framework": "jax", "median_s": 0.2, "min_s": 0.1, "img_per_s": 10.0},
+        {"framework": "torch eager", "median_s": 0.3, "min_s": 0.29, "img_per_s": 6.67},
+    ]
     add_speedup(rows)
     assert rows[0]["x (min)"] == pytest.approx(2.9) and rows[0]["x vs torch eager"] == pytest.approx(1.5, rel=1e-3)
     warning = spread_warning(rows)
@@ -42,8 +71,27 @@ def test_a_busy_machine_is_said_and_the_ratio_of_minima_given():
 
 
 def test_infer_bench_jax_and_torch(capsys):
-    assert main(["infer", "--model", "convnext_atto", "--image-size", "32", "--batch-size", "2", "--num-classes",
-                 "10", "--steps", "1", "--warmup", "0", "--torch"]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--model",
+                "convnext_atto",
+                "--image-size",
+                "32",
+                "--batch-size",
+                "2",
+                "--num-classes",
+                "10",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+                "--torch",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "| jax float32 dw=auto |" in table and "| torch eager |" in table and "inference" in table  # dashes too
 
@@ -63,8 +111,25 @@ def test_bad_arguments_are_one_short_error(capsys):
 
 
 def test_fcmae_bench_jax_and_the_dense_pytorch_emulation(capsys):
-    assert main(["fcmae", "--image_size", "64", "--batch_size", "2", "--steps", "1", "--rounds", "1", "--warmup",
-                 "0", "--torch"]) == 0
+    assert (
+        main(
+            [
+                "fcmae",
+                "--image_size",
+                "64",
+                "--batch_size",
+                "2",
+                "--steps",
+                "1",
+                "--rounds",
+                "1",
+                "--warmup",
+                "0",
+                "--torch",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| jax float32 dw=auto |" in out and "| torch dense eager |" in out and "FCMAE pre-training step" in out
     assert "on removed positions (75% of the patches" in out  # 64 px: 4 patches, int(4 x 0.4) = 1 kept
@@ -72,11 +137,37 @@ def test_fcmae_bench_jax_and_the_dense_pytorch_emulation(capsys):
 
 def test_data_bench_ours_torch_and_prepared(tmp_path, capsys):
     out = tmp_path / "data.json"
-    assert main(["data", "--images", "8", "--workers", "1", "--image_size", "32", "--batch_size", "2", "--epochs",
-                 "2", "--torch", "--prepared_max_size", "64", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "--images",
+                "8",
+                "--workers",
+                "1",
+                "--image_size",
+                "32",
+                "--batch_size",
+                "2",
+                "--epochs",
+                "2",
+                "--torch",
+                "--prepared_max_size",
+                "64",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
-    for name in ("ours, threads", "ours, processes", "ours, prepared 64px, threads", "torchvision + timm",
-                 "torchvision + timm, 64px files"):
+    for name in (
+        "ours, threads",
+        "ours, processes",
+        "ours, prepared 64px, threads",
+        "torchvision + timm",
+        "torchvision + timm, 64px files",
+    ):
         assert f"| {name} | 1 |" in table
     for stage in ("decode + crop/resize", "RandAugment", "collate (uint8)", "MaybeToTensor", "collate (float32)"):
         assert f"| {stage} |" in table
@@ -102,14 +193,43 @@ def test_memory_bench_plans_fsdp_on_eight_simulated_devices(tmp_path):
     root = os.path.join(os.path.dirname(__file__), "..", "..")
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu")
     out = tmp_path / "memory.json"
-    result = subprocess.run([sys.executable, "-m", "convnext_jax.bench", "memory", "--model", "convnext_atto",
-                             "--image_size", "32", "--batch_size", "2", "--fsdp", "1", "8", "--budget_gib", "1",
-                             "--json", str(out)], env=env, capture_output=True, text=True, timeout=600, cwd=root)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convnext_jax.bench",
+            "memory",
+            "--model",
+            "convnext_atto",
+            "--image_size",
+            "32",
+            "--batch_size",
+            "2",
+            "--fsdp",
+            "1",
+            "8",
+            "--budget_gib",
+            "1",
+            "--json",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| 8x1 | 2 |" in result.stdout and "| 1x8 | 2 |" in result.stdout and "fits_1gib" in result.stdout
     rows = {r["mesh"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["1x8"]["state_gib_per_device"] < 0.2 * rows["8x1"]["state_gib_per_device"]
     assert rows["1x8"]["xla_peak_gib"] < rows["8x1"]["xla_peak_gib"] and rows["8x1"]["fits_1gib"]
-    bad = subprocess.run([sys.executable, "-m", "convnext_jax.bench", "memory", "--fsdp", "3"], env=env,
-                         capture_output=True, text=True, timeout=300, cwd=root)
+    bad = subprocess.run(
+        [sys.executable, "-m", "convnext_jax.bench", "memory", "--fsdp", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
     assert bad.returncode == 2 and "mesh.fsdp=3 does not divide the 8 devices" in bad.stderr

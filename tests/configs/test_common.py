@@ -20,9 +20,18 @@ def load(name: str):
     return module
 
 
-@pytest.mark.parametrize("name, arg", [("seed_baseline", "folder:/data/x"), ("imagenet_recipe", "convnext_small"),
-                                       ("finetune", "/w.pth"), ("embedded_digits", "v1"), ("embedded_digits", None),
-                                       ("folder", "/data/x"), ("finetune", "weights=/w.pth,model=convnext_atto")])
+@pytest.mark.parametrize(
+    "name, arg",
+    [
+        ("seed_baseline", "folder:/data/x"),
+        ("imagenet_recipe", "convnext_small"),
+        ("finetune", "/w.pth"),
+        ("embedded_digits", "v1"),
+        ("embedded_digits", None),
+        ("folder", "/data/x"),
+        ("finetune", "weights=/w.pth,model=convnext_atto"),
+    ],
+)
 def test_shipped_configs_load_validate_and_are_locked(name, arg):
     config = load(name).get_config(arg)
     with pytest.raises(AttributeError):
@@ -47,8 +56,11 @@ def test_parse_arg_types_lone_values_and_errors():
     assert common.parse_arg(None, source="x").source == "x"
     args = common.parse_arg("runs/pre,tiny", weights="", model="", tiny=False)  # the first value, then a flag
     assert (args.weights, args.tiny) == ("runs/pre", True)
-    with pytest.raises(ConfigError, match=r"unknown config argument 'sise' \(did you mean 'size'\?\); this config "
-                                          "takes source, size"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown config argument 'sise' \(did you mean 'size'\?\); this config "
+        "takes source, size",
+    ):
         common.parse_arg("sise=3", source="", size=32)
     with pytest.raises(ConfigError, match=r"unknown config argument 'tny' \(did you mean 'tiny'\?\)"):
         common.parse_arg("tny", source="", tiny=False)

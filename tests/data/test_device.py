@@ -7,6 +7,7 @@ import textwrap
 
 import jax
 import numpy as np
+
 from convnext_jax.data.device import shard_batch
 from convnext_jax.train.parallel import data_parallel
 

@@ -57,9 +57,11 @@ def test_randaugment_ops_and_magnitudes_match_timm(monkeypatch):
     draws = 20000
     seen_ours: list[tuple[str, float]] = []
     for name, op in list(ours_ra.OPS.items()):
+
         def recording(im, m, rng, fill, name=name, op=op):
             seen_ours.append((name, m))
             return op(im, m, rng, fill)
+
         monkeypatch.setitem(ours_ra.OPS, name, recording)
     augment, rng = ours_ra.rand_augment_from_string(AUTO_AUGMENT), np.random.default_rng(0)
     for _ in range(draws):
@@ -73,6 +75,7 @@ def test_randaugment_ops_and_magnitudes_match_timm(monkeypatch):
         def recording_level(magnitude, hparams, op=op, level_fn=level_fn):
             seen_timm.append((op.name, magnitude))
             return level_fn(magnitude, hparams)
+
         op.level_fn = recording_level
     random.seed(0)
     np.random.seed(0)
@@ -145,12 +148,21 @@ def test_pixel_statistics_match_timm(photos, auto_augment, tolerance):
 
     source = make_source(f"folder:{photos}", "train")
     epochs = 25
-    loader = iter(create_loader(source, batch_size=len(source), shuffle=True, seed=0,
-                                transforms=train_transforms(48, auto_augment=auto_augment)))
-    ours = np.concatenate([np.asarray(normalize(next(loader)["image"], IMAGENET_MEAN, IMAGENET_STD))
-                           for _ in range(epochs)])
-    transform = create_transform(48, is_training=True, auto_augment=auto_augment, color_jitter=0.0,
-                                 interpolation="bicubic")
+    loader = iter(
+        create_loader(
+            source,
+            batch_size=len(source),
+            shuffle=True,
+            seed=0,
+            transforms=train_transforms(48, auto_augment=auto_augment),
+        )
+    )
+    ours = np.concatenate(
+        [np.asarray(normalize(next(loader)["image"], IMAGENET_MEAN, IMAGENET_STD)) for _ in range(epochs)]
+    )
+    transform = create_transform(
+        48, is_training=True, auto_augment=auto_augment, color_jitter=0.0, interpolation="bicubic"
+    )
     dataset = ImageFolder(f"{photos}/train", transform=transform)
     torch.manual_seed(0)
     random.seed(0)

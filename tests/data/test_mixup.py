@@ -21,8 +21,9 @@ def test_smooth_one_hot_matches_torch_convention():
 
 def test_mixup_mixes_images_and_targets_with_the_same_lambda():
     images, labels = _batch()
-    out, targets = MixupCutmix(5, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0)(images, labels,
-                                                                                          jax.random.key(1))
+    out, targets = MixupCutmix(5, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0)(
+        images, labels, jax.random.key(1)
+    )
     images, flipped, out = np.asarray(images), np.asarray(images)[::-1], np.asarray(out)
     lam = float(np.sum((out - flipped) * (images - flipped)) / np.sum((images - flipped) ** 2))
     assert 0.0 < lam < 1.0
@@ -35,7 +36,8 @@ def test_cutmix_pastes_a_box_and_corrects_lambda():
     images, labels = _batch()
     for seed in range(4):
         out, targets = MixupCutmix(5, mixup_alpha=0.0, cutmix_alpha=1.0, label_smoothing=0.1)(
-            images, labels, jax.random.key(seed))
+            images, labels, jax.random.key(seed)
+        )
         out = np.asarray(out)
         from_flipped = np.all(out == np.asarray(images)[::-1], axis=-1)[0]
         from_self = np.all(out == np.asarray(images), axis=-1)[0]

@@ -21,7 +21,7 @@ def test_random_erasing_replaces_one_rectangle_per_chosen_image():
         erased = np.any(image != 0, axis=-1)
         rows, cols = np.where(erased)
         assert 0.015 < erased.mean() < 0.34
-        assert erased[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()  # a filled rectangle
+        assert erased[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # a filled rectangle
     np.testing.assert_array_equal(random_erasing(x, jax.random.key(3), prob=0.0), x)
 
 

@@ -73,8 +73,15 @@ def test_shards_are_disjoint_and_cover_the_data():
     shards = []
     for index in range(2):
         shard = grain.sharding.ShardOptions(shard_index=index, shard_count=2, drop_remainder=True)
-        loader = create_loader(src, batch_size=4, transforms=eval_transforms(8, crop_pct=1.0), shuffle=True,
-                               num_epochs=1, shard_options=shard, drop_remainder=False)
+        loader = create_loader(
+            src,
+            batch_size=4,
+            transforms=eval_transforms(8, crop_pct=1.0),
+            shuffle=True,
+            num_epochs=1,
+            shard_options=shard,
+            drop_remainder=False,
+        )
         shards.append({image.tobytes() for b in loader for image in np.asarray(b["image"])})
     assert len(shards[0]) == len(shards[1]) == 20
     assert not shards[0] & shards[1]
@@ -113,10 +120,18 @@ def test_repeated_augmentation_spreads_differently_augmented_copies_over_slots(p
     never twice in one slot (device / micro-step), each copy augmented differently; an epoch keeps
     its length and shows a third of the images; the iterator resumes exactly."""
     source, batch = _Indexed(48), 12
-    kw = dict(batch_size=batch // processes, transforms=train_transforms(32), shuffle=True, seed=0, num_epochs=2,
-              repeats=3, slots_per_process=slots)
-    loaders = [create_loader(source, shard_options=grain.sharding.ShardOptions(p, processes), **kw)
-               for p in range(processes)]
+    kw = dict(
+        batch_size=batch // processes,
+        transforms=train_transforms(32),
+        shuffle=True,
+        seed=0,
+        num_epochs=2,
+        repeats=3,
+        slots_per_process=slots,
+    )
+    loaders = [
+        create_loader(source, shard_options=grain.sharding.ShardOptions(p, processes), **kw) for p in range(processes)
+    ]
     iterators = [iter(loader) for loader in loaders]
     rows = batch // (processes * slots)
     seen = []
@@ -127,7 +142,7 @@ def test_repeated_augmentation_spreads_differently_augmented_copies_over_slots(p
         assert sorted(np.unique(labels, return_counts=True)[1]) == [3] * (batch // 3)
         for part in parts:
             for chunk in range(slots):
-                in_slot = part["label"][chunk * rows:(chunk + 1) * rows]
+                in_slot = part["label"][chunk * rows : (chunk + 1) * rows]
                 assert len(set(in_slot)) == len(in_slot)
         images = np.concatenate([part["image"] for part in parts])
         first = labels[0]

@@ -37,8 +37,9 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prepared(folder, tmp_path_factory):
     destination = tmp_path_factory.mktemp("prepared") / "p64"
-    assert prepare([f"folder:{folder}", str(destination), "--max_size", "64", "--workers", "1",
-                    "--shard_size", "5"]) == 0
+    assert (
+        prepare([f"folder:{folder}", str(destination), "--max_size", "64", "--workers", "1", "--shard_size", "5"]) == 0
+    )
     return destination
 
 
@@ -58,15 +59,16 @@ def test_manifest_shards_sizes_and_labels(folder, prepared):
     assert any(decode_record(train._records[i])[1] == small for i in range(len(train)))
     clone = pickle.loads(pickle.dumps(train))  # worker processes get a copy that reopens the shards
     assert len(clone) == 12 and clone[3]["label"] == train[3]["label"]
-    batch = next(iter(create_loader(train, batch_size=4, transforms=eval_transforms(32), shuffle=False,
-                                    num_epochs=1)))
+    batch = next(iter(create_loader(train, batch_size=4, transforms=eval_transforms(32), shuffle=False, num_epochs=1)))
     assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.uint8
 
 
 def test_mistakes_are_short_errors_and_leave_nothing(folder, prepared, tmp_path, capsys):
-    for args, message in (([f"folder:{folder}", str(prepared)], "already holds a prepared dataset"),
-                          (["folder:/no/such/dir", str(tmp_path / "new")], "does not exist"),
-                          ([f"folder:{folder}", str(tmp_path / "x"), "--max_size", "4"], "--max_size must be")):
+    for args, message in (
+        ([f"folder:{folder}", str(prepared)], "already holds a prepared dataset"),
+        (["folder:/no/such/dir", str(tmp_path / "new")], "does not exist"),
+        ([f"folder:{folder}", str(tmp_path / "x"), "--max_size", "4"], "--max_size must be"),
+    ):
         with pytest.raises(SystemExit) as exited:
             prepare(args)
         assert exited.value.code == 2 and message in capsys.readouterr().err
@@ -76,11 +78,26 @@ def test_mistakes_are_short_errors_and_leave_nothing(folder, prepared, tmp_path,
 
 
 def test_training_reads_a_prepared_dataset(prepared, tmp_path):
-    args = ["--config", "configs/embedded_digits.py", "--workdir", str(tmp_path / "run"),
-            f"--config.data.source=prepared:{prepared}", "--config.data.image_size=32", "--config.batch_size=4",
-            "--config.num_epochs=1", "--config.model.depths=(1, 1, 1, 1)", "--config.model.dims=(16, 24, 32, 48)"]
-    proc = subprocess.run([sys.executable, "-m", "convnext_jax.main", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    args = [
+        "--config",
+        "configs/embedded_digits.py",
+        "--workdir",
+        str(tmp_path / "run"),
+        f"--config.data.source=prepared:{prepared}",
+        "--config.data.image_size=32",
+        "--config.batch_size=4",
+        "--config.num_epochs=1",
+        "--config.model.depths=(1, 1, 1, 1)",
+        "--config.model.dims=(16, 24, 32, 48)",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "convnext_jax.main", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["final_val_count"] == 4 and summary["num_classes"] == 2

@@ -35,8 +35,9 @@ def test_the_increasing_op_set_and_its_levels(image):
     np.testing.assert_array_equal(np.asarray(OPS["SolarizeIncreasing"](pil, 0.0, rng, ())), image)
     # level 10 keeps 0 bits (Pillow itself rejects bits=0; timm relied on older Pillow giving black)
     np.testing.assert_array_equal(np.asarray(OPS["PosterizeIncreasing"](pil, 10.0, rng, ())), np.zeros_like(image))
-    np.testing.assert_array_equal(np.asarray(OPS["PosterizeIncreasing"](pil, 5.0, rng, ())),
-                                  np.asarray(ImageOps.posterize(pil, 2)))
+    np.testing.assert_array_equal(
+        np.asarray(OPS["PosterizeIncreasing"](pil, 5.0, rng, ())), np.asarray(ImageOps.posterize(pil, 2))
+    )
 
 
 def test_randaugment_is_deterministic_per_rng_and_prob_zero_is_identity(image):
@@ -44,8 +45,9 @@ def test_randaugment_is_deterministic_per_rng_and_prob_zero_is_identity(image):
     a = ra.random_map({"image": image}, np.random.default_rng(5))["image"]
     b = ra.random_map({"image": image}, np.random.default_rng(5))["image"]
     np.testing.assert_array_equal(a, b)
-    changed = sum(not np.array_equal(ra.random_map({"image": image}, np.random.default_rng(s))["image"], image)
-                  for s in range(40))
+    changed = sum(
+        not np.array_equal(ra.random_map({"image": image}, np.random.default_rng(s))["image"], image) for s in range(40)
+    )
     assert 20 < changed < 40  # two ops at p=0.5 each: ~75% of images change
     off = RandAugment(prob=0.0)
     np.testing.assert_array_equal(off.random_map({"image": image}, np.random.default_rng(1))["image"], image)

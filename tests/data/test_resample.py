@@ -21,8 +21,11 @@ def _photo(rng, height, width):
     """Random pixels, half of them smoothed (flat areas hit exact-integer interpolation results)."""
     pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     if rng.random() < 0.5:
-        pixels = np.asarray(Image.fromarray(pixels).resize((max(1, width // 4), max(1, height // 4)), Image.BOX)
-                            .resize((width, height), Image.NEAREST))
+        pixels = np.asarray(
+            Image.fromarray(pixels)
+            .resize((max(1, width // 4), max(1, height // 4)), Image.BOX)
+            .resize((width, height), Image.NEAREST)
+        )
     return pixels
 
 
@@ -40,8 +43,9 @@ def test_resize_equals_pillow_byte_for_byte():
         if case % 5 == 0:
             pixels = pixels[:, ::-1]  # a strided view (a flipped image)
         for filter_ in (Image.BICUBIC, Image.BILINEAR):
-            expected = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((out_w, out_h), filter_,
-                                                                                      box=box))
+            expected = np.asarray(
+                Image.fromarray(np.ascontiguousarray(pixels)).resize((out_w, out_h), filter_, box=box)
+            )
             got = resample.resize(pixels, (out_h, out_w), box, resample=filter_)
             np.testing.assert_array_equal(got, expected, err_msg=f"{width}x{height} -> {out_w}x{out_h} {box}")
 
@@ -82,13 +86,13 @@ def test_jpeg_region_decoding_equals_the_whole_decode():
             if index % 4 in (2, 3):  # CMYK JPEG, PNG: not for the region decoder
                 assert got is None
                 continue
-            inner = got[y0 - region[1]:y1 - region[1], x0 - region[0]:x1 - region[0]]
+            inner = got[y0 - region[1] : y1 - region[1], x0 - region[0] : x1 - region[0]]
             np.testing.assert_array_equal(inner, whole[y0:y1, x0:x1])
     damaged = _files(np.random.default_rng(3))[0]
     assert decode_region(damaged[:2000], 1, (0, 0, 8, 200)) is None  # libjpeg warned: decode whole
     # Truncated below the crop: libjpeg would not notice, so a file without its end marker is decoded whole
     # (where Pillow calls it truncated, as before).
-    truncated = open_image(damaged[:len(damaged) * 9 // 10], "cut.jpg")
+    truncated = open_image(damaged[: len(damaged) * 9 // 10], "cut.jpg")
     assert truncated.decode_region(1, (0, 0, 8, 8)) is None
 
 
@@ -100,8 +104,14 @@ def test_affine_warp_equals_pillow_byte_for_byte():
         shift, shear = rng.uniform(-0.5, 0.5, 2) * (width, height), rng.uniform(-0.4, 0.4, 2)
         if case % 4 == 0:  # a rotation
             angle = -math.radians(rng.uniform(-40, 40))
-            matrix = (math.cos(angle), math.sin(angle), rng.uniform(-30, 30), -math.sin(angle), math.cos(angle),
-                      rng.uniform(-30, 30))
+            matrix = (
+                math.cos(angle),
+                math.sin(angle),
+                rng.uniform(-30, 30),
+                -math.sin(angle),
+                math.cos(angle),
+                rng.uniform(-30, 30),
+            )
         elif case % 4 == 1:  # shear X / translate X: samples on pixel rows
             matrix = (1, shear[0], shift[0], 0, 1, 0)
         elif case % 4 == 2:  # shear Y / translate Y: samples on pixel columns
@@ -109,8 +119,11 @@ def test_affine_warp_equals_pillow_byte_for_byte():
         else:
             matrix = (1, shear[0], shift[0], shear[1], 1, shift[1])
         fill = tuple(int(v) for v in rng.integers(0, 256, 3))
-        expected = np.asarray(Image.fromarray(pixels).transform((width, height), Image.AFFINE, matrix,
-                                                                resample=Image.BICUBIC, fillcolor=fill))
+        expected = np.asarray(
+            Image.fromarray(pixels).transform(
+                (width, height), Image.AFFINE, matrix, resample=Image.BICUBIC, fillcolor=fill
+            )
+        )
         np.testing.assert_array_equal(resample.affine(pixels, matrix, fill), expected, err_msg=f"{matrix}")
 
 
@@ -201,8 +214,11 @@ def test_native_and_pillow_transforms_give_the_same_arrays(training):
     files = _files(rng)
     outputs = {}
     for image_ops in ("native", "pil"):
-        ops = (train_transforms(64, auto_augment="rand-m9-mstd0.5-inc1-mmax9", image_ops=image_ops) if training
-               else eval_transforms(64, image_ops=image_ops))
+        ops = (
+            train_transforms(64, auto_augment="rand-m9-mstd0.5-inc1-mmax9", image_ops=image_ops)
+            if training
+            else eval_transforms(64, image_ops=image_ops)
+        )
         draws, arrays = np.random.default_rng(5), []
         for _ in range(6):  # every RandAugment op several times
             for index, data in enumerate(files):

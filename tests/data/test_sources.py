@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convnext_jax.data import (BadImageError, DigitsSource, ImageFolderSource, SyntheticSource, create_loader,
-                               eval_transforms, load_image, make_source)
+from convnext_jax.data import (
+    BadImageError,
+    DigitsSource,
+    ImageFolderSource,
+    SyntheticSource,
+    create_loader,
+    eval_transforms,
+    load_image,
+    make_source,
+)
 
 
 def test_digits_is_real_deterministic_and_split():
@@ -60,8 +68,16 @@ def folder(tmp_path):
 
 
 def test_every_mode_decodes_to_rgb_uint8(folder):
-    for name in ["cat/a.jpg", "cat/gray.png", "cat/la.png", "cat/palette.png", "dog/rgba.png", "dog/cmyk.jpg",
-                 "dog/deep.png", "dog/tiny.png"]:
+    for name in [
+        "cat/a.jpg",
+        "cat/gray.png",
+        "cat/la.png",
+        "cat/palette.png",
+        "dog/rgba.png",
+        "dog/cmyk.jpg",
+        "dog/deep.png",
+        "dog/tiny.png",
+    ]:
         image = load_image(folder / "train" / name)
         assert image.ndim == 3 and image.shape[-1] == 3 and image.dtype == np.uint8, name
     deep = load_image(folder / "train" / "dog" / "deep.png")

@@ -8,8 +8,15 @@ import pytest
 from PIL import Image
 
 from convnext_jax.data.images import open_image, reduction_for
-from convnext_jax.data.transforms import (ColorJitter, RandomResizedCrop, ResizeCenterCrop, ToArray, _resize,
-                                         as_array, random_resized_crop_box)
+from convnext_jax.data.transforms import (
+    ColorJitter,
+    RandomResizedCrop,
+    ResizeCenterCrop,
+    ToArray,
+    _resize,
+    as_array,
+    random_resized_crop_box,
+)
 
 
 @pytest.fixture

@@ -38,8 +38,23 @@ def test_the_top_k_checkpoints_by_the_metric_are_averaged_and_validated(run, tmp
     evals = [r for r in read_metrics(str(run)) if metric in r]
     ranked = sorted(evals, key=lambda r: r[metric], reverse=ema)[:2]  # top-1 higher, loss lower is better
     out = tmp_path / "avg"
-    assert main(["--workdir", str(run), "--top_k", "2", "--metric", metric, "--out", str(out),
-                 "--results_csv", str(tmp_path / "r.csv")]) == 0
+    assert (
+        main(
+            [
+                "--workdir",
+                str(run),
+                "--top_k",
+                "2",
+                "--metric",
+                metric,
+                "--out",
+                str(out),
+                "--results_csv",
+                str(tmp_path / "r.csv"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr()
     assert "| convnextv2_atto (custom depths/dims) avg2 |" in printed.out
     assert all(f"{r['step']} ({metric}" in printed.err for r in ranked)
@@ -50,8 +65,13 @@ def test_the_top_k_checkpoints_by_the_metric_are_averaged_and_validated(run, tmp
 
 
 def test_more_than_the_kept_checkpoints_is_a_short_error(run):
-    result = subprocess.run([sys.executable, "-m", "convnext_jax.average", "--workdir", str(run), "--top_k", "4"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "convnext_jax.average", "--workdir", str(run), "--top_k", "4"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--top_k 4, but only 3 of the kept checkpoints" in result.stderr and "checkpoint.keep" in result.stderr
     assert not (run / "averaged_top4").exists()

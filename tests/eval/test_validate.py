@@ -73,12 +73,35 @@ def test_exported_pytorch_weights_validate_to_the_same_numbers(run, tmp_path, ca
     read_state_dict = pytorch.read_state_dict
     monkeypatch.setattr(pytorch, "read_state_dict", lambda path: reads.append(path) or read_state_dict(path))
     pth = tmp_path / "atto.pth"
-    result = subprocess.run([sys.executable, "-m", "convnext_jax.convert", str(run), str(pth)], capture_output=True,
-                            text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "convnext_jax.convert", str(run), str(pth)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     _validate(capsys, run, "--results_csv", tmp_path / "r.csv")
-    _validate(capsys, pth, "--data", "embedded:digits", "--image_size", 32, "--crop_pct", 1.0, "--mean", .5, .5, .5,
-              "--std", .5, .5, .5, "--results_csv", tmp_path / "r.csv")
+    _validate(
+        capsys,
+        pth,
+        "--data",
+        "embedded:digits",
+        "--image_size",
+        32,
+        "--crop_pct",
+        1.0,
+        "--mean",
+        0.5,
+        0.5,
+        0.5,
+        "--std",
+        0.5,
+        0.5,
+        0.5,
+        "--results_csv",
+        tmp_path / "r.csv",
+    )
     with open(tmp_path / "r.csv", newline="") as f:
         ours, theirs = list(csv.DictReader(f))
     assert theirs["top1"] == ours["top1"] and float(theirs["loss"]) == pytest.approx(float(ours["loss"]), abs=1e-4)
@@ -86,13 +109,16 @@ def test_exported_pytorch_weights_validate_to_the_same_numbers(run, tmp_path, ca
     assert reads == [str(pth)]  # the architecture is inferred from the same read as the weights loaded
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--model", "convnext_tiny"], "not convnext_tiny"),
-    (["--data", "synthetic"], "has 1000 classes but the weights' classifier has 10"),
-    (["--checkpoint", "nine"], "--checkpoint must be latest, best or a step number"),
-    (["--checkpoint", "7"], "has no checkpoint at step 7"),
-    (["--data", "tfds:imagenet_v2", "--data_dir", "/nonexistent"], "imagenet_v2"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "convnext_tiny"], "not convnext_tiny"),
+        (["--data", "synthetic"], "has 1000 classes but the weights' classifier has 10"),
+        (["--checkpoint", "nine"], "--checkpoint must be latest, best or a step number"),
+        (["--checkpoint", "7"], "has no checkpoint at step 7"),
+        (["--data", "tfds:imagenet_v2", "--data_dir", "/nonexistent"], "imagenet_v2"),
+    ],
+)
 def test_mistakes_are_short_errors(run, argv, message, capsys):
     with pytest.raises(SystemExit) as exited:
         main([str(run), *argv])
@@ -101,16 +127,26 @@ def test_mistakes_are_short_errors(run, argv, message, capsys):
 
 
 def test_a_mistake_on_the_command_line_is_one_line_without_a_traceback(run):
-    result = subprocess.run([sys.executable, "-m", "convnext_jax.validate", str(run), "--model", "convnext_tiny"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "convnext_jax.validate", str(run), "--model", "convnext_tiny"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr and "not convnext_tiny" in result.stderr
 
 
 def test_a_pytorch_file_needs_data(tmp_path):
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"not really")
-    result = subprocess.run([sys.executable, "-m", "convnext_jax.validate", str(weights)], capture_output=True,
-                            text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "convnext_jax.validate", str(weights)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 2 and "--data is needed" in result.stderr
 
 

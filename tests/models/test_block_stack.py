@@ -45,22 +45,27 @@ def batch():
 
 
 def _jaxpr_size(depth, scan):
-    model = cj.create_model("convnext_atto", depths=(1, 1, depth, 1), dims=(8, 8, 8, 8), num_classes=2,
-                            scan_blocks=scan)
+    model = cj.create_model(
+        "convnext_atto", depths=(1, 1, depth, 1), dims=(8, 8, 8, 8), num_classes=2, scan_blocks=scan
+    )
     graphdef, state = nnx.split(model)
     jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, jnp.zeros((1, 32, 32, 3)))
-    return len(jaxpr.jaxpr.eqns) + sum(len(e.params["jaxpr"].jaxpr.eqns) for e in jaxpr.jaxpr.eqns
-                                       if e.primitive.name == "scan")
+    return len(jaxpr.jaxpr.eqns) + sum(
+        len(e.params["jaxpr"].jaxpr.eqns) for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"
+    )
 
 
 @pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto"])
-@pytest.mark.parametrize("options", [
-    dict(scan_blocks=True),
-    dict(remat="full"),
-    dict(remat="dots", scan_blocks=True),
-    dict(remat="full", remat_segments=2, scan_blocks=True),
-    dict(remat="full", remat_segments=2),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(scan_blocks=True),
+        dict(remat="full"),
+        dict(remat="dots", scan_blocks=True),
+        dict(remat="full", remat_segments=2, scan_blocks=True),
+        dict(remat="full", remat_segments=2),
+    ],
+)
 def test_execution_options_preserve_loss_and_gradients(name, options, batch, reference_results):
     ref_loss, ref_grads = reference_results(name)
     loss, grads = _loss_and_grads(cj.create_model(name, rngs=1, **SMALL, **options), *batch)
@@ -82,14 +87,22 @@ def test_every_block_gets_its_own_key(scan, monkeypatch):
     seen = []
 
     def recording_drop_path(x, rate, key):
-        jax.debug.callback(lambda k, r: seen.append((tuple(np.asarray(k).ravel()), float(r))),
-                           jax.random.key_data(key), rate)
+        jax.debug.callback(
+            lambda k, r: seen.append((tuple(np.asarray(k).ravel()), float(r))), jax.random.key_data(key), rate
+        )
         return drop_path(x, rate, key)
 
     monkeypatch.setattr(convnext_module, "drop_path", recording_drop_path)
     depths = (1, 2, 6, 1)
-    model = cj.create_model("convnext_atto", drop_path_rate=0.3, depths=depths, dims=(8, 8, 8, 8),
-                            num_classes=2, scan_blocks=scan, dwconv_impl="lax")
+    model = cj.create_model(
+        "convnext_atto",
+        drop_path_rate=0.3,
+        depths=depths,
+        dims=(8, 8, 8, 8),
+        num_classes=2,
+        scan_blocks=scan,
+        dwconv_impl="lax",
+    )
     x = jnp.ones((2, 32, 32, 3))
     jax.block_until_ready(model(x, train=True, rng=jax.random.key(0)))
     jax.effects_barrier()

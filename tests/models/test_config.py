@@ -5,6 +5,7 @@ import pytest
 import convnext_jax as cj
 from convnext_jax.models import scale_architecture
 
+
 def test_scaling_rule_keeps_stage_ratios():
     assert scale_architecture((3, 3, 9, 3), (96, 192, 384, 768), 2.0, 1.0) == ((6, 6, 18, 6), (96, 192, 384, 768))
     assert scale_architecture((3, 3, 9, 3), (96, 192, 384, 768), 0.5, 1.0)[0] == (2, 2, 5, 2)

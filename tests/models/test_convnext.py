@@ -78,8 +78,9 @@ def test_xxlarge_norm_eps_is_carried():
 
 
 def test_parameter_init_values():
-    model = cj.create_model("convnext_tiny", num_classes=100, head_init_scale=0.5, rngs=0,
-                            depth_multiplier=0.34, width_multiplier=0.5)
+    model = cj.create_model(
+        "convnext_tiny", num_classes=100, head_init_scale=0.5, rngs=0, depth_multiplier=0.34, width_multiplier=0.5
+    )
     blocks = model.stages[0].blocks
     assert np.all(np.asarray(blocks.gamma[...]) == np.float32(1e-6))
     assert np.all(np.asarray(blocks.conv_dw.bias[...]) == 0) and np.all(np.asarray(blocks.fc1.bias[...]) == 0)

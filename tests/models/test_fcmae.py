@@ -29,8 +29,9 @@ def _reference(norm_pix: bool, stats: str, seed: int = 3):
 
 
 def _model(norm_pix: bool = False, stats: str = "sample", **options):
-    return cj.create_fcmae("convnextv2_atto", decoder_dim=32, norm_pix_loss=norm_pix, grn_stats=stats, **SMALL,
-                           **options)
+    return cj.create_fcmae(
+        "convnextv2_atto", decoder_dim=32, norm_pix_loss=norm_pix, grn_stats=stats, **SMALL, **options
+    )
 
 
 def _inputs(n=3, height=64, width=96, seed=0):
@@ -76,16 +77,23 @@ def test_with_nothing_masked_the_encoder_is_the_classifiers():
     classifier = cj.create_model("convnextv2_atto", num_classes=3, **SMALL)
     from flax import nnx
 
-    encoder = {k: v for k, v in nnx.to_pure_dict(nnx.state(model, nnx.Param)).items() if k in ("stem_conv",
-                                                                                                   "stem_norm", "stages")}
+    encoder = {
+        k: v
+        for k, v in nnx.to_pure_dict(nnx.state(model, nnx.Param)).items()
+        if k in ("stem_conv", "stem_norm", "stages")
+    }
     state = nnx.state(classifier, nnx.Param)
     pure = nnx.to_pure_dict(state)
     pure.update(encoder)
     nnx.replace_by_pure_dict(state, pure)
     nnx.update(classifier, state)
     images = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
-    np.testing.assert_allclose(model.forward_features(images, keep=jnp.ones((2, 2, 2))),
-                               classifier.forward_features(images), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        model.forward_features(images, keep=jnp.ones((2, 2, 2))),
+        classifier.forward_features(images),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_masks_follow_the_official_rule():
@@ -114,8 +122,10 @@ def test_bad_input_and_settings_are_clear_errors():
         cj.create_fcmae("convnextv2_atto", patch_size=16)
 
 
-@pytest.mark.parametrize("options", [dict(scan_blocks=True, remat="full"), dict(dwconv_impl="ffi", norm_impl="ffi",
-                                                                                 gelu_impl="ffi", dtype="bfloat16")])
+@pytest.mark.parametrize(
+    "options",
+    [dict(scan_blocks=True, remat="full"), dict(dwconv_impl="ffi", norm_impl="ffi", gelu_impl="ffi", dtype="bfloat16")],
+)
 def test_execution_options_and_precision(options):
     x, mask = _inputs(n=2, height=64, width=64)
     images, mask = jnp.asarray(nchw_to_nhwc(x)), jnp.asarray(mask.numpy())

@@ -11,6 +11,7 @@ import convnext_jax as cj
 from convnext_jax.models.layers import LayerNorm, drop_path, trunc_normal
 from convnext_jax.ops import implementation, resolve_impl
 
+
 def test_layer_norm_module_with_each_implementation():
     x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 4, 4, 40)) * 3 + 1, jnp.float32)
     outs = {}
@@ -33,8 +34,9 @@ def test_trunc_normal_uses_absolute_bounds_like_pytorch():
 
 def test_traced_and_eager_init_agree():
     eager = cj.create_model("convnext_atto", depths=(1, 1, 1, 1), dims=(8, 8, 8, 8), num_classes=3, rngs=4)
-    traced = nnx.jit(lambda: cj.create_model("convnext_atto", depths=(1, 1, 1, 1), dims=(8, 8, 8, 8),
-                                             num_classes=3, rngs=4))()
+    traced = nnx.jit(
+        lambda: cj.create_model("convnext_atto", depths=(1, 1, 1, 1), dims=(8, 8, 8, 8), num_classes=3, rngs=4)
+    )()
     for a, b in zip(jax.tree.leaves(nnx.state(eager, nnx.Param)), jax.tree.leaves(nnx.state(traced, nnx.Param))):
         np.testing.assert_array_equal(a, b)
 

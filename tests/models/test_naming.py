@@ -32,9 +32,16 @@ def test_layer_ids_per_path_stack_the_blocks():
     assert set(ids) == {path for path, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))}
 
 
-@pytest.mark.parametrize("name, size, gmacs", [("convnext_tiny", 224, 4.47), ("convnext_base", 224, 15.38),
-                                               ("convnext_base", 384, 45.21), ("convnextv2_atto", 224, 0.55),
-                                               ("convnext_large", 224, 34.4)])
+@pytest.mark.parametrize(
+    "name, size, gmacs",
+    [
+        ("convnext_tiny", 224, 4.47),
+        ("convnext_base", 224, 15.38),
+        ("convnext_base", 384, 45.21),
+        ("convnextv2_atto", 224, 0.55),
+        ("convnext_large", 224, 34.4),
+    ],
+)
 def test_forward_macs_match_timm_model_cards(name, size, gmacs):
     # conv + linear MACs; timm's figures also count norms/activations, hence the 1% tolerance
     assert forward_macs(cj.model_config(name), size) / 1e9 == pytest.approx(gmacs, rel=0.01)

@@ -5,10 +5,25 @@ import pytest
 import convnext_jax as cj
 
 TIMM_NAMES = [
-    "convnext_atto", "convnext_femto", "convnext_pico", "convnext_nano", "convnext_tiny", "convnext_small",
-    "convnext_base", "convnext_large", "convnext_xlarge", "convnext_xxlarge",
-    "convnextv2_atto", "convnextv2_femto", "convnextv2_pico", "convnextv2_nano", "convnextv2_tiny",
-    "convnextv2_small", "convnextv2_base", "convnextv2_large", "convnextv2_huge",
+    "convnext_atto",
+    "convnext_femto",
+    "convnext_pico",
+    "convnext_nano",
+    "convnext_tiny",
+    "convnext_small",
+    "convnext_base",
+    "convnext_large",
+    "convnext_xlarge",
+    "convnext_xxlarge",
+    "convnextv2_atto",
+    "convnextv2_femto",
+    "convnextv2_pico",
+    "convnextv2_nano",
+    "convnextv2_tiny",
+    "convnextv2_small",
+    "convnextv2_base",
+    "convnextv2_large",
+    "convnextv2_huge",
 ]
 
 

@@ -7,13 +7,20 @@ import pytest
 import torch
 
 from convnext_jax.ops import implementation
-from convnext_jax.ops.dwconv import (depthwise_conv_ffi, depthwise_conv_lax, depthwise_conv_lax_vjp,
-                                     depthwise_conv_shift)
+from convnext_jax.ops.dwconv import depthwise_conv_ffi, depthwise_conv_lax, depthwise_conv_lax_vjp, depthwise_conv_shift
 
 # Shapes cover: channels below, at and not a multiple of the kernel's 8-lane vectors, images
 # smaller than the kernel, widths that are not a multiple of the 4-pixel tile, 1x1 and wide kernels.
-CASES = [((2, 9, 11, 6), 7), ((1, 4, 4, 3), 7), ((2, 9, 11, 6), 3), ((3, 6, 13, 20), 7), ((2, 2, 2, 16), 7),
-         ((1, 5, 9, 8), 5), ((2, 7, 6, 12), 1), ((1, 8, 8, 10), 13)]
+CASES = [
+    ((2, 9, 11, 6), 7),
+    ((1, 4, 4, 3), 7),
+    ((2, 9, 11, 6), 3),
+    ((3, 6, 13, 20), 7),
+    ((2, 2, 2, 16), 7),
+    ((1, 5, 9, 8), 5),
+    ((2, 7, 6, 12), 1),
+    ((1, 8, 8, 10), 13),
+]
 
 
 def _random(shape, kernel_size, seed=0):
@@ -29,10 +36,12 @@ def _grads(fn, x, k, cot):
 
 
 # The shift formulation unrolls k*k taps, so kernels above 7 are tested for ffi only.
-@pytest.mark.parametrize("fn,shape,kernel_size",
-                         [(depthwise_conv_ffi, *case) for case in CASES] +
-                         [(depthwise_conv_shift, *case) for case in CASES if case[1] <= 7] +
-                         [(depthwise_conv_lax_vjp, *case) for case in CASES if case[1] <= 7])
+@pytest.mark.parametrize(
+    "fn,shape,kernel_size",
+    [(depthwise_conv_ffi, *case) for case in CASES]
+    + [(depthwise_conv_shift, *case) for case in CASES if case[1] <= 7]
+    + [(depthwise_conv_lax_vjp, *case) for case in CASES if case[1] <= 7],
+)
 def test_matches_lax_forward_and_gradients(fn, shape, kernel_size):
     x, k, cot = _random(shape, kernel_size)
     np.testing.assert_allclose(jax.jit(fn)(x, k), depthwise_conv_lax(x, k), atol=1e-5)
@@ -40,8 +49,9 @@ def test_matches_lax_forward_and_gradients(fn, shape, kernel_size):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("fn", [depthwise_conv_shift, depthwise_conv_ffi, depthwise_conv_lax_vjp],
-                         ids=["shift", "ffi", "lax_vjp"])
+@pytest.mark.parametrize(
+    "fn", [depthwise_conv_shift, depthwise_conv_ffi, depthwise_conv_lax_vjp], ids=["shift", "ffi", "lax_vjp"]
+)
 def test_even_or_mismatched_kernels_are_rejected(fn):
     x = jnp.zeros((1, 8, 8, 4))
     with pytest.raises(ValueError, match="must be odd"):
@@ -60,8 +70,9 @@ def test_ffi_is_deterministic_and_takes_other_dtypes():
     assert dx.shape == empty.shape and not np.any(dk)  # empty batch: zero kernel gradient
     out = depthwise_conv_ffi(x.astype(jnp.bfloat16), k)  # computed in fp32, returned in bf16
     assert out.dtype == jnp.bfloat16
-    np.testing.assert_allclose(out.astype(jnp.float32), depthwise_conv_lax(x.astype(jnp.bfloat16).astype(jnp.float32), k),
-                               atol=0.1, rtol=0.02)
+    np.testing.assert_allclose(
+        out.astype(jnp.float32), depthwise_conv_lax(x.astype(jnp.bfloat16).astype(jnp.float32), k), atol=0.1, rtol=0.02
+    )
 
 
 def test_ffi_under_vmap_scan_and_shard_map():
@@ -82,8 +93,9 @@ def test_ffi_under_vmap_scan_and_shard_map():
         dx, dk = jax.grad(lambda x, k: jnp.sum(depthwise_conv_ffi(x, k) * cot), argnums=(0, 1))(x, k)
         return dx, dk
 
-    sharded = jax.jit(jax.shard_map(local_grads, mesh=mesh, in_specs=(P("data"), P(), P("data")),
-                                    out_specs=(P("data"), P())))
+    sharded = jax.jit(
+        jax.shard_map(local_grads, mesh=mesh, in_specs=(P("data"), P(), P("data")), out_specs=(P("data"), P()))
+    )
     for got, want in zip(sharded(x, k, cot), expected):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
 

@@ -20,8 +20,12 @@ def test_gelu_is_torchs_exact_gelu():
 def test_gelu_matches_torch_and_xla_everywhere():
     """Values and gradient over the whole fp32 range, incl. the tails where erf saturates,
     +-inf-free extremes, and sizes that are not a multiple of the vector width."""
-    x = np.concatenate([np.linspace(-12, 12, 24001, dtype=np.float32),
-                        np.array([-100, 100, 0, -0.0, 1e-30, -1e-30, 3e38, -3e38], np.float32)])
+    x = np.concatenate(
+        [
+            np.linspace(-12, 12, 24001, dtype=np.float32),
+            np.array([-100, 100, 0, -0.0, 1e-30, -1e-30, 3e38, -3e38], np.float32),
+        ]
+    )
     xt = torch.tensor(x.astype(np.float64), requires_grad=True)
     torch.nn.functional.gelu(xt).sum().backward()
     got = gelu_ffi(jnp.asarray(x))
@@ -33,5 +37,4 @@ def test_gelu_matches_torch_and_xla_everywhere():
         np.testing.assert_allclose(gelu_ffi(v), gelu(v), atol=1e-6)
     y = jax.vmap(gelu_ffi)(jnp.asarray(x[:64].reshape(8, 8)).astype(jnp.bfloat16))
     assert y.dtype == jnp.bfloat16
-    np.testing.assert_allclose(y.astype(jnp.float32), gelu(jnp.asarray(x[:64].reshape(8, 8))),
-                               atol=0.05, rtol=0.01)
+    np.testing.assert_allclose(y.astype(jnp.float32), gelu(jnp.asarray(x[:64].reshape(8, 8))), atol=0.05, rtol=0.01)

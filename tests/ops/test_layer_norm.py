@@ -45,8 +45,9 @@ def _grads(norm, x, scale, bias, cot):
 @pytest.mark.parametrize("shape", [(2, 3, 5, 40), (7, 13), (1, 1, 1, 3), (3, 1000), (1, 8), (64, 17)])
 def test_matches_xla_layer_norm_and_torch(shape):
     x, scale, bias, cot = _random(shape)
-    np.testing.assert_allclose(layer_norm_ffi(x, scale, bias, 1e-6), layer_norm(x, scale, bias, 1e-6),
-                               atol=2e-6, rtol=1e-6)
+    np.testing.assert_allclose(
+        layer_norm_ffi(x, scale, bias, 1e-6), layer_norm(x, scale, bias, 1e-6), atol=2e-6, rtol=1e-6
+    )
     for got, want in zip(_grads(layer_norm_ffi, x, scale, bias, cot), _grads(layer_norm, x, scale, bias, cot)):
         np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)
     xt, st, bt = (torch.tensor(np.array(a), requires_grad=True) for a in (x, scale, bias))
@@ -65,8 +66,7 @@ def test_deterministic_empty_batch_and_bf16():
     dx, dscale, dbias = _grads(layer_norm_ffi, empty, scale, bias, empty)
     assert dx.shape == (0, 24) and not np.any(dscale) and not np.any(dbias)
     y = layer_norm_ffi(x.astype(jnp.bfloat16), scale, bias, 1e-6)  # computed in fp32
-    np.testing.assert_allclose(y, layer_norm(x.astype(jnp.bfloat16).astype(jnp.float32), scale, bias, 1e-6),
-                               atol=1e-5)
+    np.testing.assert_allclose(y, layer_norm(x.astype(jnp.bfloat16).astype(jnp.float32), scale, bias, 1e-6), atol=1e-5)
     dx = jax.grad(lambda v: jnp.sum(layer_norm_ffi(v, scale, bias, 1e-6)))(x.astype(jnp.bfloat16))
     assert dx.dtype == jnp.bfloat16
     with pytest.raises(ValueError, match="scale and bias of shape"):
@@ -84,7 +84,13 @@ def test_under_vmap_scan_and_shard_map():
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     P = jax.sharding.PartitionSpec
     xs, cots = (jax.device_put(a, jax.sharding.NamedSharding(mesh, P("data"))) for a in (x, cot))
-    sharded = jax.jit(jax.shard_map(lambda x, s, b, c: _grads(layer_norm_ffi, x, s, b, c), mesh=mesh,
-                                    in_specs=(P("data"), P(), P(), P("data")), out_specs=(P("data"), P(), P())))
+    sharded = jax.jit(
+        jax.shard_map(
+            lambda x, s, b, c: _grads(layer_norm_ffi, x, s, b, c),
+            mesh=mesh,
+            in_specs=(P("data"), P(), P(), P("data")),
+            out_specs=(P("data"), P(), P()),
+        )
+    )
     for got, want in zip(sharded(xs, scale, bias, cots), expected):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)

@@ -35,11 +35,13 @@ def test_unknown_names_and_native_kernels_off_cpu_are_config_errors():
 
 def test_choosing_imports_no_kernels():
     """Config validation uses the table; neither it nor the model config imports the kernels."""
-    script = ("import sys\n"
-              "import convnext_jax.ops, convnext_jax.models.config\n"
-              "from convnext_jax.models.config import ConvNeXtConfig\n"
-              "ConvNeXtConfig(dwconv_impl='ffi', norm_impl='xla')\n"
-              "assert not [m for m in sys.modules if m.startswith('convnext_jax.kernels')], sorted(sys.modules)\n")
+    script = (
+        "import sys\n"
+        "import convnext_jax.ops, convnext_jax.models.config\n"
+        "from convnext_jax.models.config import ConvNeXtConfig\n"
+        "ConvNeXtConfig(dwconv_impl='ffi', norm_impl='xla')\n"
+        "assert not [m for m in sys.modules if m.startswith('convnext_jax.kernels')], sorted(sys.modules)\n"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -54,7 +56,8 @@ def test_without_a_compiler_auto_falls_back_and_ffi_says_why(tmp_path):
         "assert resolve_impl('layer_norm', 'auto') == resolve_impl('gelu', 'auto') == 'xla'\n"
         "with pytest.raises(KernelBuildError, match='no C\\+\\+ compiler'):\n"
         "    resolve_impl('dwconv', 'ffi')\n"
-        "print('ok')\n")
+        "print('ok')\n"
+    )
     env = {**os.environ, "CXX": "no-such-compiler", "CONVNEXT_JAX_KERNEL_CACHE": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

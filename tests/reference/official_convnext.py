@@ -46,8 +46,9 @@ class Block(nn.Module):
         self.act = nn.GELU()
         self.grn = GRN(4 * dim) if v2 else None
         self.pwconv2 = nn.Linear(4 * dim, dim)
-        self.gamma = (nn.Parameter(layer_scale_init_value * torch.ones(dim))
-                      if not v2 and layer_scale_init_value > 0 else None)
+        self.gamma = (
+            nn.Parameter(layer_scale_init_value * torch.ones(dim)) if not v2 and layer_scale_init_value > 0 else None
+        )
 
     def forward(self, x):
         shortcut = x
@@ -65,13 +66,19 @@ class ConvNeXt(nn.Module):
     def __init__(self, in_chans=3, num_classes=1000, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), v2=False):
         super().__init__()
         self.downsample_layers = nn.ModuleList()
-        self.downsample_layers.append(nn.Sequential(
-            nn.Conv2d(in_chans, dims[0], kernel_size=4, stride=4),
-            LayerNorm(dims[0], eps=1e-6, data_format="channels_first")))
+        self.downsample_layers.append(
+            nn.Sequential(
+                nn.Conv2d(in_chans, dims[0], kernel_size=4, stride=4),
+                LayerNorm(dims[0], eps=1e-6, data_format="channels_first"),
+            )
+        )
         for i in range(3):
-            self.downsample_layers.append(nn.Sequential(
-                LayerNorm(dims[i], eps=1e-6, data_format="channels_first"),
-                nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2)))
+            self.downsample_layers.append(
+                nn.Sequential(
+                    LayerNorm(dims[i], eps=1e-6, data_format="channels_first"),
+                    nn.Conv2d(dims[i], dims[i + 1], kernel_size=2, stride=2),
+                )
+            )
         self.stages = nn.ModuleList(nn.Sequential(*[Block(dims[i], v2) for _ in range(depths[i])]) for i in range(4))
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self.head = nn.Linear(dims[-1], num_classes)

@@ -27,14 +27,14 @@ from tests.reference.official_convnext import GRN, LayerNorm
 def dense_from_sparse_conv(kernel: torch.Tensor) -> torch.Tensor:
     """(k*k, in, out) -> (out, in, k, k): permute(2, 1, 0), reshape, swap the last two axes."""
     kv, cin, cout = kernel.shape
-    k = int(round(kv ** 0.5))
+    k = int(round(kv**0.5))
     return kernel.permute(2, 1, 0).reshape(cout, cin, k, k).transpose(-1, -2)
 
 
 def dense_from_sparse_dwconv(kernel: torch.Tensor) -> torch.Tensor:
     """(k*k, C) -> (C, 1, k, k): permute(1, 0), reshape, swap the last two axes."""
     kv, c = kernel.shape
-    k = int(round(kv ** 0.5))
+    k = int(round(kv**0.5))
     return kernel.permute(1, 0).reshape(c, 1, k, k).transpose(-1, -2)
 
 
@@ -127,13 +127,19 @@ class Downsample(nn.Module):
 class SparseConvNeXtV2(nn.Module):
     def __init__(self, in_chans, depths, dims, stats):
         super().__init__()
-        self.downsample_layers = nn.ModuleList([nn.Sequential(
-            nn.Conv2d(in_chans, dims[0], kernel_size=4, stride=4),
-            LayerNorm(dims[0], eps=1e-6, data_format="channels_first"))])
+        self.downsample_layers = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(in_chans, dims[0], kernel_size=4, stride=4),
+                    LayerNorm(dims[0], eps=1e-6, data_format="channels_first"),
+                )
+            ]
+        )
         for i in range(len(dims) - 1):
             self.downsample_layers.append(Downsample(dims[i], dims[i + 1]))
-        self.stages = nn.ModuleList(nn.ModuleList(SparseBlock(dims[i], stats) for _ in range(depths[i]))
-                                    for i in range(len(dims)))
+        self.stages = nn.ModuleList(
+            nn.ModuleList(SparseBlock(dims[i], stats) for _ in range(depths[i])) for i in range(len(dims))
+        )
 
     def forward(self, x, mask):  # mask (N, L): 1 = removed
         stages = len(self.stages)
@@ -168,15 +174,25 @@ class Block(nn.Module):
 
 
 class FCMAE(nn.Module):
-    def __init__(self, in_chans=3, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), decoder_depth=1,
-                 decoder_embed_dim=512, patch_size=32, mask_ratio=0.6, norm_pix_loss=False, grn_stats="batch"):
+    def __init__(
+        self,
+        in_chans=3,
+        depths=(3, 3, 9, 3),
+        dims=(96, 192, 384, 768),
+        decoder_depth=1,
+        decoder_embed_dim=512,
+        patch_size=32,
+        mask_ratio=0.6,
+        norm_pix_loss=False,
+        grn_stats="batch",
+    ):
         super().__init__()
         self.patch_size, self.mask_ratio, self.norm_pix_loss = patch_size, mask_ratio, norm_pix_loss
         self.encoder = SparseConvNeXtV2(in_chans, depths, dims, grn_stats)
         self.proj = nn.Conv2d(dims[-1], decoder_embed_dim, kernel_size=1)
         self.mask_token = nn.Parameter(torch.zeros(1, decoder_embed_dim, 1, 1))
         self.decoder = nn.Sequential(*[Block(decoder_embed_dim) for _ in range(decoder_depth)])
-        self.pred = nn.Conv2d(decoder_embed_dim, patch_size ** 2 * in_chans, kernel_size=1)
+        self.pred = nn.Conv2d(decoder_embed_dim, patch_size**2 * in_chans, kernel_size=1)
 
     def patchify(self, imgs):
         p = self.patch_size

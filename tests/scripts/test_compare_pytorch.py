@@ -10,7 +10,7 @@ import pytest
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
-TINY_CONFIG = '''
+TINY_CONFIG = """
 from configs.embedded_digits import get_config as base
 
 
@@ -21,17 +21,33 @@ def get_config(arg="v2"):
         config.model.dims = (16, 24, 32, 48)
         config.model.dwconv_impl = "lax"
     return config
-'''
+"""
 
 
 def test_jax_and_pytorch_training_agree(tmp_path, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("compare_pytorch", os.path.join(ROOT, "scripts", "compare_pytorch.py"))
+    spec = importlib.util.spec_from_file_location(
+        "compare_pytorch", os.path.join(ROOT, "scripts", "compare_pytorch.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     (tmp_path / "tiny.py").write_text(TINY_CONFIG)
     monkeypatch.syspath_prepend(os.path.abspath(ROOT))
-    monkeypatch.setattr(sys, "argv", ["compare_pytorch.py", "--config", str(tmp_path / "tiny.py"), "--seeds", "0", "1",
-                                      "--threads", "2", "--json", str(tmp_path / "out.json")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "compare_pytorch.py",
+            "--config",
+            str(tmp_path / "tiny.py"),
+            "--seeds",
+            "0",
+            "1",
+            "--threads",
+            "2",
+            "--json",
+            str(tmp_path / "out.json"),
+        ],
+    )
     module.main()
     results = json.loads((tmp_path / "out.json").read_text())
     for ours, theirs in zip(results["jax"], results["pytorch"]):

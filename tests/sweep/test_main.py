@@ -10,15 +10,30 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 def _sweep(*args, timeout=600):
-    result = subprocess.run([sys.executable, "-m", "convnext_jax.sweep", *map(str, args)], cwd=ROOT, text=True,
-                            capture_output=True, timeout=timeout, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    result = subprocess.run(
+        [sys.executable, "-m", "convnext_jax.sweep", *map(str, args)],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     return result.returncode, result.stdout, result.stderr
 
 
 def test_lr_study_with_two_workers_and_its_report(tmp_path):
-    code, out, err = _sweep("run", "--config", "configs/sweeps/lr.py:tiny", "--workdir", tmp_path, "--workers", 2,
-                            "--config.num_epochs=1", "--config.sweep.space=optim.lr: grid(1e-3, 1e-2)",
-                            "--config.sweep.pruner=none")
+    code, out, err = _sweep(
+        "run",
+        "--config",
+        "configs/sweeps/lr.py:tiny",
+        "--workdir",
+        tmp_path,
+        "--workers",
+        2,
+        "--config.num_epochs=1",
+        "--config.sweep.space=optim.lr: grid(1e-3, 1e-2)",
+        "--config.sweep.pruner=none",
+    )
     assert code == 0, (out + err)[-3000:]
     lines = [line for line in out.splitlines() if line.strip()]
     trial_lines = [line for line in lines if "step " in line or "epoch " in line or "started:" in line]
@@ -35,11 +50,13 @@ def test_lr_study_with_two_workers_and_its_report(tmp_path):
 
 
 def test_study_mistakes_are_short_and_create_nothing(tmp_path):
-    cases = {"--config.sweep.space=optim.lrr: grid(1e-3)": "did you mean 'lr'",
-             "--config.sweep.sampler=tpee": "sweep.sampler must be one of grid, random, tpe; got 'tpee'",
-             "--config.optim.lrr=1": "unknown config key 'optim.lrr' (did you mean 'optim.lr'?)",
-             "--config.batch_size=0": "batch_size must be >= 1",
-             "--config.data.source=folder:/no/such": "/no/such does not exist"}
+    cases = {
+        "--config.sweep.space=optim.lrr: grid(1e-3)": "did you mean 'lr'",
+        "--config.sweep.sampler=tpee": "sweep.sampler must be one of grid, random, tpe; got 'tpee'",
+        "--config.optim.lrr=1": "unknown config key 'optim.lrr' (did you mean 'optim.lr'?)",
+        "--config.batch_size=0": "batch_size must be >= 1",
+        "--config.data.source=folder:/no/such": "/no/such does not exist",
+    }
     for i, (arg, message) in enumerate(cases.items()):
         code, out, err = _sweep("run", "--config", "configs/sweeps/lr.py:tiny", "--workdir", tmp_path / str(i), arg)
         assert code == 2 and err.startswith("error: ") and message in err and "Traceback" not in err, (arg, err)

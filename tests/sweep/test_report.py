@@ -15,13 +15,26 @@ def _spec(space="optim.lr: grid(1e-4, 1e-3, 1e-2)", seeds=2):
 
 
 def _row(lr, seed, value, state="COMPLETE", **extra):
-    return {"params": {"optim.lr": lr}, "seed": seed, "state": state, "number": int(lr * 1e5) + seed,
-            "value": value if state == "COMPLETE" else None, "best_val_top1": value, **extra}
+    return {
+        "params": {"optim.lr": lr},
+        "seed": seed,
+        "state": state,
+        "number": int(lr * 1e5) + seed,
+        "value": value if state == "COMPLETE" else None,
+        "best_val_top1": value,
+        **extra,
+    }
 
 
 def test_points_say_how_many_seeds_they_rest_on_and_flag_the_rest():
-    rows = [_row(1e-4, 0, 0.50), _row(1e-4, 1, 0.52), _row(1e-3, 0, 0.80), _row(1e-3, 1, 0.70),
-            _row(1e-2, 0, 0.95), _row(1e-2, 1, None, state="PRUNED")]
+    rows = [
+        _row(1e-4, 0, 0.50),
+        _row(1e-4, 1, 0.52),
+        _row(1e-3, 0, 0.80),
+        _row(1e-3, 1, 0.70),
+        _row(1e-2, 0, 0.95),
+        _row(1e-2, 1, None, state="PRUNED"),
+    ]
     points = aggregate(rows, _spec())
     by_lr = {p["params"]["optim.lr"]: p for p in points}
     assert by_lr[1e-2]["complete"] == 1 and by_lr[1e-2]["flags"][:2] == ["1/2 seeds", "1 pruned"]
@@ -42,8 +55,16 @@ def test_headline_warns_about_single_seeds_and_edges():
 
 
 def test_html_is_rendered():
-    page = _html("t", [("h1", "Study `lr`"), ("p", "Objective: **best_val_top1**"), ("warnings", ["careful"]),
-                       ("table", ["a", "b"], [["1", "<2>"]]), ("img", "x.png")])
+    page = _html(
+        "t",
+        [
+            ("h1", "Study `lr`"),
+            ("p", "Objective: **best_val_top1**"),
+            ("warnings", ["careful"]),
+            ("table", ["a", "b"], [["1", "<2>"]]),
+            ("img", "x.png"),
+        ],
+    )
     assert "<h1>Study <code>lr</code></h1>" in page and "<strong>best_val_top1</strong>" in page
     assert "**" not in page and "&lt;2&gt;" in page and "<img src='x.png'" in page and "Caution" in page
 
@@ -54,8 +75,15 @@ def _points(batches, lrs, peak_lr, seeds=2):
         best = peak_lr(batch)
         for lr in lrs:  # accuracy peaks at the surge curve's LR, quadratic in log LR
             value = 0.9 - 0.05 * (np.log(lr) - np.log(best)) ** 2
-            points.append({"params": {"batch_size": batch, "optim.lr": float(lr)}, "complete": seeds, "seeds": seeds,
-                           "value": (value, 0.0, seeds), "edges": []})
+            points.append(
+                {
+                    "params": {"batch_size": batch, "optim.lr": float(lr)},
+                    "complete": seeds,
+                    "seeds": seeds,
+                    "value": (value, 0.0, seeds),
+                    "edges": [],
+                }
+            )
     return points
 
 
@@ -76,7 +104,10 @@ def test_report_estimates_the_surge_peak_from_lr_batch_points(tmp_path):
     assert result["surge"] is None and "widen optim.lr" in result["surge_note"]
     for p in points:  # a loss to minimise: the same optimum
         p["value"] = (1.0 - p["value"][0], 0.0, 2)
-    loss_spec = split_config(with_sweep(tiny_study_base(), space="batch_size: grid(32, 64); optim.lr: grid(1e-3, 1e-2)",
-                                        objective="final_val_loss"))[0]
+    loss_spec = split_config(
+        with_sweep(
+            tiny_study_base(), space="batch_size: grid(32, 64); optim.lr: grid(1e-3, 1e-2)", objective="final_val_loss"
+        )
+    )[0]
     result = _lr_batch_plots(plt, points, str(tmp_path), loss_spec)
     assert 100 < result["surge"]["peak_batch"] < 165

@@ -20,16 +20,18 @@ def test_study_config_errors_come_before_any_trial(tmp_path):
     with pytest.raises(SearchSpaceError, match="grid sampler needs finite values"):
         create_study(with_sweep(tiny_study_base(), space="optim.lr: loguniform(1e-5, 1e-2)"), str(tmp_path))
     with pytest.raises(SearchSpaceError, match="num_trials"):
-        create_study(with_sweep(tiny_study_base(), space="optim.lr: loguniform(1e-5, 1e-2)", sampler="tpe"),
-                     str(tmp_path))
+        create_study(
+            with_sweep(tiny_study_base(), space="optim.lr: loguniform(1e-5, 1e-2)", sampler="tpe"), str(tmp_path)
+        )
     with pytest.raises(SearchSpaceError, match="no `sweep` section"):
         split_config(tiny_study_base())
     assert not os.listdir(tmp_path)  # nothing was created
     bad = with_sweep(tiny_study_base(), space="optim.lr: grid(1e-3)", storage="nosuchdialect://x/y")
     with pytest.raises(StorageError, match="cannot open the study storage 'nosuchdialect://x/y'"):
         open_storage(split_config(bad)[0], str(tmp_path))
-    missing_dir = with_sweep(tiny_study_base(), space="optim.lr: grid(1e-3)",
-                             storage=f"sqlite:///{tmp_path}/no/such/dir/study.db")
+    missing_dir = with_sweep(
+        tiny_study_base(), space="optim.lr: grid(1e-3)", storage=f"sqlite:///{tmp_path}/no/such/dir/study.db"
+    )
     with pytest.raises(StorageError, match="cannot open the study storage"):
         create_study(missing_dir, str(tmp_path / "w"))
 

@@ -14,8 +14,8 @@ import warnings
 import optuna
 import pytest
 
-from convnext_jax.sweep import SearchSpaceError, create_study, with_sweep, write_report
 from configs.common import tiny_study_base
+from convnext_jax.sweep import SearchSpaceError, create_study, with_sweep, write_report
 from convnext_jax.sweep.spec import split_config
 from convnext_jax.sweep.study import StorageError, derive_accumulation, open_storage, with_driver
 from convnext_jax.train.metrics import read_metrics
@@ -26,8 +26,17 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 def _study_config(storage=""):
     config = tiny_study_base()
     config.num_epochs = 2
-    return with_sweep(config, space="optim.lr: grid(3e-3, 2e-3, 1e-9)", seeds=1, pruner="median",
-                      pruner_startup_trials=1, pruner_warmup_epochs=0, heartbeat_s=1, grace_s=4, storage=storage)
+    return with_sweep(
+        config,
+        space="optim.lr: grid(3e-3, 2e-3, 1e-9)",
+        seeds=1,
+        pruner="median",
+        pruner_startup_trials=1,
+        pruner_warmup_epochs=0,
+        heartbeat_s=1,
+        grace_s=4,
+        storage=storage,
+    )
 
 
 @pytest.fixture(params=["postgres", "journal"])
@@ -51,9 +60,14 @@ def storage(request, tmp_path_factory):
 
 
 def _worker(workdir, index):
-    return subprocess.Popen([sys.executable, "-m", "convnext_jax.sweep", "worker", "--workdir", str(workdir),
-                             f"--worker_index={index}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "convnext_jax.sweep", "worker", "--workdir", str(workdir), f"--worker_index={index}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
 
 
 def test_two_workers_pruning_killed_worker_and_report(tmp_path, storage):
@@ -61,8 +75,9 @@ def test_two_workers_pruning_killed_worker_and_report(tmp_path, storage):
     workers = [_worker(tmp_path, 0), _worker(tmp_path, 1)]
     deadline = time.time() + 400
     while not (tmp_path / "trials" / "0000" / "checkpoints" / "22").exists():  # trial 0 finished epoch 1
-        assert time.time() < deadline and all(w.poll() is None for w in workers), \
-            "\n".join(w.stdout.read()[-2000:] for w in workers if w.poll() is not None)
+        assert time.time() < deadline and all(w.poll() is None for w in workers), "\n".join(
+            w.stdout.read()[-2000:] for w in workers if w.poll() is not None
+        )
         time.sleep(0.2)
     owner = int(study.trials[0].user_attrs["worker"].rsplit(":", 1)[1])
     victim = next(w for w in workers if w.pid == owner)
@@ -106,8 +121,14 @@ def test_random_sampler_repeats_each_sampled_point_over_seeds(tmp_path):
 
     config = tiny_study_base()
     config.num_epochs = 1
-    config = with_sweep(config, space="optim.lr: loguniform(1e-3, 1e-2)", sampler="random", num_trials=1, seeds=2,
-                        objective="final_val_loss")
+    config = with_sweep(
+        config,
+        space="optim.lr: loguniform(1e-3, 1e-2)",
+        sampler="random",
+        num_trials=1,
+        seeds=2,
+        objective="final_val_loss",
+    )
     study = create_study(config, str(tmp_path))
     assert study.direction.name == "MINIMIZE" and not study.trials  # nothing queued for a sampler
     assert run_worker(str(tmp_path)) == 2  # the sampled point, then its queued repeat with the next seed

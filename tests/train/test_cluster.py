@@ -4,8 +4,13 @@ import jax
 
 from convnext_jax.train.cluster import cluster_kind, default_cache_dir, enable_compile_cache
 
-SLURM = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[001-002]", "SLURM_NTASKS": "2", "SLURM_PROCID": "1",
-         "SLURM_LOCALID": "0"}
+SLURM = {
+    "SLURM_JOB_ID": "7",
+    "SLURM_STEP_NODELIST": "node[001-002]",
+    "SLURM_NTASKS": "2",
+    "SLURM_PROCID": "1",
+    "SLURM_LOCALID": "0",
+}
 
 
 def test_cluster_kind_from_the_schedulers_variables():

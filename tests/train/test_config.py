@@ -46,9 +46,16 @@ def test_validation_lists_every_problem_with_the_closest_name(tmp_path):
     with pytest.raises(ConfigError) as info:
         train_config.validate(config)
     message = str(info.value)
-    for expected in ("batch_size must be >= 1; got 0", "model.dtype must be one of float32, bfloat16, float16",
-                     "did you mean 'convnext_tiny'", "did you mean 'cosine'", "optim.layer_decay must be in",
-                     "missing does not exist", "nope.pth does not exist", "--show_config"):
+    for expected in (
+        "batch_size must be >= 1; got 0",
+        "model.dtype must be one of float32, bfloat16, float16",
+        "did you mean 'convnext_tiny'",
+        "did you mean 'cosine'",
+        "optim.layer_decay must be in",
+        "missing does not exist",
+        "nope.pth does not exist",
+        "--show_config",
+    ):
         assert expected in message, (expected, message)
     assert "Traceback" not in message
 
@@ -73,6 +80,6 @@ def test_cross_key_rules():
 def test_describe_lists_every_key_with_its_meaning():
     config = embedded_digits.get_config()
     text = train_config.describe(config)
-    for dotted, key in __import__("convnext_jax.schema", fromlist=["walk"]).walk(train_config.SCHEMA):
+    for dotted, _key in __import__("convnext_jax.schema", fromlist=["walk"]).walk(train_config.SCHEMA):
         assert f"\n{dotted} = " in "\n" + text, dotted
     assert "model.scan_blocks = True  (default False)" in text and "(may change when resuming)" in text

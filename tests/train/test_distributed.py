@@ -36,15 +36,41 @@ def _launch(workdir, port, *extra, slurm=False):
 
     def process(i):
         if slurm:
-            return [], dict(env, SLURM_JOB_ID=str(job_id), SLURM_STEP_NODELIST="localhost", SLURM_NTASKS="2",
-                            SLURM_PROCID=str(i), SLURM_LOCALID=str(i), SLURM_STEP_NUM_NODES="1")
+            return [], dict(
+                env,
+                SLURM_JOB_ID=str(job_id),
+                SLURM_STEP_NODELIST="localhost",
+                SLURM_NTASKS="2",
+                SLURM_PROCID=str(i),
+                SLURM_LOCALID=str(i),
+                SLURM_STEP_NUM_NODES="1",
+            )
         return [f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}"], env
 
-    procs = [subprocess.Popen([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
-                               "--workdir", str(workdir), "--config.num_epochs=1", "--config.log_every=5", *extra,
-                               "--config.model.dims=(16, 24, 32, 48)", *process(i)[0]],
-                              env=process(i)[1], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "convnext_jax.main",
+                "--config",
+                "configs/embedded_digits.py",
+                "--workdir",
+                str(workdir),
+                "--config.num_epochs=1",
+                "--config.log_every=5",
+                *extra,
+                "--config.model.dims=(16, 24, 32, 48)",
+                *process(i)[0],
+            ],
+            env=process(i)[1],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [p.communicate(timeout=400)[0] for p in procs]
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
@@ -52,7 +78,7 @@ def _launch(workdir, port, *extra, slurm=False):
 
 
 def _summary(output: str) -> dict:
-    return json.loads(output[output.rfind("\n{") + 1:])  # the JSON summary is printed last
+    return json.loads(output[output.rfind("\n{") + 1 :])  # the JSON summary is printed last
 
 
 def test_two_processes_train_evaluate_and_resume(tmp_path):
@@ -66,8 +92,9 @@ def test_two_processes_train_evaluate_and_resume(tmp_path):
     steps = [r["step"] for r in read_metrics(str(tmp_path)) if "train_loss" in r]
     assert steps == [5, 10, 15, 20, 22]  # one writer (process 0), no duplicated lines
     data = sorted(os.listdir(tmp_path / "checkpoints" / "22" / "data"))
-    assert data == ["commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"] or \
-        [f for f in data if f.startswith("process_")] == ["process_0-of-2.json", "process_1-of-2.json"]
+    assert data == ["commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"] or [
+        f for f in data if f.startswith("process_")
+    ] == ["process_0-of-2.json", "process_1-of-2.json"]
     again = [_summary(out) for out in _launch(tmp_path, _free_port())]  # finished: reported, not retrained
     assert again[0]["final_val_top1"] == first["final_val_top1"] == again[1]["final_val_top1"]
     # restores state + both iterators; under a (simulated) SLURM step the processes find each other without flags
@@ -89,12 +116,31 @@ def test_a_signal_to_one_process_stops_both_at_the_same_saved_step(tmp_path):
 
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu")
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
-                               "--workdir", str(tmp_path), "--config.num_epochs=3", "--config.log_every=5",
-                               "--config.model.dims=(16, 24, 32, 48)", f"--coordinator_address=localhost:{port}",
-                               "--num_processes=2", f"--process_id={i}"],
-                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "convnext_jax.main",
+                "--config",
+                "configs/embedded_digits.py",
+                "--workdir",
+                str(tmp_path),
+                "--config.num_epochs=3",
+                "--config.log_every=5",
+                "--config.model.dims=(16, 24, 32, 48)",
+                f"--coordinator_address=localhost:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     deadline = time.time() + 300
     while not (tmp_path / "metrics.jsonl").exists() or not read_metrics(str(tmp_path)):
         assert time.time() < deadline and all(p.poll() is None for p in procs)

@@ -49,15 +49,31 @@ def test_each_array_is_split_along_its_largest_divisible_dimension():
 
 
 def test_an_array_no_dimension_of_which_divides_is_a_clear_error():
-    with pytest.raises(ConfigError, match=r"mesh.fsdp=8 divides no dimension of \['stem'\] \(7, 7, 3, 20\).*"
-                                          r"mesh.fsdp_min_size=2941"):
+    with pytest.raises(
+        ConfigError,
+        match=r"mesh.fsdp=8 divides no dimension of \['stem'\] \(7, 7, 3, 20\).*"
+        r"mesh.fsdp_min_size=2941",
+    ):
         _layout(1, 8).state_dims({"stem": np.zeros((7, 7, 3, 20))})
 
 
 def test_a_bad_mesh_in_the_config_is_a_short_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
-                             "--workdir", str(tmp_path), "--config.mesh.fsdp=3"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convnext_jax.main",
+            "--config",
+            "configs/embedded_digits.py",
+            "--workdir",
+            str(tmp_path),
+            "--config.mesh.fsdp=3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "mesh.fsdp=3 does not divide the 1 devices" in result.stderr
     assert not (tmp_path / "checkpoints").exists()
@@ -68,7 +84,7 @@ import json, jax, numpy as np
 from flax import nnx
 import convnext_jax as cj
 from tests.train.test_steps import _batch, _optim, _stack
-from convnext_jax.train.optim import build_optimizer, lr_schedule
+from convnext_jax.train.optim import LearningRate, build_optimizer
 from convnext_jax.train.parallel import make_layout, state_bytes_per_device
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step
@@ -77,7 +93,7 @@ model = cj.create_model("convnextv2_atto", num_classes=16, rngs=0, depths=(1, 1,
                         dwconv_impl="lax", scan_blocks=True, drop_path_rate=0.1)
 graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 # clip 0.05: every step is clipped, so the clip must use the norm of the whole gradient
-tx = build_optimizer(_optim(name="adamw", clip_grad_norm=0.05, weight_decay=0.05), params, lr_schedule(1e-2, 100))
+tx = build_optimizer(_optim(name="adamw", clip_grad_norm=0.05, weight_decay=0.05), params, LearningRate(100), peak_lr=1e-2)
 out = {}
 for data, fsdp in [(8, 1), (4, 2)]:
     layout = make_layout(data, fsdp, min_shard_size=64)
@@ -103,8 +119,9 @@ def test_fsdp_step_equals_data_parallelism_on_eight_devices():
     float rounding) on 8x1 and 4x2 meshes (1x8: the main-job test below); the state per device
     shrinks; the sharded step gathers params and reduce-scatters gradients."""
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-c", _STEP_SCRIPT], env=env, capture_output=True, text=True,
-                            timeout=600, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", _STEP_SCRIPT], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     reference = out["8x1"]
@@ -120,10 +137,27 @@ def test_fsdp_step_equals_data_parallelism_on_eight_devices():
 
 def _main(workdir, *extra, devices=8):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
-                             "--workdir", str(workdir), "--config.model.dims=(16, 24, 32, 48)", "--config.log_every=5",
-                             "--config.mesh.fsdp_min_size=512", "--config.batch_size=128", *extra],
-                            env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convnext_jax.main",
+            "--config",
+            "configs/embedded_digits.py",
+            "--workdir",
+            str(workdir),
+            "--config.model.dims=(16, 24, 32, 48)",
+            "--config.log_every=5",
+            "--config.mesh.fsdp_min_size=512",
+            "--config.batch_size=128",
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((workdir / "summary.json").read_text())
 
@@ -140,8 +174,14 @@ def test_main_job_with_fsdp_matches_data_parallelism_and_resumes_on_another_mesh
     constant = ("--config.optim.schedule=constant", "--config.optim.warmup_epochs=0")
     dp = _main(tmp_path / "dp", "--config.num_epochs=2", *constant)
     fsdp = _main(tmp_path / "fsdp", "--config.num_epochs=1", "--config.mesh.fsdp=8", *constant)
-    moved = _main(tmp_path / "fsdp", "--config.num_epochs=2", "--extend", "--config.mesh.data=4",
-                  "--config.mesh.fsdp=2", *constant)
+    moved = _main(
+        tmp_path / "fsdp",
+        "--config.num_epochs=2",
+        "--extend",
+        "--config.mesh.data=4",
+        "--config.mesh.fsdp=2",
+        *constant,
+    )
     assert dp["mesh"] == {"data": 8, "fsdp": 1} and fsdp["mesh"] == {"data": 1, "fsdp": 8}
     assert moved["mesh"] == {"data": 4, "fsdp": 2}
     np.testing.assert_allclose(_val_losses(tmp_path / "fsdp"), _val_losses(tmp_path / "dp"), rtol=1e-4)
@@ -174,8 +214,14 @@ print(json.dumps({"equal": all(np.array_equal(np.asarray(restored[k]), state[k])
 
 def test_a_checkpoint_saved_on_one_mesh_restores_exactly_on_another(tmp_path):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", _RESTORE_SCRIPT, str(tmp_path / "run")], env=env,
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", _RESTORE_SCRIPT, str(tmp_path / "run")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["equal"], out

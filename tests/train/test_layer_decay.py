@@ -10,12 +10,21 @@ from flax import nnx
 import convnext_jax as cj
 from convnext_jax.models.naming import layer_ids, parameter_names
 from convnext_jax.train.layer_decay import layer_decay_scales
-from convnext_jax.train.optim import build_optimizer, lr_schedule
+from convnext_jax.train.optim import LearningRate, build_optimizer
 
 
 def _optim(**kw):
-    base = dict(name="sgd", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip_grad_norm=0.0, momentum=0.0,
-                grad_accum_steps=1, layer_decay=0.0)
+    base = dict(
+        name="sgd",
+        b1=0.9,
+        b2=0.999,
+        eps=1e-8,
+        weight_decay=0.0,
+        clip_grad_norm=0.0,
+        momentum=0.0,
+        grad_accum_steps=1,
+        layer_decay=0.0,
+    )
     base.update(kw)
     return ml_collections.ConfigDict(base)
 
@@ -47,14 +56,20 @@ def test_layer_decay_scales_the_updates():
     model = cj.create_model("convnext_atto", num_classes=10, depths=(1, 1, 1, 1), rngs=0)
     params = nnx.state(model, nnx.Param)
     grads = jax.tree.map(jnp.ones_like, params)
-    plain = build_optimizer(_optim(), params, lr_schedule(1.0, 10, schedule="constant"))
-    decayed = build_optimizer(_optim(layer_decay=0.5), params, lr_schedule(1.0, 10, schedule="constant"),
-                              layer_ids=layer_ids(model.cfg))
+    plain = build_optimizer(_optim(), params, LearningRate(10, schedule="constant"), peak_lr=1.0)
+    decayed = build_optimizer(
+        _optim(layer_decay=0.5),
+        params,
+        LearningRate(10, schedule="constant"),
+        peak_lr=1.0,
+        layer_ids=layer_ids(model.cfg),
+    )
     u_plain = nnx.to_pure_dict(plain.update(grads, plain.init(params), params)[0])
     u_decay = nnx.to_pure_dict(decayed.update(grads, decayed.init(params), params)[0])
     np.testing.assert_allclose(u_decay["head_fc"]["kernel"], u_plain["head_fc"]["kernel"])  # top layer: x1
     np.testing.assert_allclose(u_decay["stem_conv"]["kernel"], u_plain["stem_conv"]["kernel"] * 0.5**5)
-    np.testing.assert_allclose(u_decay["stages"][2]["blocks"]["fc1"]["kernel"],
-                               u_plain["stages"][2]["blocks"]["fc1"]["kernel"] * 0.5**2)
+    np.testing.assert_allclose(
+        u_decay["stages"][2]["blocks"]["fc1"]["kernel"], u_plain["stages"][2]["blocks"]["fc1"]["kernel"] * 0.5**2
+    )
     with pytest.raises(ValueError, match="layer_decay"):
-        build_optimizer(_optim(layer_decay=1.5), params, lr_schedule(1.0, 10))
+        build_optimizer(_optim(layer_decay=1.5), params, LearningRate(10), peak_lr=1.0)

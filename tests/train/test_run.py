@@ -14,7 +14,6 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from configs import embedded_digits  # noqa: E402
-
 from convnext_jax.errors import ConfigError  # noqa: E402
 from convnext_jax.sweep.space import apply_params  # noqa: E402
 from convnext_jax.train import evaluate_checkpoint, train_and_evaluate  # noqa: E402
@@ -62,9 +61,23 @@ def test_batch_not_divisible_by_accumulation(tmp_path):
 
 
 def _run_main(workdir, *extra):
-    return subprocess.Popen([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
-                             "--workdir", str(workdir), "--config.num_epochs=2", *TINY, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "convnext_jax.main",
+            "--config",
+            "configs/embedded_digits.py",
+            "--workdir",
+            str(workdir),
+            "--config.num_epochs=2",
+            *TINY,
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _final_params(workdir, step=44):
@@ -108,10 +121,21 @@ def test_resume_after_sigkill_is_exact(tmp_path, reference_params):
     complete checkpoint and end bit-identical to an uninterrupted run."""
     killed = _run_main(tmp_path / "killed")
     (tmp_path / "kill_during_save.py").write_text(_KILL_DURING_SAVE)
-    in_save = subprocess.Popen([sys.executable, str(tmp_path / "kill_during_save.py"), "--config",
-                                "configs/embedded_digits.py", "--workdir", str(tmp_path / "in_save"),
-                                "--config.num_epochs=2", *TINY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    in_save = subprocess.Popen(
+        [
+            sys.executable,
+            str(tmp_path / "kill_during_save.py"),
+            "--config",
+            "configs/embedded_digits.py",
+            "--workdir",
+            str(tmp_path / "in_save"),
+            "--config.num_epochs=2",
+            *TINY,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 300
     while not (tmp_path / "killed" / "checkpoints" / "22").exists():  # orbax renames when complete
         assert time.time() < deadline and killed.poll() is None, killed.stdout.read() if killed.poll() else ""
@@ -146,8 +170,10 @@ def _wait_for_step(workdir, proc, step):
 def test_preemption_signals_save_mid_epoch_and_resume_exactly(tmp_path, reference_params):
     """SIGTERM and SIGUSR1 (SLURM's warning) during an epoch: the run saves the step it reached,
     exits with 75 within 60 s, and the same command resumes bit-identically."""
-    runs = {"term": (_run_main(tmp_path / "term"), signal.SIGTERM),
-            "usr1": (_run_main(tmp_path / "usr1"), signal.SIGUSR1)}
+    runs = {
+        "term": (_run_main(tmp_path / "term"), signal.SIGTERM),
+        "usr1": (_run_main(tmp_path / "usr1"), signal.SIGUSR1),
+    }
     for name, (proc, _) in runs.items():
         _wait_for_step(tmp_path / name, proc, 5)
     sent = time.time()
@@ -170,8 +196,9 @@ def test_preemption_signals_save_mid_epoch_and_resume_exactly(tmp_path, referenc
 
 
 def test_checkpoints_by_steps(tmp_path):
-    summary = train_and_evaluate(_config(num_epochs=2, **{"checkpoint.every_steps": 10, "checkpoint.keep": 10}),
-                                 str(tmp_path))
+    summary = train_and_evaluate(
+        _config(num_epochs=2, **{"checkpoint.every_steps": 10, "checkpoint.keep": 10}), str(tmp_path)
+    )
     assert summary["finished"]
     assert sorted(map(int, os.listdir(tmp_path / "checkpoints"))) == [10, 20, 22, 30, 40, 44]
 
@@ -189,9 +216,23 @@ def test_eight_devices_match_one_device(tmp_path):
     curves = {}
     for devices in (1, 8):
         env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices))
-        result = subprocess.run([sys.executable, "-m", "convnext_jax.main", "--config", "configs/embedded_digits.py",
-                                 "--workdir", str(tmp_path / str(devices)), "--config.num_epochs=1", *TINY],
-                                env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "convnext_jax.main",
+                "--config",
+                "configs/embedded_digits.py",
+                "--workdir",
+                str(tmp_path / str(devices)),
+                "--config.num_epochs=1",
+                *TINY,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         curves[devices] = [r["train_loss"] for r in read_metrics(str(tmp_path / str(devices))) if "train_loss" in r]
     assert len(curves[1]) == len(curves[8]) >= 4
@@ -230,15 +271,24 @@ def test_finetune_initialises_from_pytorch_weights(tmp_path):
     import torch
     from timm.models.convnext import ConvNeXt as TimmConvNeXt
 
-    reference = TimmConvNeXt(depths=(1, 1, 2, 1), dims=(16, 24, 32, 48), use_grn=True, ls_init_value=None,
-                             num_classes=1000)
+    reference = TimmConvNeXt(
+        depths=(1, 1, 2, 1), dims=(16, 24, 32, 48), use_grn=True, ls_init_value=None, num_classes=1000
+    )
     torch.save({"model": reference.state_dict()}, tmp_path / "pretrained.pth")
-    config = _config(num_epochs=1, **{"model.init_from": str(tmp_path / "pretrained.pth"), "model.reset_head": True,
-                                      "optim.lr": 0.0, "optim.min_lr": 0.0})
+    config = _config(
+        num_epochs=1,
+        **{
+            "model.init_from": str(tmp_path / "pretrained.pth"),
+            "model.reset_head": True,
+            "optim.lr": 0.0,
+            "optim.min_lr": 0.0,
+        },
+    )
     train_and_evaluate(config, str(tmp_path / "run"))
     params = {"/".join(k for k in key if k != "value"): v for key, v in _flatten(_final_params(tmp_path / "run", 22))}
-    np.testing.assert_allclose(params["stem_conv/kernel"],
-                               reference.state_dict()["stem.0.weight"].numpy().transpose(2, 3, 1, 0), atol=1e-7)
+    np.testing.assert_allclose(
+        params["stem_conv/kernel"], reference.state_dict()["stem.0.weight"].numpy().transpose(2, 3, 1, 0), atol=1e-7
+    )
     assert params["head_fc/kernel"].shape == (48, 10)  # fresh 10-class head
     bad = _config(num_epochs=1, **{"model.init_from": str(tmp_path / "pretrained.pth")})
     with pytest.raises(ValueError, match="reset_head"):
@@ -285,8 +335,9 @@ def test_bce_loss_and_repeated_augmentation_end_to_end(tmp_path):
 
 
 def test_gradient_accumulation_and_float16_end_to_end(tmp_path):
-    summary = train_and_evaluate(_config(num_epochs=1, ema_decay=0.5, **{"optim.grad_accum_steps": 2,
-                                                                         "model.dtype": "float16"}), str(tmp_path))
+    summary = train_and_evaluate(
+        _config(num_epochs=1, ema_decay=0.5, **{"optim.grad_accum_steps": 2, "model.dtype": "float16"}), str(tmp_path)
+    )
     assert summary["steps"] == 22 and summary["grad_accum_steps"] == 2  # optimizer steps of 2 micro-batches
     scales = [r["loss_scale"] for r in read_metrics(str(tmp_path)) if "loss_scale" in r]
     assert scales and all(1.0 <= s <= 2.0**16 for s in scales)

@@ -25,8 +25,15 @@ def test_build_sizes_and_dropped_images():
 def test_model_architecture_from_the_pretrained_weights(tmp_path):
     pretrained = cj.create_model("convnext_atto", num_classes=3, depths=(1, 1, 2, 1), rngs=3)
     cj.save_weights(pretrained, tmp_path / "w")
-    config = _config(**{"model.name": "", "model.depths": (), "model.dims": (), "model.init_from": str(tmp_path / "w"),
-                        "model.reset_head": True})
+    config = _config(
+        **{
+            "model.name": "",
+            "model.depths": (),
+            "model.dims": (),
+            "model.init_from": str(tmp_path / "w"),
+            "model.reset_head": True,
+        }
+    )
     s = setup_lib.build(config)
     assert s.model_cfg.depths == (1, 1, 2, 1) and s.model_cfg.dims == (40, 80, 160, 320) and not s.model_cfg.use_grn
     assert s.model_cfg.num_classes == 10 and "with a fresh classifier" in s.pretrained
@@ -37,8 +44,19 @@ def test_model_architecture_from_the_pretrained_weights(tmp_path):
 def test_batch_sizes_that_cannot_work_are_config_errors():
     with pytest.raises(ConfigError, match="larger than the training set .1437 images."):
         setup_lib.build(_config(batch_size=2048))
-    from convnext_jax.train.parallel import data_parallel
     import jax
 
+    from convnext_jax.train.parallel import data_parallel
+    from convnext_jax.train.tasks import Classification
+
     layout = data_parallel([jax.devices()[0]] * 1)
-    assert setup_lib.micro_batch_per_process(_config(batch_size=64, **{"optim.grad_accum_steps": 4}), layout) == 16
+    config = _config(batch_size=64, **{"optim.grad_accum_steps": 4})
+    assert setup_lib.micro_batch_per_process(config, layout, Classification(10)) == 16
+    with pytest.raises(
+        ConfigError,
+        match=r"micro-batch per device \(15\) must be even: use a batch_size that is a "
+        "multiple of 8",
+    ):
+        setup_lib.micro_batch_per_process(
+            _config(batch_size=60, **{"optim.grad_accum_steps": 4}), layout, Classification(10, pairs_images=True)
+        )

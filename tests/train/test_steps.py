@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 import convnext_jax as cj
-from convnext_jax.train.optim import build_optimizer, lr_schedule
+from convnext_jax.train.optim import LearningRate, build_optimizer
 from convnext_jax.train.state import LossScaling, TrainState
 from convnext_jax.train.steps import make_train_step
 from convnext_jax.train.tasks import Classification
@@ -23,8 +23,17 @@ TINY = dict(depths=(1, 1, 2, 1), dims=(8, 16, 16, 16), dwconv_impl="lax", scan_b
 
 
 def _optim(**kw):
-    base = dict(name="sgd", b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, clip_grad_norm=0.0, momentum=0.0,
-                grad_accum_steps=1, layer_decay=0.0)
+    base = dict(
+        name="sgd",
+        b1=0.9,
+        b2=0.999,
+        eps=1e-8,
+        weight_decay=0.0,
+        clip_grad_norm=0.0,
+        momentum=0.0,
+        grad_accum_steps=1,
+        layer_decay=0.0,
+    )
     base.update(kw)
     return ml_collections.ConfigDict(base)
 
@@ -32,7 +41,7 @@ def _optim(**kw):
 def _setup(dtype="float32", optim=None, loss_scaling=None):
     model = cj.create_model("convnextv2_atto", num_classes=10, dtype=dtype, rngs=0, **TINY)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = build_optimizer(optim or _optim(), params, lr_schedule(0.1, 100, schedule="constant"))
+    tx = build_optimizer(optim or _optim(), params, LearningRate(100, schedule="constant"), peak_lr=0.1)
     step = jax.jit(make_train_step(graphdef, rest, tx, Classification(10, 0.1), loss_scaling=loss_scaling))
     return step, TrainState.create(params, tx, loss_scaling=loss_scaling)
 
@@ -56,8 +65,7 @@ def test_accumulation_equals_one_large_batch():
     assert float(m1["accuracy"]) == pytest.approx(float(m2["accuracy"]), rel=1e-6)
     for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(one.params),
-                                                           jax.tree.leaves(state.params))]
+    moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(state.params))]
     assert max(moved) > 1e-4 and int(one.step) == 1
 
 
@@ -67,13 +75,13 @@ from flax import nnx
 import convnext_jax as cj
 from convnext_jax.bench.collectives import all_reduce_stats
 from tests.train.test_steps import TINY, _batch, _optim, _stack
-from convnext_jax.train.optim import build_optimizer, lr_schedule
+from convnext_jax.train.optim import LearningRate, build_optimizer
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step
 from convnext_jax.train.tasks import Classification
 model = cj.create_model("convnextv2_atto", num_classes=10, rngs=0, **TINY)
 graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-tx = build_optimizer(_optim(name="adamw", clip_grad_norm=1.0), params, lr_schedule(0.1, 100))
+tx = build_optimizer(_optim(name="adamw", clip_grad_norm=1.0), params, LearningRate(100), peak_lr=0.1)
 step = jax.jit(make_train_step(graphdef, rest, tx, Classification(10, 0.1)), donate_argnums=(0,))
 out = {"devices": jax.device_count(), "param_bytes": 4 * cj.count_params(params)}
 for accum in (1, 4):
@@ -88,8 +96,14 @@ def test_one_gradient_all_reduce_per_optimizer_step():
     """8 devices, 4 micro-steps: no collective inside the accumulation loop; the all-reduced
     bytes are one copy of the gradients (plus a few scalars), as without accumulation."""
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="8", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", _COMMS_SCRIPT], env=env, capture_output=True, text=True,
-                            timeout=300, cwd=os.path.join(os.path.dirname(__file__), "..", ".."))
+    result = subprocess.run(
+        [sys.executable, "-c", _COMMS_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.join(os.path.dirname(__file__), "..", ".."),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["devices"] == 8

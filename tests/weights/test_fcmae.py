@@ -58,8 +58,12 @@ def test_encoder_into_a_classifier_as_the_official_fine_tuning(official, tmp_pat
     # the classifier's GRN is per image: compare with the FCMAE encoder in 'sample' mode
     sample = cj.create_fcmae("convnextv2_atto", decoder_dim=32, grn_stats="sample", **SMALL)
     cj.load_pytorch_weights(sample, official.state_dict())
-    np.testing.assert_allclose(classifier.forward_features(images),
-                               sample.forward_features(images, keep=jnp.ones((2, 2, 2))), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        classifier.forward_features(images),
+        sample.forward_features(images, keep=jnp.ones((2, 2, 2))),
+        atol=1e-4,
+        rtol=1e-4,
+    )
 
 
 def test_pretraining_weights_directory_and_workdir_tree_into_a_classifier(official, tmp_path):
@@ -83,8 +87,11 @@ def test_checkpoints_that_do_not_fit_name_what_is_wrong(official, tmp_path):
     with pytest.raises(cj.WeightImportError, match="(?s)missing .81.*not an FCMAE checkpoint .no decoder: proj.weight"):
         cj.load_pytorch_weights(_fcmae(), classifier_ckpt)
     bigger = cj.create_fcmae("convnextv2_atto", decoder_dim=32, depths=(1, 1, 2, 1), dims=(16, 24, 32, 64))
-    with pytest.raises(cj.WeightImportError, match=r"encoder.stages.3.0.dwconv.kernel: checkpoint \(49, 48\), model "
-                                                   r"\(49, 64\)"):
+    with pytest.raises(
+        cj.WeightImportError,
+        match=r"encoder.stages.3.0.dwconv.kernel: checkpoint \(49, 48\), model "
+        r"\(49, 64\)",
+    ):
         cj.load_pytorch_weights(bigger, official.state_dict())
 
 

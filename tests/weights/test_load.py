@@ -42,27 +42,35 @@ def test_pytorch_file_and_weights_dir(tmp_path):
 
 def test_our_weights_load_without_torch(tmp_path):
     cj.save_weights(cj.create_model("convnextv2_atto", num_classes=3, **SMALL), tmp_path / "w")
-    script = ("import sys\n"
-              "import convnext_jax as cj\n"
-              f"model = cj.load_weights({str(tmp_path / 'w')!r})\n"
-              "assert model.cfg.num_classes == 3\n"
-              "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    script = (
+        "import sys\n"
+        "import convnext_jax as cj\n"
+        f"model = cj.load_weights({str(tmp_path / 'w')!r})\n"
+        "assert model.cfg.num_classes == 3\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_training_workdir_checkpoint_params_and_ema(tmp_path):
-    from convnext_jax.train.state import TrainState
     import optax
+
+    from convnext_jax.train.state import TrainState
 
     model = cj.create_model("convnextv2_atto", num_classes=5, rngs=1, **SMALL)
     params = nnx.state(model, nnx.Param)
     state = TrainState.create(params, optax.adamw(1e-3), ema=True)
     state = state.replace(ema=jax.tree.map(lambda p: p + 1.0, state.ema))
     checkpointer = Checkpointer(str(tmp_path), keep_latest=2)
-    loader = iter(__import__("convnext_jax.data", fromlist=["create_loader"]).create_loader(
-        __import__("convnext_jax.data", fromlist=["SyntheticSource"]).SyntheticSource(8, 32, 5), batch_size=4,
-        transforms=[], shuffle=False))
+    loader = iter(
+        __import__("convnext_jax.data", fromlist=["create_loader"]).create_loader(
+            __import__("convnext_jax.data", fromlist=["SyntheticSource"]).SyntheticSource(8, 32, 5),
+            batch_size=4,
+            transforms=[],
+            shuffle=False,
+        )
+    )
     checkpointer.save(7, state.to_checkpoint(), loader, metrics={"val_top1": 0.5})
     checkpointer.close()
     assert source_kind(tmp_path) == "workdir"

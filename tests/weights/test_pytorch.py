@@ -44,8 +44,9 @@ def test_official_layout_matches_official_model_and_timm(v2, x):
 
 def test_official_v2_atto_into_timm_layout_model(x):
     """Official V2 atto stores Linear MLPs; timm's atto stores 1x1 convs. Both import, export is timm's."""
-    official = randomize_(official_convnext.ConvNeXt(num_classes=4, v2=True, depths=(2, 2, 6, 2),
-                                                     dims=(40, 80, 160, 320)), seed=2).eval()
+    official = randomize_(
+        official_convnext.ConvNeXt(num_classes=4, v2=True, depths=(2, 2, 6, 2), dims=(40, 80, 160, 320)), seed=2
+    ).eval()
     model = cj.create_model("convnextv2_atto", num_classes=4)
     cj.load_pytorch_weights(model, official.state_dict())
     with torch.no_grad():
@@ -97,8 +98,9 @@ def test_ema_weights_are_selected_on_request():
     ckpt = {"state_dict": reference.state_dict(), "state_dict_ema": ema.state_dict()}
     model = cj.create_model("convnext_atto", num_classes=2)
     cj.load_pytorch_weights(model, ckpt, use_ema=True)
-    np.testing.assert_array_equal(cj.export_pytorch_weights(model)["head.fc.weight"],
-                                  ema.state_dict()["head.fc.weight"].numpy())
+    np.testing.assert_array_equal(
+        cj.export_pytorch_weights(model)["head.fc.weight"], ema.state_dict()["head.fc.weight"].numpy()
+    )
     with pytest.raises(cj.WeightImportError, match="no 'state_dict_ema'"):
         cj.load_pytorch_weights(model, {"state_dict": reference.state_dict()}, use_ema=True)
 

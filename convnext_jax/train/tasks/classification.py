@@ -9,7 +9,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
+
+from convnext_jax.data.from_config import normalisation
+from convnext_jax.data.mixup import MixupCutmix
+from convnext_jax.data.on_device import InputStage
+from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.models.registry import build_model
 
 
 def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float) -> jax.Array:
@@ -19,8 +26,9 @@ def soft_targets(labels: jax.Array, num_classes: int, label_smoothing: float) ->
     return optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
 
 
-def binary_cross_entropy(logits: jax.Array, targets: jax.Array, *, target_threshold: float = 0.0,
-                         sum_classes: bool = False) -> jax.Array:
+def binary_cross_entropy(
+    logits: jax.Array, targets: jax.Array, *, target_threshold: float = 0.0, sum_classes: bool = False
+) -> jax.Array:
     """timm's BinaryCrossEntropy on (smoothed / mixed) soft targets: with `target_threshold` > 0 the
     targets become 1 where above it and 0 elsewhere; the mean over examples and classes, or with
     `sum_classes` the sum over classes averaged over examples."""
@@ -43,16 +51,67 @@ class Classification:
     bce_target_threshold: float = 0.0
     bce_sum: bool = False
     eval_classes: tuple[int, ...] = ()  # evaluation: only these logits compete (ImageNet-A/-R's 200 classes)
+    pairs_images: bool = False  # mixup/cutmix: each image is mixed with another of its device's micro-batch
     name: str = "classification"
     best_metric: str = "val_top1"
     best_mode: str = "max"
+    pictures: int = 0
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, num_classes: int) -> Classification:
+        aug = config.data.augment
+        return cls(
+            num_classes=num_classes,
+            label_smoothing=config.label_smoothing,
+            loss_kind=config.loss,
+            bce_target_threshold=config.bce_target_thresh,
+            bce_sum=config.bce_sum,
+            pairs_images=aug.mixup_alpha > 0 or aug.cutmix_alpha > 0,
+        )
+
+    def with_eval_classes(self, eval_classes: tuple[int, ...]) -> Classification:
+        """The same task scored over `eval_classes` only (ImageNet-A/-R: their 200 classes)."""
+        return dataclasses.replace(self, eval_classes=tuple(eval_classes))
+
+    def build_model(self, config: ml_collections.ConfigDict, architecture: ConvNeXtConfig) -> Any:
+        return build_model(architecture, config.seed)
+
+    def weight_decay_mask(self, model: Any, params: Any) -> None:
+        return None  # the default: kernels only
+
+    def input_stage(self, config: ml_collections.ConfigDict) -> InputStage:
+        """Normalise, mixup/cutmix (soft targets, smoothed), random erasing."""
+        aug, mixup = config.data.augment, None
+        if self.pairs_images:
+            mixup = MixupCutmix(
+                self.num_classes,
+                aug.mixup_alpha,
+                aug.cutmix_alpha,
+                aug.mixup_prob,
+                aug.mixup_switch_prob,
+                config.label_smoothing,
+            )
+        return InputStage(**normalisation(config), re_prob=aug.re_prob, mixup=mixup)
+
+    @property
+    def micro_batch_multiple(self) -> int:
+        return 2 if self.pairs_images else 1
+
+    def micro_batch_problem(self, per_device: int) -> str | None:
+        if per_device % self.micro_batch_multiple:
+            return f"mixup/cutmix pairs each image with another on its device, so the micro-batch per device ({per_device}) must be even"
+        return None
+
+    def describe_model(self, name: str) -> str:
+        return name
 
     def loss(self, model: Any, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         targets = soft_targets(batch["label"], self.num_classes, self.label_smoothing)
         logits = model(batch["image"], train=True, rng=rng)
         if self.loss_kind == "bce":
-            loss = binary_cross_entropy(logits, targets, target_threshold=self.bce_target_threshold,
-                                        sum_classes=self.bce_sum)
+            loss = binary_cross_entropy(
+                logits, targets, target_threshold=self.bce_target_threshold, sum_classes=self.bce_sum
+            )
         else:
             loss = optax.softmax_cross_entropy(logits, targets).mean()
         accuracy = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets, -1))
@@ -80,8 +139,12 @@ class Classification:
         else:
             top1 = predictions == labels
             top5 = jnp.any(top_k == labels[:, None], axis=-1)
-        sums = {"loss": jnp.sum(loss * mask), "top1": jnp.sum(top1 * mask), "top5": jnp.sum(top5 * mask),
-                "count": jnp.sum(mask)}
+        sums = {
+            "loss": jnp.sum(loss * mask),
+            "top1": jnp.sum(top1 * mask),
+            "top5": jnp.sum(top5 * mask),
+            "count": jnp.sum(mask),
+        }
         if self.num_classes <= CONFUSION_MAX_CLASSES:  # [true, predicted] counts
             truth = jax.nn.one_hot(labels, self.num_classes) * mask[:, None]
             sums["confusion"] = truth.T @ jax.nn.one_hot(predictions, self.num_classes)

@@ -9,9 +9,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from convnext_jax.data.from_config import normalisation
+from convnext_jax.data.on_device import InputStage
+from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.fcmae import patchify, random_mask, unpatchify
+from convnext_jax.models.naming import fcmae_weight_decay_mask
+from convnext_jax.models.registry import build_fcmae
+from convnext_jax.train.config import fcmae_config
 
 EVAL_MASK_SEED = 17  # evaluation masks are the same every epoch, so val losses compare
 
@@ -20,9 +27,31 @@ EVAL_MASK_SEED = 17  # evaluation masks are the same every epoch, so val losses 
 class MaskedImageModeling:
     mean: tuple[float, ...] | None = None  # the input normalisation, to show pictures in colour
     std: tuple[float, ...] | None = None
+    pictures: int = 0  # val images drawn at every evaluation (original | masked | reconstruction | pasted)
     name: str = "fcmae"
     best_metric: str = "val_loss"
     best_mode: str = "min"
+    micro_batch_multiple: int = 1
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, num_classes: int) -> MaskedImageModeling:
+        return cls(**normalisation(config), pictures=config.fcmae.pictures)
+
+    def build_model(self, config: ml_collections.ConfigDict, architecture: ConvNeXtConfig) -> Any:
+        """The pre-training model (encoder + pixel decoder) around the architecture's encoder."""
+        return build_fcmae(fcmae_config(config, architecture), config.seed)
+
+    def weight_decay_mask(self, model: Any, params: Any) -> Any:
+        return fcmae_weight_decay_mask(model.cfg, params)  # the official pre-training's rule
+
+    def input_stage(self, config: ml_collections.ConfigDict) -> InputStage:
+        return InputStage(**normalisation(config), re_prob=config.data.augment.re_prob)
+
+    def micro_batch_problem(self, per_device: int) -> str | None:
+        return None
+
+    def describe_model(self, name: str) -> str:
+        return f"FCMAE pre-training of {name}"
 
     def loss(self, model: Any, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         loss, _, _ = model(batch["image"], rng=rng, train=True)
@@ -36,8 +65,11 @@ class MaskedImageModeling:
         images, valid = batch["image"], batch["mask"].astype(jnp.float32)
         _, pred, mask = model(images, mask=self._eval_mask(model, images))
         weights = mask * valid[:, None]
-        return {"loss": jnp.sum(model.patch_errors(images, pred) * weights), "patches": jnp.sum(weights),
-                "count": jnp.sum(valid)}
+        return {
+            "loss": jnp.sum(model.patch_errors(images, pred) * weights),
+            "patches": jnp.sum(weights),
+            "count": jnp.sum(valid),
+        }
 
     def eval_metrics(self, sums: dict[str, float]) -> dict[str, float]:
         return {"val_loss": float(sums["loss"]) / max(float(sums["patches"]), 1.0), "val_count": int(sums["count"])}
@@ -60,8 +92,12 @@ class MaskedImageModeling:
         pasted = original * (1.0 - removed) + recon * removed
         return original, masked, recon, pasted
 
-    PICTURE_LABELS = (("original", "original"), ("masked", "masked"), ("reconstruction", "recon."),
-                      ("pasted", "pasted"))  # (label, short label for narrow columns), as `picture_columns`
+    PICTURE_LABELS = (
+        ("original", "original"),
+        ("masked", "masked"),
+        ("reconstruction", "recon."),
+        ("pasted", "pasted"),
+    )  # (label, short label for narrow columns), as `picture_columns`
 
     def picture_grid(self, columns: tuple[np.ndarray, ...]) -> np.ndarray:
         """The columns side by side, one row per image, under a header naming each column
@@ -81,8 +117,9 @@ class MaskedImageModeling:
         left = 0
         for width, (label, short) in zip(widths, self.PICTURE_LABELS):
             text = label if draw.textlength(label, font=font) <= width - 2 else short
-            draw.text((left + max(1, (width - draw.textlength(text, font=font)) / 2), 1), text, fill=(0, 0, 0),
-                      font=font)
+            draw.text(
+                (left + max(1, (width - draw.textlength(text, font=font)) / 2), 1), text, fill=(0, 0, 0), font=font
+            )
             left += width
         return np.asarray(band)
 
@@ -90,4 +127,3 @@ class MaskedImageModeling:
         if self.mean is not None and self.std is not None:
             images = images * np.asarray(self.std, np.float32) + np.asarray(self.mean, np.float32)
         return (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
-

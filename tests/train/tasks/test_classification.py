@@ -43,8 +43,9 @@ def test_eval_sums_count_only_unmasked_examples():
     assert task.best_metric == "val_top1" and task.best_mode == "max"
 
 
-@pytest.mark.parametrize("smoothing, threshold, sum_classes", [(0.1, 0.0, False), (0.1, 0.2, False),
-                                                               (0.0, 0.0, True), (0.2, 0.05, True)])
+@pytest.mark.parametrize(
+    "smoothing, threshold, sum_classes", [(0.1, 0.0, False), (0.1, 0.2, False), (0.0, 0.0, True), (0.2, 0.05, True)]
+)
 def test_bce_loss_equals_timms(smoothing, threshold, sum_classes):
     """timm's BinaryCrossEntropy (--bce-loss, --bce-target-thresh, --bce-sum) on integer labels and
     on mixup's soft targets."""
@@ -54,8 +55,9 @@ def test_bce_loss_equals_timms(smoothing, threshold, sum_classes):
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((6, 10)).astype(np.float32) * 3
     labels = rng.integers(0, 10, 6)
-    task = Classification(num_classes=10, label_smoothing=smoothing, loss_kind="bce",
-                          bce_target_threshold=threshold, bce_sum=sum_classes)
+    task = Classification(
+        num_classes=10, label_smoothing=smoothing, loss_kind="bce", bce_target_threshold=threshold, bce_sum=sum_classes
+    )
     reference = BinaryCrossEntropy(smoothing=smoothing, target_threshold=threshold or None, sum_classes=sum_classes)
     loss, _ = task.loss(Logits(logits), {"image": None, "label": jnp.asarray(labels)}, jax.random.key(0))
     want = reference(torch.from_numpy(logits), torch.from_numpy(labels))
@@ -63,5 +65,6 @@ def test_bce_loss_equals_timms(smoothing, threshold, sum_classes):
     soft = rng.dirichlet(np.ones(10), 6).astype(np.float32)  # mixup targets pass through (smoothed upstream)
     loss, _ = task.loss(Logits(logits), {"image": None, "label": jnp.asarray(soft)}, jax.random.key(0))
     want = BinaryCrossEntropy(target_threshold=threshold or None, sum_classes=sum_classes)(
-        torch.from_numpy(logits), torch.from_numpy(soft))
+        torch.from_numpy(logits), torch.from_numpy(soft)
+    )
     assert float(loss) == pytest.approx(float(want), rel=1e-5)

@@ -39,10 +39,10 @@ def test_picture_grid(model):
     grid = task.picture_grid(jax.device_get(columns))
     assert grid.shape == (14 + 3 * 64, 4 * 96, 3) and grid.dtype == np.uint8
     header, grid = grid[:14], grid[14:]  # the columns' labels, dark text on white, in every column
-    assert all((header[:, 96 * i:96 * (i + 1)] < 128).any() for i in range(4)) and (header == 255).mean() > 0.7
+    assert all((header[:, 96 * i : 96 * (i + 1)] < 128).any() for i in range(4)) and (header == 255).mean() > 0.7
     original = np.asarray(images[0]) * 0.5 + 0.5
     np.testing.assert_allclose(grid[:64, :96] / 255.0, original, atol=1 / 255)
-    pasted = grid[:64, 3 * 96:]
+    pasted = grid[:64, 3 * 96 :]
     masked = np.asarray(columns[1][0])
     kept = np.isclose(masked, np.asarray(images[0]))  # visible pixels are the original's in the pasted column
     np.testing.assert_allclose(pasted[kept] / 255.0, original[kept], atol=1 / 255)
