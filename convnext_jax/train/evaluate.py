@@ -169,4 +169,3 @@ def checkpoint_evaluation(config: Any, weights: Any, source: str) -> CheckpointE
         val_source, eval_transforms_of(config), graphdef, rest, task, layout, micro, task.input_stage(config)
     )
     return CheckpointEvaluation(evaluator, layout.place_state(params))
-
