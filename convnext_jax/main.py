@@ -109,7 +109,7 @@ def main(argv: list[str]) -> None:
     if _MODE.value == "eval":
         from convnext_jax.train.run import evaluate_checkpoint
 
-        print(json.dumps(evaluate_checkpoint(config, _WORKDIR.value), indent=2))
+        _say(json.dumps(evaluate_checkpoint(config, _WORKDIR.value), indent=2))
         return
     from convnext_jax.train.preemption import Preempted
     from convnext_jax.train.run import train_and_evaluate
@@ -117,9 +117,17 @@ def main(argv: list[str]) -> None:
     try:
         summary = train_and_evaluate(config, _WORKDIR.value, extend=_EXTEND.value)
     except Preempted as e:
-        print(str(e), flush=True)
+        _say(str(e))
         sys.exit(e.exit_code)
-    print(json.dumps(summary, indent=2))
+    _say(json.dumps(summary, indent=2))
+
+
+def _say(text: str) -> None:
+    """Print on process 0 only (every process of a multi-process job returns the same result)."""
+    import jax
+
+    if jax.process_index() == 0:
+        print(text, flush=True)
 
 
 def _schema() -> dict:
