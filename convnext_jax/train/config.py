@@ -12,16 +12,14 @@ import ml_collections
 
 from convnext_jax import schema
 from convnext_jax.data.robustness import EXTRA_SETS, extra_set_of
+from convnext_jax.data.sources import SOURCE_KINDS
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import REMAT_POLICIES
 from convnext_jax.ops.table import OPTION, impl_choices
 from convnext_jax.schema import Key
+from convnext_jax.train.optim import LR_SCALING, OPTIMIZERS, SCHEDULES  # defined beside what they name
 
 DTYPES = ("float32", "bfloat16", "float16")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULES = ("cosine", "onecycle", "constant")
-LR_SCALING = ("none", "linear", "sqrt")
-SOURCE_KINDS = ("embedded:digits", "synthetic", "folder:<path>", "tfds:<name>", "prepared:<path>")
 MIN_IMAGE_SIZE = 32  # the model's total stride
 
 

@@ -17,7 +17,7 @@ from convnext_jax.train.layer_decay import layer_decay_scales, scale_by_layer
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 OPTIMIZERS = ("adamw", "adam", "sgd")
-LR_SCALING = ("linear", "sqrt", "none")
+LR_SCALING = ("none", "linear", "sqrt")
 
 
 def scaled_lr(base_lr: float, global_batch: int, *, rule: str = "none", base_batch: int = 256) -> float:
