@@ -197,7 +197,7 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
     from convnext_jax.data.on_device import InputStage
     from convnext_jax.data.robustness import eval_classes_of, extra_set_of
     from convnext_jax.train.confusion import write_confusion
-    from convnext_jax.train.evaluate import Evaluator
+    from convnext_jax.train.evaluate import Evaluator, say_left_out
     from convnext_jax.train.parallel import data_parallel
     from convnext_jax.train.tasks import Classification
     from convnext_jax.train.tasks.classification import CONFUSION_MAX_CLASSES
@@ -207,8 +207,8 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
         evaluation = dataclasses.replace(defaults)
     elif kind == "workdir" and os.path.isfile(os.path.join(args.weights, CONFIG_FILE)):
         evaluation = workdir_defaults(args.weights)
-    elif kind == "weights_dir" and weights_dir_defaults(args.weights) is not None:
-        evaluation = weights_dir_defaults(args.weights)
+    elif kind == "weights_dir" and (saved := weights_dir_defaults(args.weights)) is not None:
+        evaluation = saved
     else:
         if not args.data:
             raise ConfigError(
@@ -254,9 +254,7 @@ def validate(args: Any, defaults: Evaluation | None = None) -> dict[str, Any]:
     params = layout.place_state(params)
     result = evaluator(params)
     metrics = result.metrics
-    if jax.process_index() == 0:
-        for path in result.left_out:
-            print(f"warning: unreadable image {path} is left out of the metrics", file=sys.stderr, flush=True)
+    say_left_out(result, "")
     if getattr(args, "pictures", "") and jax.process_index() == 0:
         if result.confusion is None:
             raise ConfigError(

@@ -44,11 +44,12 @@ class Checkpointer:
         best_metric: str | None = "val_top1",
         best_mode: str = "max",
     ):
+        metric_of = (lambda metrics: metrics[best_metric]) if best_metric else None
         policies: list[Any] = [ocp.checkpoint_managers.LatestN(n=max(1, keep_latest))]
-        if best_metric and keep_best:
+        if metric_of and keep_best:
             policies.append(
                 ocp.checkpoint_managers.BestN(
-                    get_metric_fn=lambda metrics: metrics[best_metric],
+                    get_metric_fn=metric_of,
                     reverse=best_mode == "min",
                     n=keep_best,
                     keep_checkpoints_without_metrics=False,
@@ -57,7 +58,7 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             create=True,
             enable_async_checkpointing=True,
-            best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None,
+            best_fn=metric_of,  # orbax writes a save's metrics only with a best_fn
             best_mode=best_mode,
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
         )

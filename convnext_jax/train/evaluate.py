@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from typing import Any
 
@@ -58,6 +59,17 @@ class Evaluation:
     images_per_second: float | None  # reading, decoding and the model, the compilation left out
     left_out: tuple[str, ...]  # the unreadable images this process left out (never replaced by another)
     skipped: int  # unreadable images left out by every process
+
+
+def say_left_out(evaluation: Evaluation, what: str) -> None:
+    """One stderr line (process 0) per unreadable `what` image the evaluation left out."""
+    if jax.process_index() == 0:
+        for path in evaluation.left_out:
+            print(
+                f"warning: unreadable {what + ' ' if what else ''}image {path} is left out of the metrics",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 class Evaluator:

@@ -5,7 +5,6 @@ Also evaluation of a workdir's checkpoint with the config it was trained with.""
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import jax
@@ -20,7 +19,7 @@ from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.cluster import enable_compile_cache
 from convnext_jax.train.curves import plot_curves
 from convnext_jax.train.engine import Engine, EpochCallback
-from convnext_jax.train.evaluate import checkpoint_evaluation
+from convnext_jax.train.evaluate import checkpoint_evaluation, say_left_out
 from convnext_jax.train.metrics import MetricsWriter, read_metrics, write_json
 from convnext_jax.train.optim import refresh_hyperparameters
 from convnext_jax.train.parallel import state_bytes_per_device
@@ -303,9 +302,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     weights = read_checkpoint_params(run.path, step)
     evaluation = checkpoint_evaluation(config, weights, f"the weights of {run.path} step {step}").run()
     result = {"step": step, **evaluation.metrics, "skipped_val_images": evaluation.skipped}
-    if jax.process_index() == 0:
-        for path in evaluation.left_out:
-            print(f"warning: unreadable val image {path} is left out of the metrics", file=sys.stderr, flush=True)
+    say_left_out(evaluation, "val")
     if jax.process_index() == 0:
         write_json(run.file(f"eval_{step}.json"), result)
     return result
