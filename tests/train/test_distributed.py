@@ -81,29 +81,35 @@ def _summary(output: str) -> dict:
     return json.loads(output[output.rfind("\n{") + 1 :])  # the JSON summary is printed last
 
 
+def _no_summary(output: str) -> None:
+    """Processes other than 0 print no summary (srun merges every task's output into one file)."""
+    assert "final_val_top1" not in output and "preempted (" not in output, output[-2000:]
+
+
 def test_two_processes_train_evaluate_and_resume(tmp_path):
     outputs = _launch(tmp_path, _free_port())
-    first, second = (_summary(out) for out in outputs)
+    first = _summary(outputs[0])
+    _no_summary(outputs[1])
     assert first["processes"] == 2 and first["devices"] == 4
-    for key in ("compile_s", "img_per_s", "data_wait_fraction"):  # timings differ per process
-        assert 0 <= first.pop(key) and 0 <= second.pop(key)
-    assert first == second  # both hosts see the same (globally reduced) results
+    # every val image counted once although each process read half of them: globally reduced
     assert first["final_val_count"] == 360 and first["best_val_top1"] > 0.3
+    assert json.loads((tmp_path / "summary.json").read_text())["final_val_top1"] == first["final_val_top1"]
     steps = [r["step"] for r in read_metrics(str(tmp_path)) if "train_loss" in r]
     assert steps == [5, 10, 15, 20, 22]  # one writer (process 0), no duplicated lines
     data = sorted(os.listdir(tmp_path / "checkpoints" / "22" / "data"))
     assert data == ["commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"] or [
         f for f in data if f.startswith("process_")
     ] == ["process_0-of-2.json", "process_1-of-2.json"]
-    again = [_summary(out) for out in _launch(tmp_path, _free_port())]  # finished: reported, not retrained
-    assert again[0]["final_val_top1"] == first["final_val_top1"] == again[1]["final_val_top1"]
+    again = _launch(tmp_path, _free_port())  # finished: reported, not retrained
+    assert _summary(again[0])["final_val_top1"] == first["final_val_top1"]
+    _no_summary(again[1])
     # restores state + both iterators; under a (simulated) SLURM step the processes find each other without flags
     outputs = _launch(tmp_path, None, "--config.num_epochs=2", "--extend", slurm=True)
     assert "resumed from step 22/44" in outputs[0]
-    resumed = [_summary(out) for out in outputs]
-    assert resumed[0]["processes"] == resumed[1]["processes"] == 2
-    assert resumed[0]["steps"] == 44 and resumed[0]["final_val_top1"] == resumed[1]["final_val_top1"]
-    assert resumed[0]["best_val_top1"] >= first["best_val_top1"]  # the best over both runs' epochs
+    resumed = _summary(outputs[0])
+    _no_summary(outputs[1])
+    assert resumed["processes"] == 2 and resumed["steps"] == 44
+    assert resumed["best_val_top1"] >= first["best_val_top1"]  # the best over both runs' epochs
     steps = [r["step"] for r in read_metrics(str(tmp_path)) if "train_loss" in r]
     assert steps == [5, 10, 15, 20, 22, 25, 30, 35, 40, 44]
 
@@ -148,6 +154,7 @@ def test_a_signal_to_one_process_stops_both_at_the_same_saved_step(tmp_path):
     procs[1].send_signal(signal.SIGUSR1)
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [75, 75], outputs[0][-2000:] + outputs[1][-2000:]
-    steps = {int(out.split("saved a checkpoint at step ")[1].split(";")[0]) for out in outputs}
-    assert len(steps) == 1 and 5 <= steps.pop() < 66
-    assert len(os.listdir(tmp_path / "checkpoints")) == 1
+    step = int(outputs[0].split("saved a checkpoint at step ")[1].split(";")[0])  # process 0 says it
+    _no_summary(outputs[1])
+    assert 5 <= step < 66
+    assert os.listdir(tmp_path / "checkpoints") == [str(step)]  # one save, at the step both stopped after
