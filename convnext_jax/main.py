@@ -105,9 +105,6 @@ def main(argv: list[str]) -> None:
     hold_early_warnings()
     start_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = resolve_config(_WORKDIR.value, _MODE.value)
-    from convnext_jax.train.cluster import enable_compile_cache
-
-    enable_compile_cache(config.compile_cache)
     if _MODE.value == "eval":
         from convnext_jax.train.run import evaluate_checkpoint
 

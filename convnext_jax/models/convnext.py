@@ -28,6 +28,8 @@ from convnext_jax.models.layers import (
 )
 from convnext_jax.ops import OpSet, resolve_ops
 
+HEAD_DROPOUT_KEY = 1_000_003  # folded into the forward key for head dropout; stage i gets fold_in(key, i)
+
 
 def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[np.ndarray]:
     """Linear rule 0 -> drop_path_rate over all blocks of the network, split per stage."""
@@ -259,7 +261,9 @@ class ConvNeXt(ConvNeXtBackbone):
                 raise ValueError(
                     "head_drop_rate > 0 and train=True need an RNG key: call model(x, train=True, rng=key)"
                 )
-            keep = jax.random.bernoulli(jax.random.fold_in(rng, 1_000_003), 1.0 - self.cfg.head_drop_rate, x.shape)
+            keep = jax.random.bernoulli(
+                jax.random.fold_in(rng, HEAD_DROPOUT_KEY), 1.0 - self.cfg.head_drop_rate, x.shape
+            )
             x = jnp.where(keep, x / (1.0 - self.cfg.head_drop_rate), 0.0)
         if pre_logits or self.head_fc is None:
             return x

@@ -18,10 +18,9 @@ from convnext_jax.data.from_config import eval_transforms_of
 from convnext_jax.data.on_device import InputStage
 from convnext_jax.data.pipeline import VALID
 from convnext_jax.data.sources import SKIPPED
-from convnext_jax.train.parallel import Layout, layout_of
-from convnext_jax.train.setup import data_sources, micro_batch_per_process, model_config_of
+from convnext_jax.train.parallel import Layout
+from convnext_jax.train.setup import model_setup
 from convnext_jax.train.steps import make_eval_step
-from convnext_jax.train.tasks import task_of
 from convnext_jax.train.tasks.base import Task
 from convnext_jax.weights import load_tree
 
@@ -169,15 +168,18 @@ class CheckpointEvaluation:
 def checkpoint_evaluation(config: Any, weights: Any, source: str) -> CheckpointEvaluation:
     """The run `config` describes, its model holding `weights` (a parameter tree; `source` names it
     in errors), ready to evaluate on the run's val split with the run's preprocessing."""
-    layout = layout_of(config)
-    train_source, val_source = data_sources(config)  # the train split only names the classes (image folders)
-    num_classes = config.model.num_classes or train_source.num_classes
-    task = task_of(config, num_classes)
-    model = task.build_model(config, model_config_of(config, num_classes))
-    load_tree(model, weights, source=source)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    micro = micro_batch_per_process(config, layout, task)
+    parts = model_setup(config)
+    load_tree(parts.model, weights, source=source)
+    graphdef, params, rest = nnx.split(parts.model, nnx.Param, ...)
+    task, layout = parts.task, parts.layout
     evaluator = Evaluator(
-        val_source, eval_transforms_of(config), graphdef, rest, task, layout, micro, task.input_stage(config)
+        parts.val_source,
+        eval_transforms_of(config),
+        graphdef,
+        rest,
+        task,
+        layout,
+        parts.micro_batch,
+        task.input_stage(config),
     )
     return CheckpointEvaluation(evaluator, layout.place_state(params))

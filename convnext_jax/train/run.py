@@ -112,8 +112,10 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Train `config` in `workdir` (see `train_run`); with fcmae.pretrain_epochs > 0, first pre-train
     the encoder with FCMAE in WORKDIR/pretrain, then fine-tune it for the remaining epochs (the
-    summary counts both: `total_epochs`, `pretrain_*`)."""
+    summary counts both: `total_epochs`, `pretrain_*`). The config is validated here, once; the
+    stages derived from it are valid by construction."""
     train_config.validate(config)
+    enable_compile_cache(config.compile_cache)
     if config.task != "classification" or not config.fcmae.pretrain_epochs:
         return train_run(config, workdir, epoch_callback, extend=extend)
     pretrain_dir = os.path.join(workdir, PRETRAIN_DIR)
@@ -145,10 +147,9 @@ def train_run(
     differs); a finished run is not trained again (its summary is returned); `extend=True` lets
     num_epochs grow. `epoch_callback(epoch, val_metrics)` runs after each epoch's evaluation and
     checkpoint (sweeps report to Optuna there; an exception it raises, e.g. TrialPruned, ends
-    the run). Nothing is written before the config is validated and the setup is built.
+    the run). `config` is validated (`train_and_evaluate`); nothing is written before the setup
+    is built.
     """
-    train_config.validate(config)
-    enable_compile_cache(config.compile_cache)
     run = RunDir(workdir)
     if run.exists:
         run.check_resumable(config, extend=extend)

@@ -192,18 +192,54 @@ class Setup:
         return len(self.train_source) - self.steps_per_epoch * self.config.batch_size
 
 
-def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, layout: Layout | None = None) -> Setup:
-    """Build every part of the run `config` describes. `load_pretrained=False` skips
-    model.init_from (a resumed run restores its own checkpoint instead)."""
+@dataclasses.dataclass
+class ModelSetup:
+    """What training and evaluation both build from a config: the data splits, the task and its
+    freshly initialised model, on the config's device layout (see `model_setup`)."""
+
+    layout: Layout
+    train_source: Any  # for evaluation it only names the classes (image folders)
+    val_source: Any
+    num_classes: int
+    task: Task
+    micro_batch: int  # per process
+    architecture: ConvNeXtConfig
+    model: nnx.Module
+
+
+def model_setup(config: ml_collections.ConfigDict, layout: Layout | None = None) -> ModelSetup:
+    """The splits, task and model the run `config` describes (nothing loaded into the model yet)."""
     layout = layout or layout_of(config)
     train_source, val_source = data_sources(config)
     num_classes = config.model.num_classes or train_source.num_classes
     task = task_of(config, num_classes)
-    micro = micro_batch_per_process(config, layout, task)
+    architecture = model_config_of(config, num_classes)
+    return ModelSetup(
+        layout=layout,
+        train_source=train_source,
+        val_source=val_source,
+        num_classes=num_classes,
+        task=task,
+        micro_batch=micro_batch_per_process(config, layout, task),
+        architecture=architecture,
+        model=task.build_model(config, architecture),
+    )
+
+
+def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, layout: Layout | None = None) -> Setup:
+    """Build every part of the run `config` describes. `load_pretrained=False` skips
+    model.init_from (a resumed run restores its own checkpoint instead)."""
+    parts = model_setup(config, layout)
+    layout, task, micro, model, num_classes = (
+        parts.layout,
+        parts.task,
+        parts.micro_batch,
+        parts.model,
+        parts.num_classes,
+    )
+    train_source = parts.train_source
     extra_sources = extra_sources_of(config, num_classes)
     steps_per_epoch = steps_per_epoch_of(config, len(train_source))
-    architecture = model_config_of(config, num_classes)
-    model = task.build_model(config, architecture)
     pretrained = ""
     if config.model.init_from and load_pretrained:
         from convnext_jax.weights import load_pretrained as load
@@ -236,10 +272,10 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
     return Setup(
         config=config,
         train_source=train_source,
-        val_source=val_source,
+        val_source=parts.val_source,
         num_classes=num_classes,
         model_cfg=model.cfg,
-        architecture=architecture,
+        architecture=parts.architecture,
         graphdef=graphdef,
         rest=rest,
         task=task,
