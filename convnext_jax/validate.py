@@ -26,7 +26,7 @@ from flax import nnx
 
 from convnext_jax.cli import ArgumentParser, reports_user_errors
 from convnext_jax.errors import ConfigError
-from convnext_jax.models.naming import forward_macs
+from convnext_jax.models.params import forward_macs
 from convnext_jax.models.variants import display_name
 from convnext_jax.run_files import CONFIG_FILE
 from convnext_jax.weights import checkpoints, load, pytorch, tree

@@ -19,7 +19,8 @@ from convnext_jax.bench.timing import Prepared
 from convnext_jax.bench.torch_step import prepared_torch, torch_name
 from convnext_jax.bench.utilization import mfu, peak_tflops, xla_memory
 from convnext_jax.errors import ConfigError
-from convnext_jax.models.naming import fcmae_parameter_names, forward_macs
+from convnext_jax.models.naming import fcmae_parameter_names
+from convnext_jax.models.params import forward_macs
 
 REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "reference" / "official_fcmae.py"
 

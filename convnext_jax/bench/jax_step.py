@@ -15,7 +15,7 @@ from flax import nnx
 import convnext_jax as cj
 from convnext_jax.bench.timing import Prepared
 from convnext_jax.bench.utilization import device_peak_memory_mib, mfu, peak_tflops, train_model_flops, xla_memory
-from convnext_jax.models.naming import forward_macs
+from convnext_jax.models.params import forward_macs
 from convnext_jax.train.optim import LearningRate, build_optimizer
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step

@@ -7,7 +7,7 @@ from typing import Any
 
 import jax
 
-from convnext_jax.models.naming import forward_macs
+from convnext_jax.models.params import forward_macs
 
 # Dense peak TFLOP/s per device for the compute dtype (vendor datasheets, no sparsity).
 PEAK_TFLOPS = {

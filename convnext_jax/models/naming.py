@@ -2,13 +2,12 @@
 `checkpoint_filter_fn` beside its ConvNeXt): one table per architecture, listing every parameter
 tensor with its Flax path, its timm key and shape, its layer id for layer-wise LR decay and its
 output stride. From it come the PyTorch key mapping (`convnext_jax.weights`), layer-wise LR decay
-(`convnext_jax.train.layer_decay`) and the analytic FLOP count (`forward_macs`).
+(`convnext_jax.train.layer_decay`) and the analytic FLOP count (`convnext_jax.models.params`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from typing import Any
 
@@ -160,21 +159,6 @@ def _stacked(path: tuple[str | int, ...]) -> bool:
     return len(path) > 2 and path[0] == "stages" and path[2] == "blocks"
 
 
-def forward_macs(cfg: Any, image_size: int | tuple[int, int]) -> int:
-    """Multiply-accumulates of one forward pass on one image (square int or (height, width)):
-    every conv/linear weight once per output position (the figure timm's model cards report as
-    GMACs; norms, activations and biases are not counted). For an FCMAE config, the dense
-    computation (every position, removed or kept)."""
-    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    macs = 0
-    names = fcmae_parameter_names(cfg) if hasattr(cfg, "encoder") else parameter_names(cfg)
-    for name in names:
-        if name.is_weight:
-            positions = 1 if name.stride is None else (height // name.stride) * (width // name.stride)
-            macs += positions * math.prod(name.torch_shape)
-    return macs
-
-
 # ---------------------------------------------------------------------------------------------
 # FCMAE: the official pre-training checkpoints' layout (sparse encoder, dense decoder)
 
@@ -301,21 +285,3 @@ def is_fcmae_checkpoint(keys: Any) -> bool:
     """Keys in the official FCMAE layout (a sparse `encoder.*` and the mask token)."""
     keys = list(keys)
     return "mask_token" in keys and any(k.startswith("encoder.downsample_layers.") for k in keys)
-
-
-def fcmae_weight_decay_mask(cfg: Any, params: Any) -> Any:
-    """The official pre-training's weight-decay rule (`optim_factory.add_weight_decay`): decay every
-    tensor of two or more dimensions in the official layout except biases — so unlike fine-tuning,
-    GRN gamma/beta ((1, C)) and the mask token are decayed; norms and biases are not."""
-    import jax
-
-    decay = {
-        tuple(str(k) for k in n.path): len(n.torch_shape) >= 2 and not n.torch_key.endswith(".bias")
-        for n in fcmae_parameter_names(cfg)
-    }
-
-    def rule(path: tuple[Any, ...], _: Any) -> bool:
-        keys = [str(getattr(e, "key", getattr(e, "idx", getattr(e, "name", "")))) for e in path]
-        return decay[tuple(keys[:-1] if keys[-1] == "value" else keys)]
-
-    return jax.tree_util.tree_map_with_path(rule, params)

@@ -22,8 +22,7 @@ from convnext_jax.data import create_loader, shard_batch
 from convnext_jax.data.from_config import eval_transforms_of
 from convnext_jax.data.sources import SKIPPED
 from convnext_jax.errors import UserError
-from convnext_jax.models.naming import forward_macs
-from convnext_jax.models.params import count_params
+from convnext_jax.models.params import count_params, forward_macs
 from convnext_jax.models.variants import display_name
 from convnext_jax.text import plural
 from convnext_jax.train.checkpoint import Checkpointer

@@ -13,14 +13,7 @@ import jax
 import numpy as np
 import optax
 
-
-def tree_path(path: tuple[Any, ...]) -> tuple[str, ...]:
-    """A pytree leaf path of a parameter state as the string keys of the model's parameter path
-    (nnx.State's trailing 'value' dropped)."""
-    keys = [getattr(entry, "key", getattr(entry, "idx", getattr(entry, "name", None))) for entry in path]
-    if keys and keys[-1] == "value":
-        keys = keys[:-1]
-    return tuple(str(k) for k in keys)
+from convnext_jax.models.params import param_path
 
 
 def layer_decay_scales(params: Any, layer_ids: Mapping[tuple[Any, ...], np.ndarray], decay: float) -> Any:
@@ -32,7 +25,7 @@ def layer_decay_scales(params: Any, layer_ids: Mapping[tuple[Any, ...], np.ndarr
     last = max(int(v.max()) for v in ids.values())
 
     def scale(path: tuple[Any, ...], leaf: Any) -> Any:
-        key = tree_path(path)
+        key = param_path(path)
         if key not in ids:
             raise ValueError(f"layer decay: the model declares no layer id for parameter {'/'.join(key)}")
         layer = ids[key]

@@ -12,6 +12,7 @@ data), and updates each device's shard of params, optimizer state and EMA; the g
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -53,14 +54,15 @@ def make_train_step(
     layout = layout or data_parallel()
     inputs = inputs or InputStage()
     axis, replicas = layout.batch_axes, layout.replicas
-    fsdp = FsdpParams(layout) if layout.fsdp > 1 else None
     # One device: a plain function without shard_map, so no all-reduce at all (XLA still runs a
     # one-device all-reduce as a full copy of the gradients).
 
     def varying(tree: Any) -> Any:
         return jax.lax.pcast(tree, axis, to="varying") if replicas > 1 else tree
 
-    def local_gradients(params: Any, batch: dict[str, jax.Array], key: jax.Array, scale: jax.Array):
+    def local_gradients(
+        params: Any, batch: dict[str, jax.Array], key: jax.Array, scale: jax.Array, fsdp: FsdpParams | None
+    ):
         """This device's mean gradient, loss and task metrics over its micro-batches (no communication)."""
         device_key = jax.random.fold_in(key, jax.lax.axis_index(axis) if replicas > 1 else 0)
         local_params = fsdp.gather(params) if fsdp else varying(params)  # so grads are not all-reduced here
@@ -90,9 +92,11 @@ def make_train_step(
             loss, metrics = loss / accum, jax.tree.map(lambda m: m / accum, metrics)
         return jax.tree.map(lambda g: g / (accum * scale), grads), loss, metrics
 
-    def step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[TrainState, Metrics]:
+    def step(
+        state: TrainState, batch: dict[str, jax.Array], key: jax.Array, fsdp: FsdpParams | None = None
+    ) -> tuple[TrainState, Metrics]:
         scale = state.loss_scale["scale"] if loss_scaling else jnp.ones((), jnp.float32)
-        grads, loss, metrics = local_gradients(state.params, batch, key, scale)
+        grads, loss, metrics = local_gradients(state.params, batch, key, scale, fsdp)
         if fsdp:
             grads = fsdp.reduce_scatter(grads)
             loss, metrics = jax.lax.pmean((loss, metrics), axis)
@@ -130,11 +134,10 @@ def make_train_step(
     replicated = jax.sharding.PartitionSpec()
 
     def sharded_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> tuple[TrainState, Metrics]:
-        if fsdp:
-            fsdp.bind(state.params)
+        fsdp = FsdpParams(layout, layout.state_dims(state.params)) if layout.fsdp > 1 else None
         state_specs = layout.state_specs(state)  # FSDP: per leaf, from the shapes
         return jax.shard_map(
-            step,
+            functools.partial(step, fsdp=fsdp),
             mesh=layout.mesh,
             in_specs=(state_specs, layout.micro_batch_spec, replicated),
             out_specs=(state_specs, replicated),
@@ -145,14 +148,11 @@ def make_train_step(
 
 class FsdpParams:
     """The collectives of an FSDP step for one params tree: gather the shards for use, reduce-scatter
-    the gradients, and the global norm of sharded gradients. `bind` (outside shard_map) records
-    which dimension of each param is split (`Layout.state_dims` of the full shapes)."""
+    the gradients, and the global norm of sharded gradients. `dims`: which dimension of each param
+    is split (`Layout.state_dims` of the full shapes, taken outside shard_map; -1: replicated)."""
 
-    def __init__(self, layout: Layout):
-        self.layout, self.dims = layout, None
-
-    def bind(self, params: Any) -> None:
-        self.dims = self.layout.state_dims(params)
+    def __init__(self, layout: Layout, dims: Any):
+        self.layout, self.dims = layout, dims
 
     def gather(self, params: Any) -> Any:
         """Full params on every device, varying over the whole mesh (so gradients stay local)."""

@@ -6,7 +6,8 @@ import timm
 from timm.models._manipulate import group_parameters
 
 import convnext_jax as cj
-from convnext_jax.models.naming import forward_macs, layer_ids, parameter_names
+from convnext_jax.models.naming import layer_ids, parameter_names
+from convnext_jax.models.params import forward_macs
 
 
 @pytest.mark.parametrize("name", ["convnext_atto", "convnextv2_atto", "convnext_tiny"])

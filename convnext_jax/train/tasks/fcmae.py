@@ -16,7 +16,7 @@ from convnext_jax.data.from_config import normalisation
 from convnext_jax.data.on_device import InputStage
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.fcmae import patchify, random_mask, unpatchify
-from convnext_jax.models.naming import fcmae_weight_decay_mask
+from convnext_jax.models.params import fcmae_weight_decay_mask
 from convnext_jax.models.registry import build_fcmae
 from convnext_jax.train.config import fcmae_config
 
