@@ -19,7 +19,8 @@ import numpy as np
 from convnext_jax.cli import ArgumentParser, reports_user_errors
 from convnext_jax.errors import ConfigError
 from convnext_jax.run_files import CONFIG_FILE
-from convnext_jax.weights import checkpoints, tree
+from convnext_jax.train import checkpoint as checkpoints
+from convnext_jax.weights import tree
 
 METRICS = {"val_top1": max, "val_top1_ema": max, "val_top1_best": max, "val_loss": min, "val_loss_ema": min}
 

@@ -20,3 +20,7 @@ class DataError(UserError, ValueError):
 
 class DataNotFoundError(DataError, FileNotFoundError):
     """A dataset, split or folder that is not where the config says."""
+
+
+class WeightImportError(UserError, ValueError):
+    """A weights file, directory or checkpoint that cannot be read, or does not fit the model."""

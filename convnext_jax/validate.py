@@ -29,7 +29,8 @@ from convnext_jax.errors import ConfigError
 from convnext_jax.models.params import forward_macs
 from convnext_jax.models.variants import display_name
 from convnext_jax.run_files import CONFIG_FILE
-from convnext_jax.weights import checkpoints, load, pytorch, tree
+from convnext_jax.train import checkpoint as checkpoints
+from convnext_jax.weights import load, pytorch, tree
 
 COLUMNS = (
     "model",

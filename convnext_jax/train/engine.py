@@ -457,7 +457,7 @@ class Engine:
                 )
 
     def _save(self, done: int, state: TrainState, train_iter: Any, metrics: dict[str, float] | None = None) -> None:
-        self.checkpointer.save(done, state.to_checkpoint(), train_iter, metrics=metrics)
+        self.checkpointer.save(done, state, train_iter, metrics=metrics)
         self.last_save = (done, time.monotonic())
 
     def _periodic_save_due(self, done: int, epoch_end: bool) -> bool:

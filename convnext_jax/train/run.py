@@ -244,14 +244,13 @@ def _best_line(summary: dict[str, Any]) -> str:
 
 def _restore(checkpointer: Checkpointer, step: int, state: TrainState, train_iter: Any, workdir: str) -> TrainState:
     try:
-        restored = checkpointer.restore(step, state.to_checkpoint(), train_iter)
+        restored = checkpointer.restore(step, state, train_iter)
     except ValueError as e:
         raise ConfigError(
             f"cannot resume from {workdir}/checkpoints/{step}: it was written by a different model, "
             f"optimizer or precision configuration ({str(e).splitlines()[0][:300]}). Use a new "
             "--workdir, or the original config."
         ) from e
-    restored = TrainState.from_checkpoint(restored)
     # the optimizer's numbers (LRs, weight decay, ...) come from the config, not the checkpoint
     return restored.replace(opt_state=refresh_hyperparameters(restored.opt_state, state.opt_state))
 

@@ -21,7 +21,7 @@ from convnext_jax import schema
 from convnext_jax.errors import ConfigError
 from convnext_jax.run_files import CLASSES_FILE, CONFIG_FILE, CURVES_FILE, METRICS_FILE, SUMMARY_FILE  # noqa: F401
 from convnext_jax.train import config as train_config
-from convnext_jax.weights.checkpoints import checkpoint_steps
+from convnext_jax.train.checkpoint import checkpoint_steps
 
 
 def config_from_json(text: str, where: str) -> ml_collections.ConfigDict:

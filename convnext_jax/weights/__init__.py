@@ -1,7 +1,7 @@
 """Weights in and out of the models: PyTorch layouts (timm, official), our own weights
 directory, the weights in training checkpoints, and the `convert` command line."""
 
-from convnext_jax.weights.checkpoints import checkpoint_steps, read_checkpoint_params
+from convnext_jax.train.checkpoint import checkpoint_steps, read_checkpoint_params
 from convnext_jax.weights.directory import is_weights_dir, load_config, load_weights, read_params, save_weights
 from convnext_jax.weights.load import encoder_config, load_pretrained, source_config, source_kind
 from convnext_jax.weights.pytorch import (

@@ -9,7 +9,8 @@ from typing import Any
 
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.naming import is_fcmae_checkpoint
-from convnext_jax.weights import checkpoints, directory, pytorch, tree
+from convnext_jax.train import checkpoint as checkpoints
+from convnext_jax.weights import directory, pytorch, tree
 
 
 def source_kind(path: str | os.PathLike) -> str:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from convnext_jax.errors import UserError
+from convnext_jax.errors import WeightImportError
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.naming import (
     fcmae_to_official_classifier,
@@ -33,10 +33,6 @@ _WRAPPER_KEYS = ("state_dict", "model", "module")
 _EMA_KEYS = ("state_dict_ema", "model_ema")
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-
-
-class WeightImportError(UserError, ValueError):
-    """A weights file or directory that cannot be read, or does not fit the model."""
 
 
 class WeightsNotFoundError(WeightImportError, FileNotFoundError):

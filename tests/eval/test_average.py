@@ -11,8 +11,8 @@ import pytest
 
 from convnext_jax.average import main
 from convnext_jax.train import train_and_evaluate
+from convnext_jax.train.checkpoint import read_checkpoint_params
 from convnext_jax.train.metrics import read_metrics
-from convnext_jax.weights.checkpoints import read_checkpoint_params
 from convnext_jax.weights.directory import read_params
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))

@@ -8,6 +8,7 @@ import pytest
 
 from convnext_jax.data import SyntheticSource, create_loader
 from convnext_jax.train.checkpoint import Checkpointer
+from convnext_jax.train.state import TrainState
 
 
 def _kept(workdir):
@@ -29,9 +30,8 @@ def test_the_latest_and_the_best_are_kept(tmp_path, keep_latest, keep_best, best
     loader = iter(create_loader(SyntheticSource(8, 32, 5), batch_size=4, transforms=[], shuffle=False))
     metrics = {1: 0.5, 2: 0.9, 3: 0.6, 4: None, 5: 0.7}  # step 4: a preemption save (no evaluation)
     for step, value in metrics.items():
-        checkpointer.save(
-            step, {"w": jnp.full((2,), float(step))}, loader, metrics=None if value is None else {"val_top1": value}
-        )
+        state = TrainState(step=jnp.int32(step), params={"w": jnp.full((2,), float(step))}, opt_state={})
+        checkpointer.save(step, state, loader, metrics=None if value is None else {"val_top1": value})
         checkpointer.wait_until_finished()
         assert _kept(tmp_path) == expected[step - 1], step
     assert checkpointer.latest_step() == 5

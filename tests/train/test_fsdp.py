@@ -196,8 +196,9 @@ import json, sys, jax, numpy as np
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.parallel import make_layout
 import grain
-state = {"w": np.arange(64 * 24, dtype=np.float32).reshape(64, 24), "b": np.arange(5, dtype=np.float32),
-         "step": np.int32(7)}
+from convnext_jax.train.state import TrainState
+params = {"w": np.arange(64 * 24, dtype=np.float32).reshape(64, 24), "b": np.arange(5, dtype=np.float32)}
+state = TrainState(step=np.int32(7), params=params, opt_state={"m": jax.tree.map(np.copy, params)})
 saved = make_layout(1, 8, min_shard_size=64).place_state(state)
 loader = grain.MapDataset.range(10).to_iter_dataset()
 it = iter(loader)
@@ -206,9 +207,11 @@ ckpt.save(1, saved, it)
 ckpt.wait_until_finished()
 target = make_layout(4, 2, min_shard_size=64).place_state(jax.tree.map(np.zeros_like, state))
 restored = Checkpointer(sys.argv[1], best_metric=None).restore(1, target, iter(loader))
-print(json.dumps({"equal": all(np.array_equal(np.asarray(restored[k]), state[k]) for k in state),
-                  "saved_spec": list(saved["w"].sharding.spec), "restored_spec": list(restored["w"].sharding.spec),
-                  "restored_mesh": dict(restored["w"].sharding.mesh.shape)}))
+print(json.dumps({"equal": all(np.array_equal(np.asarray(restored.params[k]), params[k]) for k in params)
+                  and int(restored.step) == 7,
+                  "saved_spec": list(saved.params["w"].sharding.spec),
+                  "restored_spec": list(restored.params["w"].sharding.spec),
+                  "restored_mesh": dict(restored.params["w"].sharding.mesh.shape)}))
 """
 
 

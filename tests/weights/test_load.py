@@ -71,7 +71,7 @@ def test_training_workdir_checkpoint_params_and_ema(tmp_path):
             shuffle=False,
         )
     )
-    checkpointer.save(7, state.to_checkpoint(), loader, metrics={"val_top1": 0.5})
+    checkpointer.save(7, state, loader, metrics={"val_top1": 0.5})
     checkpointer.close()
     assert source_kind(tmp_path) == "workdir"
     cfg = source_config(tmp_path)
