@@ -24,6 +24,7 @@ from flax import nnx
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.convnext import ConvNeXtBackbone, ConvNeXtStage, _dense, model_ops
+from convnext_jax.models.fcmae_init import official_init
 from convnext_jax.ops import OpSet
 
 INITS = ("official", "convnext")
@@ -156,8 +157,6 @@ class FCMAE(ConvNeXtBackbone):
         )
         self.pred = _dense(cfg.decoder_dim, cfg.patch_size**2 * enc.in_chans, dtype, param_dtype, ops, rngs)
         if cfg.init == "official":
-            from convnext_jax.models.fcmae_init import official_init
-
             official_init(self, rngs.params())
 
     def num_patches(self, height: int, width: int) -> int:

@@ -15,6 +15,7 @@ from convnext_jax.data.robustness import EXTRA_SETS, extra_set_of
 from convnext_jax.data.sources import SOURCE_KINDS
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import REMAT_POLICIES
+from convnext_jax.models.variants import list_models, model_config
 from convnext_jax.ops.table import OPTION, impl_choices
 from convnext_jax.schema import Key
 from convnext_jax.train.optim import LR_SCALING, OPTIMIZERS, SCHEDULES  # defined beside what they name
@@ -24,8 +25,6 @@ MIN_IMAGE_SIZE = 32  # the model's total stride
 
 
 def _model_names() -> tuple[str, ...]:
-    from convnext_jax.models.variants import list_models
-
     return ("", *list_models())
 
 
@@ -445,8 +444,6 @@ def _problems(config: ml_collections.ConfigDict, check_paths: bool) -> list[str]
             "the architecture of pretrained weights"
         )
     if model.name:
-        from convnext_jax.models.variants import model_config
-
         try:
             encoder = model_config(model.name, num_classes=model.num_classes, **model_overrides(model))
             if config.task == "fcmae" or config.fcmae.pretrain_epochs:

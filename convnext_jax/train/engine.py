@@ -17,15 +17,19 @@ import grain
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
+from PIL import Image
 
 from convnext_jax.data import create_loader, shard_batch
 from convnext_jax.data.from_config import eval_transforms_of
+from convnext_jax.data.robustness import eval_classes_of
 from convnext_jax.data.sources import SKIPPED
 from convnext_jax.errors import UserError
 from convnext_jax.models.params import count_params, forward_macs
 from convnext_jax.models.variants import display_name
 from convnext_jax.text import plural
 from convnext_jax.train.checkpoint import Checkpointer
+from convnext_jax.train.confusion import write_confusion
 from convnext_jax.train.evaluate import Evaluation, Evaluator, evaluator_of
 from convnext_jax.train.metrics import MetricsWriter
 from convnext_jax.train.parallel import state_bytes_per_device
@@ -386,16 +390,12 @@ class Engine:
         render, images = self.picture
         grid = self.setup.task.picture_grid(jax.device_get(render(state.params, images)))
         if jax.process_index() == 0:
-            from PIL import Image
-
             os.makedirs(os.path.join(self.workdir, PICTURES_DIR), exist_ok=True)
             Image.fromarray(grid).save(os.path.join(self.workdir, PICTURES_DIR, f"epoch_{epoch:04d}.png"))
             self.writer.image(done, "reconstruction", grid)
 
     def _evaluate_extra_sets(self, state: TrainState) -> dict[str, float]:
         """eval.extra_sets on the final weights (and EMA): {SET_top1, SET_top5, SET_loss, SET_count, ..._ema}."""
-        from convnext_jax.data.robustness import eval_classes_of
-
         s, out = self.setup, {}
         for name, source in s.extra_sources.items():
             label = name.replace("/", "_").replace(":", "_")
@@ -423,8 +423,6 @@ class Engine:
         """WORKDIR/confusion.png and per_class.csv of the final evaluation (up to 100 classes)."""
         if evaluation.confusion is None or jax.process_index() != 0:
             return
-        from convnext_jax.train.confusion import write_confusion
-
         s = self.setup
         write_confusion(
             evaluation.confusion,
@@ -472,8 +470,6 @@ class Engine:
             return False
         due = time.monotonic() - self.last_save[1] >= 60.0 * cadence.every_minutes
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
         return due
 

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from convnext_jax.data import create_loader, shard_batch
 from convnext_jax.data.from_config import eval_transforms_of
@@ -44,8 +45,6 @@ def _process_sum(value: int) -> int:
     """`value` added up over every process."""
     if jax.process_count() == 1:
         return value
-    from jax.experimental import multihost_utils
-
     return int(np.sum(multihost_utils.process_allgather(np.asarray(value, np.int64))))
 
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
 from typing import Any
 
 import jax
+from jax.experimental import multihost_utils
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, run the same command again
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
@@ -60,8 +63,6 @@ class PreemptionWatch:
         self._multi = jax.process_count() > 1
 
     def __enter__(self) -> PreemptionWatch:
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             return self  # signal handlers can only be installed from the main thread (e.g. sweep workers)
         for sig in SIGNALS:
@@ -79,8 +80,6 @@ class PreemptionWatch:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None:  # already stopping: the checkpoint is being written
-            import sys
-
             print(
                 f"{signal.Signals(signum).name} again: still saving the checkpoint; waiting for the save to finish "
                 "so that nothing is lost",
@@ -95,8 +94,6 @@ class PreemptionWatch:
     def should_stop(self, step: int) -> bool:
         """True on every process at the same step once any process was signalled."""
         if self._multi:
-            from jax.experimental import multihost_utils
-
             if multihost_utils.reached_preemption_sync_point(step):
                 self.received = self.received or "SIGTERM"
                 return True

@@ -15,7 +15,7 @@ from convnext_jax.errors import ConfigError
 from convnext_jax.models.variants import display_name, variant_name
 from convnext_jax.text import plural
 from convnext_jax.train import config as train_config
-from convnext_jax.train.checkpoint import Checkpointer
+from convnext_jax.train.checkpoint import Checkpointer, read_checkpoint_params
 from convnext_jax.train.cluster import enable_compile_cache
 from convnext_jax.train.curves import plot_curves
 from convnext_jax.train.engine import Engine, EpochCallback
@@ -291,8 +291,6 @@ def eval_config(stored: ml_collections.ConfigDict, overrides: dict[str, Any]) ->
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, Any]:
     """--mode eval: the validation metrics of a checkpoint in `workdir` (default: the latest),
     written to WORKDIR/eval_STEP.json."""
-    from convnext_jax.weights import read_checkpoint_params
-
     train_config.validate(config)
     enable_compile_cache(config.compile_cache)
     run = RunDir(workdir)

@@ -19,6 +19,7 @@ from flax import nnx
 from convnext_jax.data import create_loader, make_source
 from convnext_jax.data.from_config import train_transforms_of
 from convnext_jax.data.on_device import InputStage
+from convnext_jax.data.robustness import IMAGENET_CLASSES, extra_set_source
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.naming import layer_ids
@@ -28,13 +29,13 @@ from convnext_jax.train.optim import LearningRate, build_optimizer, scaled_lr
 from convnext_jax.train.parallel import Layout, layout_of
 from convnext_jax.train.state import LossScaling, TrainState
 from convnext_jax.train.tasks import Task, task_of
+from convnext_jax.weights import encoder_config, source_config, variant_name
+from convnext_jax.weights import load_pretrained as load
 
 
 def extra_sources_of(config: ml_collections.ConfigDict, num_classes: int) -> dict[str, Any]:
     """The sources of `eval.extra_sets`, opened now (a set that is not prepared fails at the start of
     a run, not after it)."""
-    from convnext_jax.data.robustness import IMAGENET_CLASSES, extra_set_source
-
     names = list(config.eval.extra_sets)
     if names and num_classes != IMAGENET_CLASSES:
         raise ConfigError(
@@ -69,8 +70,6 @@ def data_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
 
 def _pretrained_config(path: str) -> ConvNeXtConfig:
     """The classifier architecture of pretrained weights (an FCMAE's encoder for pre-training weights)."""
-    from convnext_jax.weights import encoder_config, source_config
-
     return encoder_config(source_config(path))
 
 
@@ -82,8 +81,6 @@ def model_config_of(config: ml_collections.ConfigDict, num_classes: int) -> Conv
     name = model.name
     if not name:
         found = _pretrained_config(os.path.expanduser(model.init_from))
-        from convnext_jax.weights import variant_name
-
         name = variant_name(found)
         if name is None:  # a custom architecture: its own depths and widths
             overrides.setdefault("depths", found.depths)
@@ -242,8 +239,6 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
     steps_per_epoch = steps_per_epoch_of(config, len(train_source))
     pretrained = ""
     if config.model.init_from and load_pretrained:
-        from convnext_jax.weights import load_pretrained as load
-
         pretrained = load(model, os.path.expanduser(config.model.init_from), reset_head=config.model.reset_head)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     schedule = schedule_of(config, steps_per_epoch)
