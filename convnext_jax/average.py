@@ -18,6 +18,7 @@ import numpy as np
 
 from convnext_jax.cli import ArgumentParser, reports_user_errors
 from convnext_jax.errors import ConfigError
+from convnext_jax.models.fcmae import is_fcmae_config
 from convnext_jax.run_files import CONFIG_FILE
 from convnext_jax.train import checkpoint as checkpoints
 from convnext_jax.weights import tree
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     trees = [checkpoints.read_checkpoint_params(args.workdir, step, use_ema=use_ema) for step, _ in ranked]
     averaged = average_params(trees)
     cfg = tree.infer_fcmae_config(averaged) if tree.is_fcmae_tree(averaged) else tree.infer_config(averaged)
-    if hasattr(cfg, "encoder"):
+    if is_fcmae_config(cfg):
         raise ConfigError(f"{args.workdir} is an FCMAE pre-training run: average its fine-tuned run instead")
     model = build_model(cfg)
     tree.load_tree(model, averaged, source="the averaged weights")

@@ -26,6 +26,7 @@ from flax import nnx
 
 from convnext_jax.cli import ArgumentParser, reports_user_errors
 from convnext_jax.errors import ConfigError
+from convnext_jax.models.fcmae import is_fcmae_config
 from convnext_jax.models.params import forward_macs
 from convnext_jax.models.variants import display_name
 from convnext_jax.run_files import CONFIG_FILE
@@ -147,7 +148,7 @@ def _load_model(path: str, kind: str, args: Any) -> tuple[Any, str]:
         cfg = tree.infer_fcmae_config(params) if tree.is_fcmae_tree(params) else tree.infer_config(params)
     else:
         cfg, read = load.read_source(path, use_ema=use_ema)
-    if hasattr(cfg, "encoder"):
+    if is_fcmae_config(cfg):
         raise ConfigError(
             f"{path} holds FCMAE pre-training weights (an encoder and a pixel decoder, no "
             "classifier): fine-tune them first (configs/finetune.py), then validate the result"

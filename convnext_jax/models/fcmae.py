@@ -84,6 +84,11 @@ class FCMAEConfig:
         return dataclasses.replace(self, **changes)
 
 
+def is_fcmae_config(cfg: Any) -> bool:
+    """An FCMAE config (encoder + pixel decoder), as opposed to a classifier's ConvNeXtConfig."""
+    return isinstance(cfg, FCMAEConfig)
+
+
 def random_mask(key: jax.Array, batch: int, num_patches: int, mask_ratio: float) -> jax.Array:
     """The official masking: per image, Gaussian noise over the patches, the int(L * (1 - ratio))
     lowest kept. (N, L) float32, 1 = removed."""

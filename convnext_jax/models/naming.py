@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.models.fcmae import FCMAEConfig
 
 KINDS = ("conv", "dw", "linear", "vector")
 
@@ -251,8 +252,6 @@ def fcmae_parameter_names(cfg: Any) -> list[ParamName]:
 
 def model_parameter_names(model: Any) -> list[ParamName]:
     """The naming table of a model: a classifier's timm layout, or an FCMAE's official layout."""
-    from convnext_jax.models.fcmae import FCMAEConfig
-
     return fcmae_parameter_names(model.cfg) if isinstance(model.cfg, FCMAEConfig) else parameter_names(model.cfg)
 
 

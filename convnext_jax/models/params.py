@@ -10,6 +10,7 @@ from typing import Any
 import jax
 from flax import nnx
 
+from convnext_jax.models.fcmae import is_fcmae_config
 from convnext_jax.models.naming import fcmae_parameter_names, parameter_names
 
 
@@ -61,7 +62,7 @@ def forward_macs(cfg: Any, image_size: int | tuple[int, int]) -> int:
     computation (every position, removed or kept)."""
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     macs = 0
-    names = fcmae_parameter_names(cfg) if hasattr(cfg, "encoder") else parameter_names(cfg)
+    names = fcmae_parameter_names(cfg) if is_fcmae_config(cfg) else parameter_names(cfg)
     for name in names:
         if name.is_weight:
             positions = 1 if name.stride is None else (height // name.stride) * (width // name.stride)

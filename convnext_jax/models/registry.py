@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 from flax import nnx
 
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.convnext import ConvNeXt
+from convnext_jax.models.fcmae import FCMAE, FCMAEConfig, is_fcmae_config
 from convnext_jax.models.variants import VARIANTS, list_models, model_config
-
-if TYPE_CHECKING:
-    from convnext_jax.models.fcmae import FCMAE, FCMAEConfig
 
 __all__ = [
     "VARIANTS",
@@ -99,8 +97,6 @@ def create_fcmae(
       init: 'official' (the official code's initialisation) or 'convnext' (the classifier's).
       **overrides: other encoder `ConvNeXtConfig` fields (depths, dims, remat, scan_blocks, ...).
     """
-    from convnext_jax.models.fcmae import FCMAEConfig
-
     encoder = model_config(
         name,
         depth_multiplier=depth_multiplier,
@@ -125,8 +121,6 @@ def create_fcmae(
 
 def build_fcmae(cfg: FCMAEConfig, rngs: nnx.Rngs | int | None = None) -> FCMAE:
     """Instantiate an FCMAE from its config."""
-    from convnext_jax.models.fcmae import FCMAE
-
     if rngs is None:
         rngs = 0
     if isinstance(rngs, int):
@@ -136,4 +130,4 @@ def build_fcmae(cfg: FCMAEConfig, rngs: nnx.Rngs | int | None = None) -> FCMAE:
 
 def build_any(cfg: Any, rngs: nnx.Rngs | int | None = None) -> Any:
     """A classifier from a ConvNeXtConfig, an FCMAE from an FCMAEConfig."""
-    return build_fcmae(cfg, rngs) if hasattr(cfg, "encoder") else build_model(cfg, rngs)
+    return build_fcmae(cfg, rngs) if is_fcmae_config(cfg) else build_model(cfg, rngs)

@@ -20,7 +20,10 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.models.fcmae import FCMAEConfig, is_fcmae_config
+from convnext_jax.models.registry import build_any
 from convnext_jax.weights.pytorch import WeightsExistError, WeightsNotFoundError
+from convnext_jax.weights.tree import load_tree
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
@@ -74,8 +77,6 @@ def load_config(directory: str | os.PathLike) -> Any:
     with open(path) as f:
         record = json.load(f)
     if "fcmae" in record:
-        from convnext_jax.models.fcmae import FCMAEConfig
-
         fields = dict(record["fcmae"])
         return FCMAEConfig(encoder=_convnext_config(fields.pop("encoder")), **fields)
     return _convnext_config(record)
@@ -93,14 +94,11 @@ def read_params(directory: str | os.PathLike) -> dict[str, Any]:
 
 def load_weights(directory: str | os.PathLike, **config_overrides: Any) -> Any:
     """Rebuild the saved model; `config_overrides` may change execution options (dtype, remat, ...)."""
-    from convnext_jax.models.registry import build_any
-    from convnext_jax.weights.tree import load_tree
-
     cfg = load_config(directory)
     if config_overrides:  # execution options: an FCMAE's are its encoder's
         cfg = (
             cfg.replace(encoder=cfg.encoder.replace(**config_overrides))
-            if hasattr(cfg, "encoder")
+            if is_fcmae_config(cfg)
             else cfg.replace(**config_overrides)
         )
     model = build_any(cfg)

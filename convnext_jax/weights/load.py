@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.models.fcmae import is_fcmae_config
 from convnext_jax.models.naming import is_fcmae_checkpoint
 from convnext_jax.train import checkpoint as checkpoints
 from convnext_jax.weights import directory, pytorch, tree
@@ -56,7 +57,7 @@ def source_config(path: str | os.PathLike, *, use_ema: bool = False) -> Any:
 
 def encoder_config(cfg: Any) -> ConvNeXtConfig:
     """The classifier architecture of a stored model: itself, or an FCMAE's encoder."""
-    return cfg.encoder if hasattr(cfg, "encoder") else cfg
+    return cfg.encoder if is_fcmae_config(cfg) else cfg
 
 
 def load_pretrained(

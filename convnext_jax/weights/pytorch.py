@@ -20,6 +20,7 @@ from flax import nnx
 
 from convnext_jax.errors import WeightImportError
 from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.models.fcmae import is_fcmae_config
 from convnext_jax.models.naming import (
     fcmae_to_official_classifier,
     is_fcmae_checkpoint,
@@ -225,7 +226,7 @@ def format_problems(missing: list[str], unexpected: list[str], mismatched: list[
 
 def describe(cfg: Any) -> str:
     """One line naming the architecture (and its registered variant, if any)."""
-    if hasattr(cfg, "encoder"):
+    if is_fcmae_config(cfg):
         return (
             f"FCMAE of {describe(cfg.encoder)} (decoder {cfg.decoder_depth} x {cfg.decoder_dim}, "
             f"patch {cfg.patch_size})"

@@ -10,6 +10,7 @@ import numpy as np
 from flax import nnx
 
 from convnext_jax.models.config import ConvNeXtConfig
+from convnext_jax.models.fcmae import FCMAEConfig
 from convnext_jax.models.naming import FCMAE_ONLY
 from convnext_jax.models.variants import model_config
 from convnext_jax.weights.pytorch import WeightImportError, assign, describe, format_problems, variant_name
@@ -121,8 +122,6 @@ def infer_config(tree: Any) -> ConvNeXtConfig:
 
 def infer_fcmae_config(tree: Any) -> Any:
     """The FCMAEConfig of an FCMAE parameter tree of our layout."""
-    from convnext_jax.models.fcmae import FCMAEConfig
-
     shapes = {path: tuple(np.shape(value)) for path, value in flatten(tree)}
     encoder = infer_config({k: v for k, v in tree.items() if k not in FCMAE_ONLY})
     decoder_dim = shapes[("proj", "kernel")][-1]
