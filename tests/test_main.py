@@ -229,7 +229,10 @@ def test_fcmae_pretraining_then_fine_tuning(tmp_path):
     code, _, err = _main(
         "--config", "configs/fcmae_pretrain.py:tiny", "--workdir", tmp_path / "bad", "--config.data.image_size=48"
     )
-    assert code == 2 and "must be a multiple of fcmae.patch_size 32 (e.g. 32)" in err
+    assert (
+        code == 2
+        and "image size must be a multiple of it; got 48x48 (e.g. data.image_size=32) (fcmae.patch_size)" in err
+    )
 
 
 def _run_until(args, line_start, sig, *, group=True, twice=False):

@@ -11,6 +11,14 @@ import jax.numpy as jnp
 import optax
 
 
+def pairing_problem(count: int, what: str = "the batch per device") -> str | None:
+    """Why `count` images cannot be mixed in pairs (None when they can): the one rule behind the
+    config's check, the setup's per-device check and the step's."""
+    if count % 2:
+        return f"mixup/cutmix pairs each image with another, so {what} ({count}) must be even"
+    return None
+
+
 def smooth_one_hot(labels: jax.Array, num_classes: int, smoothing: float) -> jax.Array:
     """(1 - smoothing) on the true class + smoothing / num_classes everywhere (timm/torch convention)."""
     return optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=jnp.float32), smoothing)
@@ -59,8 +67,9 @@ class MixupCutmix:
     def __call__(self, images: jax.Array, labels: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(N, H, W, C) float images and integer labels -> mixed images and soft targets."""
         count, height, width = images.shape[:3]
-        if count % 2:
-            raise ValueError(f"mixup/cutmix needs an even batch per device, got {count}")
+        problem = pairing_problem(count)
+        if problem:
+            raise ValueError(problem)
         draw = self.params(key, height, width)
         lam, top, bottom, left, right = draw["lam"], *draw["box"]
         targets = smooth_one_hot(labels, self.num_classes, self.label_smoothing)

@@ -84,6 +84,17 @@ class FCMAEConfig:
         return dataclasses.replace(self, **changes)
 
 
+def image_size_problem(height: int, width: int, patch_size: int) -> str | None:
+    """Why FCMAE cannot mask images of this size (None when it can): the config's check and the
+    model's, one rule."""
+    if height and not height % patch_size and not width % patch_size:
+        return None
+    return (
+        f"FCMAE masks whole patches of {patch_size} px, so the image size must be a multiple of it; got "
+        f"{height}x{width} (e.g. data.image_size={max(patch_size, height // patch_size * patch_size)})"
+    )
+
+
 def is_fcmae_config(cfg: Any) -> bool:
     """An FCMAE config (encoder + pixel decoder), as opposed to a classifier's ConvNeXtConfig."""
     return isinstance(cfg, FCMAEConfig)
@@ -171,11 +182,9 @@ class FCMAE(ConvNeXtBackbone):
         p, c = self.cfg.patch_size, self.cfg.encoder.in_chans
         if images.ndim != 4 or images.shape[-1] != c:
             raise ValueError(f"expected NHWC images with {c} channels, got shape {images.shape}")
-        if images.shape[1] % p or images.shape[2] % p or not images.shape[1]:
-            raise ConfigError(
-                f"FCMAE needs an image size that is a multiple of the patch size {p}; got "
-                f"{images.shape[1]}x{images.shape[2]} (e.g. data.image_size={max(p, images.shape[1] // p * p)})"
-            )
+        problem = image_size_problem(images.shape[1], images.shape[2], p)
+        if problem:
+            raise ConfigError(problem)
 
     def decode(self, features: jax.Array, mask: jax.Array) -> jax.Array:
         """Encoder features (N, h, w, C) and the mask (N, L) -> predictions (N, L, patch² x C) float32."""

@@ -11,10 +11,12 @@ from typing import Any
 import ml_collections
 
 from convnext_jax import schema
+from convnext_jax.data.mixup import pairing_problem
 from convnext_jax.data.robustness import EXTRA_SETS, extra_set_of
 from convnext_jax.data.sources import SOURCE_KINDS
 from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import REMAT_POLICIES
+from convnext_jax.models.fcmae import FCMAEConfig, image_size_problem
 from convnext_jax.models.variants import list_models, model_config
 from convnext_jax.ops.table import OPTION, impl_choices
 from convnext_jax.schema import Key
@@ -316,8 +318,6 @@ def model_overrides(model: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def fcmae_config(config: ml_collections.ConfigDict, encoder: Any) -> Any:
     """The FCMAEConfig of the config's fcmae section around an encoder config."""
-    from convnext_jax.models.fcmae import FCMAEConfig
-
     fc = config.fcmae
     return FCMAEConfig(
         encoder=encoder.replace(num_classes=0, grn_stats=fc.grn_stats),
@@ -409,8 +409,9 @@ def _problems(config: ml_collections.ConfigDict, check_paths: bool) -> list[str]
         problems.append(f"optim.layer_decay must be in (0, 1), or 0 to turn it off; got {optim.layer_decay}")
     if aug.scale[0] > aug.scale[1] or aug.scale[1] > 1.0 or aug.scale[0] <= 0.0:
         problems.append(f"data.augment.scale must be (lo, hi) with 0 < lo <= hi <= 1, got {tuple(aug.scale)}")
-    if (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0) and (config.batch_size // optim.grad_accum_steps) % 2:
-        problems.append("mixup/cutmix pair up examples: batch_size / optim.grad_accum_steps must be even")
+    micro = config.batch_size // optim.grad_accum_steps
+    if (aug.mixup_alpha > 0 or aug.cutmix_alpha > 0) and pairing_problem(micro):
+        problems.append(pairing_problem(micro, "batch_size / optim.grad_accum_steps"))
     if aug.auto_augment:
         from convnext_jax.data.randaugment import rand_augment_from_string
 
@@ -420,11 +421,9 @@ def _problems(config: ml_collections.ConfigDict, check_paths: bool) -> list[str]
             problems.append(f"data.augment.auto_augment: {e}")
     if config.task == "fcmae":
         fc = config.fcmae
-        if data.image_size % fc.patch_size:
-            problems.append(
-                f"task fcmae: data.image_size {data.image_size} must be a multiple of fcmae.patch_size "
-                f"{fc.patch_size} (e.g. {max(fc.patch_size, data.image_size // fc.patch_size * fc.patch_size)})"
-            )
+        problem = image_size_problem(data.image_size, data.image_size, fc.patch_size)
+        if problem:
+            problems.append(f"task fcmae: {problem} (fcmae.patch_size)")
         if optim.layer_decay:
             problems.append("task fcmae: optim.layer_decay is for fine-tuning; set it to 0")
         if aug.mixup_alpha or aug.cutmix_alpha:

@@ -53,5 +53,5 @@ def test_mixup_prob_zero_only_smooths_and_odd_batch_is_rejected():
     out, targets = MixupCutmix(5, prob=0.0)(images, labels, jax.random.key(0))
     np.testing.assert_array_equal(out, images)
     np.testing.assert_allclose(targets, smooth_one_hot(labels, 5, 0.1))
-    with pytest.raises(ValueError, match="even batch"):
+    with pytest.raises(ValueError, match=r"the batch per device \(\d+\) must be even"):
         MixupCutmix(5)(*_batch(n=7), jax.random.key(0))

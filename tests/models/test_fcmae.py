@@ -112,7 +112,7 @@ def test_masks_follow_the_official_rule():
 
 def test_bad_input_and_settings_are_clear_errors():
     model = _model()
-    with pytest.raises(ConfigError, match="multiple of the patch size 32; got 48x64"):
+    with pytest.raises(ConfigError, match="patches of 32 px, so the image size must be a multiple of it; got 48x64"):
         model(jnp.zeros((1, 48, 64, 3)), rng=jax.random.key(0))
     with pytest.raises(ValueError, match="mask= or rng=|rng=key"):
         model(jnp.zeros((1, 64, 64, 3)))

@@ -72,6 +72,10 @@ def test_cross_key_rules():
     assert "not divisible by optim.grad_accum_steps 3" in message and "0 < lo <= hi <= 1" in message
     assert "unknown RandAugment option" in message and "model.name is empty" in message
     config = train_config.base_config()
+    config.batch_size, config.optim.grad_accum_steps, config.data.augment.mixup_alpha = 66, 2, 0.8
+    with pytest.raises(ConfigError, match=r"batch_size / optim.grad_accum_steps \(33\) must be even"):
+        train_config.validate(config)
+    config = train_config.base_config()
     config.model.depths = (1, 1, 1)  # the variant's dims have 4 stages
     with pytest.raises(ConfigError, match="equal length"):
         train_config.validate(config)

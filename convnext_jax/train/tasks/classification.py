@@ -13,7 +13,7 @@ import ml_collections
 import optax
 
 from convnext_jax.data.from_config import normalisation
-from convnext_jax.data.mixup import MixupCutmix
+from convnext_jax.data.mixup import MixupCutmix, pairing_problem
 from convnext_jax.data.on_device import InputStage
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.registry import build_model
@@ -98,9 +98,7 @@ class Classification:
         return 2 if self.pairs_images else 1
 
     def micro_batch_problem(self, per_device: int) -> str | None:
-        if per_device % self.micro_batch_multiple:
-            return f"mixup/cutmix pairs each image with another on its device, so the micro-batch per device ({per_device}) must be even"
-        return None
+        return pairing_problem(per_device, "the micro-batch per device") if self.pairs_images else None
 
     def describe_model(self, name: str) -> str:
         return name
