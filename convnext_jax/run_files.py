@@ -7,3 +7,4 @@ CLASSES_FILE = "class_names.json"  # image folders: the class names, in label or
 METRICS_FILE = "metrics.jsonl"  # one JSON record per log point and per evaluation
 CURVES_FILE = "curves.png"
 CHECKPOINTS_DIR = "checkpoints"  # orbax: checkpoints/<step>/{state,data,metrics}
+MEMORY_FIT_FILE = "memory_fit.json"  # device_memory_gb: the train step's peak per shape (a study shares one)

@@ -135,6 +135,11 @@ def split_config(
         raise SearchSpaceError(
             f"objective {fields['objective']} compares the EMA weights: set ema_decay > 0 in the config"
         )
+    if fields["max_device_batch"] and train.device_memory_gb:
+        raise SearchSpaceError(
+            "sweep.max_device_batch and device_memory_gb both choose the accumulation steps: keep one "
+            "(device_memory_gb fits each trial's model to the memory by itself)"
+        )
     if fields["objective"] == "epochs_to_target" and not train.target_accuracy:
         raise SearchSpaceError("objective epochs_to_target needs target_accuracy > 0 in the config")
     spec = SweepSpec(dims=dims, **{k: v for k, v in fields.items() if k != "space"})

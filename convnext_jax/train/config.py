@@ -66,6 +66,16 @@ SCHEMA: schema.Schema = {
         "$CONVNEXT_JAX_COMPILE_CACHE) or 'off'",
         run=False,
     ),
+    "device_memory_gb": Key(
+        0.0,
+        "> 0: the device's memory (GB); the run takes the largest micro-batch per device whose train step "
+        "fits it (XLA's estimate, 10% kept free) and derives optim.grad_accum_steps (the global batch stays)",
+        low=0.0,
+        run=False,
+    ),
+    "device_memory_cache": Key(
+        "", "device_memory_gb: directory of memory_fit.json, the steps' peaks ('' = the workdir)", run=False
+    ),
     "target_accuracy": _unit(0.0, "> 0: summary.json reports the first epoch whose val top-1 reaches it", run=False),
     "ema_decay": _unit(
         0.0, "> 0: keep an EMA of the weights (per optimizer step), evaluated as val_*_ema", high_open=True
@@ -400,6 +410,11 @@ def _problems(config: ml_collections.ConfigDict, check_paths: bool) -> list[str]
         problems.append(
             f"mesh.data={mesh.data}, mesh.fsdp={mesh.fsdp}: each is a number of devices or -1 (the "
             f"rest), and at most one is -1 (e.g. mesh.fsdp=8, or mesh.data=4 mesh.fsdp=2)"
+        )
+    if config.device_memory_gb and optim.grad_accum_steps != 1:
+        problems.append(
+            f"device_memory_gb derives optim.grad_accum_steps from the memory; leave it at 1 (got "
+            f"{optim.grad_accum_steps}), or set device_memory_gb=0 to choose it yourself"
         )
     if config.batch_size % optim.grad_accum_steps:
         problems.append(

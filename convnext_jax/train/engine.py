@@ -240,6 +240,7 @@ def run_summary(
         "num_classes": setup.num_classes,
         "global_batch": config.batch_size,
         "grad_accum_steps": setup.accum,
+        **(setup.memory_fit.summary() if setup.memory_fit else {}),
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "mesh": dict(setup.layout.mesh.shape),

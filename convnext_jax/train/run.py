@@ -64,6 +64,8 @@ def describe_start(setup: Setup, start: int) -> str:
             else ""
         )
     )
+    if setup.memory_fit:
+        lines.append(setup.memory_fit.describe())
     if setup.pretrained:
         lines.append(setup.pretrained)
     lines += short_run_notes(
@@ -165,7 +167,7 @@ def train_run(
     before = run.listing()
     writer = train_iter = None
     try:
-        setup = build(config, load_pretrained=not start)
+        setup = build(config, load_pretrained=not start, memory_fit_dir=run.path)
         if jax.process_index() == 0 and (not run.exists or extend):
             run.write_config(with_resolved_name(config, setup.architecture))
             if hasattr(setup.train_source, "class_names"):

@@ -24,7 +24,16 @@ from convnext_jax.errors import ConfigError
 from convnext_jax.models.config import ConvNeXtConfig
 from convnext_jax.models.naming import layer_ids
 from convnext_jax.models.variants import model_config
+from convnext_jax.run_files import MEMORY_FIT_FILE
 from convnext_jax.train.config import model_overrides
+from convnext_jax.train.memory_fit import (
+    MemoryFit,
+    PeakCache,
+    fit_micro_batch,
+    shape_key,
+    step_peak_bytes,
+    with_accumulation,
+)
 from convnext_jax.train.optim import LearningRate, build_optimizer, scaled_lr
 from convnext_jax.train.parallel import Layout, layout_of
 from convnext_jax.train.state import LossScaling, TrainState
@@ -174,6 +183,7 @@ class Setup:
     pretrained: str  # what init_from loaded ('' when nothing)
     ops: str  # the op implementations the model runs with
     extra_sources: dict[str, Any] = dataclasses.field(default_factory=dict)  # eval.extra_sets, opened at the start
+    memory_fit: MemoryFit | None = None  # device_memory_gb: the micro-batch chosen for the budget
 
     @property
     def total_steps(self) -> int:
@@ -223,9 +233,17 @@ def model_setup(config: ml_collections.ConfigDict, layout: Layout | None = None)
     )
 
 
-def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, layout: Layout | None = None) -> Setup:
+def build(
+    config: ml_collections.ConfigDict,
+    *,
+    load_pretrained: bool = True,
+    layout: Layout | None = None,
+    memory_fit_dir: str | None = None,
+) -> Setup:
     """Build every part of the run `config` describes. `load_pretrained=False` skips
-    model.init_from (a resumed run restores its own checkpoint instead)."""
+    model.init_from (a resumed run restores its own checkpoint instead). With device_memory_gb,
+    the setup's config carries the derived optim.grad_accum_steps (peaks cached in
+    `memory_fit_dir`/memory_fit.json; config.device_memory_cache overrides the directory)."""
     parts = model_setup(config, layout)
     layout, task, micro, model, num_classes = (
         parts.layout,
@@ -253,6 +271,11 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
     )
     loss_scaling = loss_scaling_of(config)
     state = layout.place_state(TrainState.create(params, tx, ema=config.ema_decay > 0, loss_scaling=loss_scaling))
+    fit = None
+    if config.device_memory_gb:
+        fit = _fit_to_memory(config, parts, graphdef, rest, tx, state, loss_scaling, memory_fit_dir)
+        config = with_accumulation(config, fit.accum)
+        micro = micro_batch_per_process(config, layout, task)
     train_loader = create_loader(
         train_source,
         batch_size=micro * config.optim.grad_accum_steps,
@@ -286,4 +309,42 @@ def build(config: ml_collections.ConfigDict, *, load_pretrained: bool = True, la
         pretrained=pretrained,
         ops=model.ops.describe(),
         extra_sources=extra_sources,
+        memory_fit=fit,
     )
+
+
+def _fit_to_memory(
+    config: ml_collections.ConfigDict,
+    parts: ModelSetup,
+    graphdef: Any,
+    rest: Any,
+    tx: Any,
+    state: TrainState,
+    loss_scaling: LossScaling | None,
+    cache_dir: str | None,
+) -> MemoryFit:
+    """device_memory_gb: the largest micro-batch per device whose train step fits (memory_fit.py)."""
+    directory = config.device_memory_cache or cache_dir
+    cache = PeakCache(
+        os.path.join(os.path.expanduser(directory), MEMORY_FIT_FILE) if directory else None,
+        shape_key(config, parts.architecture, parts.layout, config.task),
+    )
+    inputs = parts.task.input_stage(config)
+
+    def peak_of(micro: int, accum: int) -> int:
+        return step_peak_bytes(
+            graphdef,
+            rest,
+            tx,
+            parts.task,
+            state,
+            parts.layout,
+            micro_per_device=micro,
+            accum=accum,
+            image_size=config.data.image_size,
+            ema_decay=config.ema_decay,
+            loss_scaling=loss_scaling,
+            inputs=inputs,
+        )
+
+    return fit_micro_batch(config, parts.layout, parts.task.micro_batch_multiple, peak_of, cache)

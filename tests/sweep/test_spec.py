@@ -25,6 +25,10 @@ def test_study_config_errors_come_before_any_trial(tmp_path):
         )
     with pytest.raises(SearchSpaceError, match="no `sweep` section"):
         split_config(tiny_study_base())
+    both = with_sweep(apply_params(tiny_study_base(), {"device_memory_gb": 24.0}), space="optim.lr: grid(1e-3)")
+    both.sweep.max_device_batch = 32
+    with pytest.raises(SearchSpaceError, match="max_device_batch and device_memory_gb both choose"):
+        create_study(both, str(tmp_path))
     assert not os.listdir(tmp_path)  # nothing was created
     bad = with_sweep(tiny_study_base(), space="optim.lr: grid(1e-3)", storage="nosuchdialect://x/y")
     with pytest.raises(StorageError, match="cannot open the study storage 'nosuchdialect://x/y'"):

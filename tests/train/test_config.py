@@ -76,6 +76,10 @@ def test_cross_key_rules():
     with pytest.raises(ConfigError, match=r"batch_size / optim.grad_accum_steps \(33\) must be even"):
         train_config.validate(config)
     config = train_config.base_config()
+    config.device_memory_gb, config.optim.grad_accum_steps = 24.0, 2
+    with pytest.raises(ConfigError, match="device_memory_gb derives optim.grad_accum_steps"):
+        train_config.validate(config)
+    config = train_config.base_config()
     config.model.depths = (1, 1, 1)  # the variant's dims have 4 stages
     with pytest.raises(ConfigError, match="equal length"):
         train_config.validate(config)
