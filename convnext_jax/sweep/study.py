@@ -285,7 +285,9 @@ class Objective:
                 batch, jax.device_count(), self.spec.max_device_batch
             )
         if self.train.device_memory_gb and not self.train.device_memory_cache:
-            overrides["device_memory_cache"] = self.workdir  # one memory_fit.json for the study: each shape compiles once
+            overrides["device_memory_cache"] = (
+                self.workdir
+            )  # one memory_fit.json for the study: each shape compiles once
         config = apply_params(self.train, overrides)
         print(f"started: {', '.join(f'{k}={v}' for k, v in params.items()) or 'base config'}, seed {seed}", flush=True)
         relative = attrs.get("workdir") or os.path.join("trials", f"{trial.number:04d}")  # a retry resumes there
