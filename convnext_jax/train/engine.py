@@ -220,6 +220,13 @@ def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool
     return epoch % config.checkpoint.every_epochs == 0 or done == total_steps
 
 
+def device_peak_memory_bytes() -> int | None:
+    """The most bytes in use on this process's first device so far (GPU/TPU allocators); None where
+    the backend does not say (CPU)."""
+    stats = jax.local_devices()[0].memory_stats()
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+
+
 def run_summary(
     setup: Setup,
     state: TrainState,
@@ -249,6 +256,7 @@ def run_summary(
         "gmacs_per_image": forward_macs(setup.model_cfg, config.data.image_size) / 1e9,
         "img_per_s": float(np.median(throughputs)) if throughputs else None,
         "compile_s": compile_s,
+        "peak_memory_bytes": device_peak_memory_bytes(),
         "data_wait_fraction": window.data_wait_fraction,
         "skipped_images": skipped_images,
         "skipped_val_images": evaluation.skipped,
