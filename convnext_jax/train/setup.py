@@ -1,6 +1,6 @@
 """Everything a training run is built from, derived from its config alone: data sources and
 loaders, the model, the task, the optimizer and LR schedule, the device layout and the initial
-train state. Nothing here writes to the workdir. Other commands (compare, bench) build their
+train state. Nothing here writes to the workdir but device_memory_gb's cache of step peaks. Other commands (compare, bench) build their
 pieces with the same functions, so they train what `main` trains.
 """
 

