@@ -2,8 +2,9 @@
 
 The same recipe trained by convnext_jax and by PyTorch + timm, seed by seed (interleaved, so the
 machine's drift hits both), each (framework, seed) a sub-run in its own process (DIR/jax/seed_N,
-DIR/pytorch/seed_N). Both sides see the same augmented batches in the same order (one of our
-pipelines, seeded) and, with --init shared (default), start from the same weights; mixup, cutmix,
+DIR/pytorch/seed_N). With --batches shared (default) both sides see the same augmented batches in
+the same order (one of our pipelines, seeded); --batches native gives PyTorch a DataLoader with
+timm's transforms. With --init shared (default) both start from the same weights; mixup, cutmix,
 random erasing and drop path draw their own randomness on each side. PyTorch runs on CUDA when
 available (AMP in the config's dtype, channels_last, --torch_compile), JAX on its default
 backend; on CPU both in float32. Re-running continues with the sub-runs not finished; a finished
@@ -28,6 +29,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from convnext_jax.cli import config_flags_parser, loaded_config, reports_user_errors
+from convnext_jax.compare.recipe import seeds_of
 from convnext_jax.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py).", lock_config=True)
@@ -37,6 +39,13 @@ _SEEDS = flags.DEFINE_list(
 )
 _INIT = flags.DEFINE_enum(
     "init", "shared", ["shared", "independent"], "shared: timm starts from the JAX init; independent: from its own."
+)
+_BATCHES = flags.DEFINE_enum(
+    "batches",
+    "shared",
+    ["shared", "native"],
+    "shared: one of our pipelines feeds both sides the same batches; native: PyTorch reads with a DataLoader "
+    "and timm's transforms (the end-to-end comparison).",
 )
 _TORCH_COMPILE = flags.DEFINE_bool("torch_compile", False, "torch.compile the PyTorch model.")
 _PARITY_STEPS = flags.DEFINE_integer("parity_steps", 0, "> 0: the step-for-step parity check over this many steps.")
@@ -152,13 +161,16 @@ def main(argv: list[str]) -> None:
     torch = _require_torch()
     cuda = torch.cuda.is_available()
     config, notes = _recipe(config, _PARITY_STEPS.value, cuda)
-    seeds = _seeds(_SEEDS.value)
+    seeds = seeds_of(_SEEDS.value)
     if _PARITY_STEPS.value:
         seeds = seeds[:1]
+        if _BATCHES.value == "native" or _INIT.value == "independent":
+            raise ConfigError("--parity_steps compares step for step: it needs --batches shared and --init shared")
     workdir = os.path.abspath(_WORKDIR.value)
     settings = {
         "config": json.loads(config.to_json_best_effort()),
         "init": _INIT.value,
+        "batches": _BATCHES.value,
         "torch_compile": _TORCH_COMPILE.value,
         "parity_steps": _PARITY_STEPS.value,
     }
@@ -178,7 +190,7 @@ def main(argv: list[str]) -> None:
     for note in notes:
         print(f"note: {note}", flush=True)
     signal.signal(signal.SIGTERM, _Child.forward)
-    extra = ["--init", _INIT.value] + (["--torch_compile"] if _TORCH_COMPILE.value else [])
+    extra = ["--init", _INIT.value, "--batches", _BATCHES.value] + (["--torch_compile"] if _TORCH_COMPILE.value else [])
     runs: dict[str, list[dict[str, Any]]] = {f: [] for f in FRAMEWORKS}
     try:
         for seed in seeds:
@@ -200,6 +212,7 @@ def main(argv: list[str]) -> None:
         "recipe": f"{config.num_epochs} epochs, batch {config.batch_size}, {config.data.image_size} px, {config.model.dtype} (JAX)",
         "seeds": seeds,
         "init": _INIT.value,
+        "batches": _BATCHES.value,
         "jax": f"jax {importlib.metadata.version('jax')}, flax {importlib.metadata.version('flax')}, "
         f"{runs['jax'][0]['summary'].get('devices')} device(s)",
         "pytorch": f"torch {torch_summary['versions']['torch']}, timm {torch_summary['versions']['timm']}, "
@@ -214,18 +227,6 @@ def main(argv: list[str]) -> None:
         print(
             f"parity: max relative difference of the train loss over {_PARITY_STEPS.value} steps {parity['max_relative_difference']:.2e}"
         )
-
-
-def _seeds(values: list[str]) -> list[int]:
-    try:
-        seeds = list(dict.fromkeys(int(v) for v in values))
-    except ValueError:
-        raise ConfigError(
-            f"--seeds takes integers separated by commas (e.g. --seeds 0,1,2), got {','.join(values)}"
-        ) from None
-    if not seeds:
-        raise ConfigError("--seeds needs at least one seed (e.g. --seeds 0,1,2)")
-    return seeds
 
 
 def _config_name() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from convnext_jax.errors import ConfigError
 from convnext_jax.sweep.space import apply_params
 
 
@@ -44,3 +45,16 @@ def parity_config(config: ml_collections.ConfigDict, steps: int, steps_per_epoch
             "num_epochs": -(-steps // steps_per_epoch),
         },
     )
+
+
+def seeds_of(values: list[str]) -> list[int]:
+    """--seeds 0,1,2 as distinct integers, in order."""
+    try:
+        seeds = list(dict.fromkeys(int(v) for v in values))
+    except ValueError:
+        raise ConfigError(
+            f"--seeds takes integers separated by commas (e.g. --seeds 0,1,2), got {','.join(values)}"
+        ) from None
+    if not seeds:
+        raise ConfigError("--seeds needs at least one seed (e.g. --seeds 0,1,2)")
+    return seeds

@@ -1,5 +1,6 @@
 """The PyTorch side of a comparison: timm's ConvNeXt trained on the recipe of WORKDIR/config.json,
-fed by our pipeline (the same augmented batches in the same order as the JAX side), at its best on
+fed by our pipeline (the same augmented batches in the same order as the JAX side) or, with
+--batches native, by a DataLoader with timm's transforms, at its best on
 the hardware present: CUDA with AMP (bf16 or fp16 per model.dtype; GradScaler for fp16),
 channels_last and optionally torch.compile; on CPU fp32. Writes WORKDIR/metrics.jsonl (per step
 and per epoch) and, when done, WORKDIR/summary.json (atomically: an interrupted run leaves none).
@@ -32,6 +33,68 @@ from convnext_jax.train.workdir import RunDir
 from convnext_jax.weights import export_pytorch_weights
 
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class NativeDataset(torch.utils.data.Dataset):
+    """One of our sources through timm's transforms (--batches native): PIL images in, normalised
+    float CHW tensors out, as a timm user's DataLoader makes them."""
+
+    def __init__(self, source: Any, transform: Any):
+        self.source, self.transform = source, transform
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        example = self.source[index]
+        image = example["image"]
+        array = image if isinstance(image, np.ndarray) else image.decode_array()
+        return self.transform(Image.fromarray(array).convert("RGB")), example["label"]
+
+
+def native_loader(config: Any, source: Any, *, train: bool) -> torch.utils.data.DataLoader:
+    """torchvision's DataLoader with timm's `create_transform` for the recipe (RandomResizedCrop,
+    flip, RandAugment, colour jitter and per-image random erasing in training; resize and centre
+    crop in evaluation), worker processes as a timm user runs them."""
+    from timm.data import create_transform
+
+    aug = config.data.augment
+    options = dict(input_size=config.data.image_size, mean=tuple(config.data.mean), std=tuple(config.data.std))
+    if train:
+        transform = create_transform(
+            is_training=True,
+            scale=tuple(aug.scale),
+            hflip=aug.hflip,
+            color_jitter=aug.color_jitter or None,
+            auto_augment=aug.auto_augment or None,
+            re_prob=aug.re_prob,
+            re_mode="pixel",
+            interpolation="bicubic",
+            **options,
+        )
+    else:
+        transform = create_transform(
+            is_training=False, crop_pct=config.data.crop_pct, interpolation="bicubic", **options
+        )
+    generator = torch.Generator().manual_seed(config.seed)
+    return torch.utils.data.DataLoader(
+        NativeDataset(source, transform),
+        batch_size=config.batch_size,
+        shuffle=train,
+        drop_last=train,
+        num_workers=min(8, os.cpu_count() or 1),
+        persistent_workers=train,
+        generator=generator,
+        multiprocessing_context="spawn",  # JAX's threads are running in this process: forking them is unsafe
+    )
+
+
+def native_batches(loader: torch.utils.data.DataLoader):
+    """Endless (images, labels) batches, epoch after epoch."""
+    while True:
+        yield from loader
 
 
 def torch_model(config: Any, num_classes: int, shared_init: bool) -> torch.nn.Module:
@@ -79,22 +142,38 @@ def images_of(batch: dict[str, np.ndarray], config: Any, device: torch.device) -
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, val_source: Any, config: Any, device: torch.device, amp: Any) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module, val_source: Any, config: Any, device: torch.device, amp: Any, native: bool = False
+) -> dict[str, float]:
     model.eval()
     loss = correct = count = 0.0
-    loader = create_loader(
-        val_source,
-        batch_size=config.batch_size,
-        shuffle=False,
-        num_epochs=1,
-        drop_remainder=False,
-        transforms=eval_transforms_of(config),
-    )
-    for batch in loader:
-        labels = torch.from_numpy(batch["label"]).long().to(device)
-        valid = torch.from_numpy(np.asarray(batch.get("valid", np.ones(len(labels))), bool)).to(device)
+    if native:
+        batches = (
+            {"images": images.to(device), "label": labels.long().to(device)}
+            for images, labels in native_loader(config, val_source, train=False)
+        )
+    else:
+        batches = (
+            {
+                "images": images_of(batch, config, device),
+                "label": torch.from_numpy(batch["label"]).long().to(device),
+                "valid": batch.get("valid"),
+            }
+            for batch in create_loader(
+                val_source,
+                batch_size=config.batch_size,
+                shuffle=False,
+                num_epochs=1,
+                drop_remainder=False,
+                transforms=eval_transforms_of(config),
+            )
+        )
+    for batch in batches:
+        labels = batch["label"]
+        valid = batch.get("valid")
+        valid = torch.from_numpy(np.asarray(valid if valid is not None else np.ones(len(labels)), bool)).to(device)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            logits = model(images_of(batch, config, device)).float()
+            logits = model(batch["images"]).float()
         losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
         loss += float(losses[valid].sum())
         correct += float((logits.argmax(-1) == labels)[valid].sum())
@@ -103,8 +182,11 @@ def evaluate(model: torch.nn.Module, val_source: Any, config: Any, device: torch
     return {"val_loss": loss / count, "val_top1": correct / count, "val_count": int(count)}
 
 
-def train(workdir: str, *, jax_devices: int = 1, shared_init: bool = True, compile: bool = False) -> dict:
-    """Train the recipe in WORKDIR/config.json; returns (and writes) the summary."""
+def train(
+    workdir: str, *, jax_devices: int = 1, shared_init: bool = True, compile: bool = False, native: bool = False
+) -> dict:
+    """Train the recipe in WORKDIR/config.json; returns (and writes) the summary. `native`: timm's
+    transforms in a DataLoader instead of our pipeline's batches."""
     config = RunDir(workdir).stored_config()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp = AMP_DTYPES.get(config.model.dtype) if device.type == "cuda" else None
@@ -123,17 +205,21 @@ def train(workdir: str, *, jax_devices: int = 1, shared_init: bool = True, compi
     total = config.num_epochs * steps_per_epoch
     schedule = setup.schedule_of(config, steps_per_epoch)
     accum = optim.grad_accum_steps
-    loader = iter(
-        create_loader(
-            train_source,
-            batch_size=config.batch_size,
-            shuffle=True,
-            seed=config.seed,
-            worker_count=config.data.workers,
-            threads=config.data.threads or None,
-            transforms=train_transforms_of(config),
-            repeats=config.data.aug_repeats,
-            slots_per_process=accum * jax_devices,
+    loader = (
+        native_batches(native_loader(config, train_source, train=True))
+        if native
+        else iter(
+            create_loader(
+                train_source,
+                batch_size=config.batch_size,
+                shuffle=True,
+                seed=config.seed,
+                worker_count=config.data.workers,
+                threads=config.data.threads or None,
+                transforms=train_transforms_of(config),
+                repeats=config.data.aug_repeats,
+                slots_per_process=accum * jax_devices,
+            )
         )
     )
     aug = config.data.augment
@@ -149,7 +235,7 @@ def train(workdir: str, *, jax_devices: int = 1, shared_init: bool = True, compi
             label_smoothing=config.label_smoothing,
             num_classes=num_classes,
         )
-    if aug.re_prob > 0:
+    if aug.re_prob > 0 and not native:  # native: per image, in timm's transform
         from timm.data.random_erasing import RandomErasing
 
         erasing = RandomErasing(aug.re_prob, mode="pixel", device=device.type)
@@ -163,8 +249,13 @@ def train(workdir: str, *, jax_devices: int = 1, shared_init: bool = True, compi
             began = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = float(schedule(step)) * group.get("lr_scale", 1.0)
-            images = images_of(batch, config, device)
-            labels = torch.from_numpy(batch["label"]).long().to(device)
+            if native:
+                images = batch[0].to(device, non_blocking=True)
+                images = images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else images
+                labels = batch[1].long().to(device)
+            else:
+                images = images_of(batch, config, device)
+                labels = torch.from_numpy(batch["label"]).long().to(device)
             loss_sum, correct = 0.0, 0.0
             for chunk_images, chunk_labels in zip(images.chunk(accum), labels.chunk(accum)):
                 if mixup is not None:
@@ -210,12 +301,12 @@ def train(workdir: str, *, jax_devices: int = 1, shared_init: bool = True, compi
             started = True
             if (step + 1) % steps_per_epoch == 0 or step + 1 == total:
                 record["epoch"] = (step + 1) / steps_per_epoch
-                record.update(evaluate(model, val_source, config, device, amp))
+                record.update(evaluate(model, val_source, config, device, amp, native))
                 if ema is not None:
                     record.update(
                         {
                             f"{k}_ema": v
-                            for k, v in evaluate(ema, val_source, config, device, amp).items()
+                            for k, v in evaluate(ema, val_source, config, device, amp, native).items()
                             if k != "val_count"
                         }
                     )
@@ -233,6 +324,7 @@ def train(workdir: str, *, jax_devices: int = 1, shared_init: bool = True, compi
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "precision": str(amp).replace("torch.", "") if amp else "float32",
         "torch_compile": compile,
+        "batches": "native" if native else "shared",
         "versions": {"torch": torch.__version__, "timm": __import__("timm").__version__},
     }
     partial = os.path.join(workdir, SUMMARY_FILE + ".partial")
@@ -248,6 +340,7 @@ def main() -> None:
     parser.add_argument("--jax_devices", type=int, default=1)
     parser.add_argument("--init", choices=["shared", "independent"], default="shared")
     parser.add_argument("--torch_compile", action="store_true")
+    parser.add_argument("--batches", choices=["shared", "native"], default="shared")
     args = parser.parse_args()
     try:
         train(
@@ -255,6 +348,7 @@ def main() -> None:
             jax_devices=args.jax_devices,
             shared_init=args.init == "shared",
             compile=args.torch_compile,
+            native=args.batches == "native",
         )
     except KeyboardInterrupt:
         print("interrupted: this PyTorch sub-run starts again when the comparison is run again", file=sys.stderr)

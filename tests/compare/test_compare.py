@@ -10,6 +10,11 @@ import sys
 
 import pytest
 
+from configs import embedded_digits
+from convnext_jax.compare.recipe import seeds_of, unsupported
+from convnext_jax.errors import ConfigError
+from convnext_jax.sweep.space import apply_params
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TINY = ["--config.model.dims=(16, 24, 32, 48)", "--config.model.depths=(1, 1, 1, 1)"]
 
@@ -71,15 +76,23 @@ def test_two_seeds_report_and_a_finished_comparison_is_not_run_again(tmp_path):
     assert code == 2 and "holds a comparison with other settings (config)" in err
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--config.task=fcmae"], "the PyTorch side cannot reproduce: task=fcmae"),
-        (["--config.optim.name=sgd"], "optim.name=sgd (the PyTorch side runs AdamW)"),
-        (["--seeds", "a,b"], "--seeds takes integers separated by commas"),
-    ],
-)
-def test_bad_input_is_one_line(tmp_path, args, message):
-    code, out, err = _compare(tmp_path, *args)
-    assert code == 2 and message in err and "Traceback" not in err, err[-2000:]
+def test_native_batches_train_both_sides_each_with_its_own_pipeline(tmp_path):
+    code, out, err = _compare(tmp_path, "--batches", "native", "--config.num_epochs=1")
+    assert code == 0, (out + err)[-3000:]
+    theirs = json.loads((tmp_path / "pytorch" / "seed_0" / "summary.json").read_text())
+    assert theirs["batches"] == "native" and theirs["final_val_count"] == 360 and theirs["best_val_top1"] > 0.3
+    assert "- batches: native" in (tmp_path / "report.md").read_text()
+
+
+def test_bad_input_is_one_line(tmp_path):
+    code, out, err = _compare(tmp_path, "--config.task=fcmae")
+    assert code == 2 and "the PyTorch side cannot reproduce: task=fcmae" in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "jax").exists()
+    config = apply_params(embedded_digits.get_config(), {"optim.name": "sgd", "loss": "bce", "data.aug_repeats": 3})
+    assert unsupported(config) == [
+        "loss=bce (the PyTorch side trains with cross-entropy)",
+        "optim.name=sgd (the PyTorch side runs AdamW)",
+        "data.aug_repeats (repeated augmentation)",
+    ]
+    with pytest.raises(ConfigError, match="--seeds takes integers separated by commas"):
+        seeds_of(["a", "b"])
