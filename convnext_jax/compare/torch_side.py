@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from convnext_jax.data import create_loader
-from convnext_jax.data.from_config import eval_transforms_of, train_transforms_of
+from convnext_jax.data.from_config import eval_transforms_of
 from convnext_jax.run_files import METRICS_FILE, SUMMARY_FILE
 from convnext_jax.train import setup
 from convnext_jax.train.tasks import task_of
@@ -209,16 +209,8 @@ def train(
         native_batches(native_loader(config, train_source, train=True))
         if native
         else iter(
-            create_loader(
-                train_source,
-                batch_size=config.batch_size,
-                shuffle=True,
-                seed=config.seed,
-                worker_count=config.data.workers,
-                threads=config.data.threads or None,
-                transforms=train_transforms_of(config),
-                repeats=config.data.aug_repeats,
-                slots_per_process=accum * jax_devices,
+            setup.train_loader_of(
+                config, train_source, batch_size=config.batch_size, slots_per_process=accum * jax_devices
             )
         )
     )

@@ -149,7 +149,7 @@ def shape_key(config: ml_collections.ConfigDict, architecture: Any, layout: Layo
         "optimizer": config.optim.name,
         "ema": config.ema_decay > 0,
         "backend": f"{jax.default_backend()}:{getattr(device, 'device_kind', '')}",
-        "fcmae": config.fcmae.to_dict() if config.task == "fcmae" else None,
+        "fcmae": config.fcmae.to_dict(),  # the pre-training task's masking and decoder
     }
 
 

@@ -181,9 +181,7 @@ def build_optimizer(
             )
         )
     layer_decay = optim.get("layer_decay", 0.0)
-    if layer_decay and layer_decay != 1.0:
-        if not 0.0 < layer_decay < 1.0:
-            raise ValueError(f"optim.layer_decay must be in (0, 1) (or 0 to disable), got {layer_decay}")
+    if layer_decay and layer_decay != 1.0:  # its range is the config's rule (train/config.py)
         if layer_ids is None:
             raise ValueError("optim.layer_decay needs the model's layer ids (models.naming.layer_ids)")
         parts.append(scale_by_layer(layer_decay_scales(params, layer_ids, layer_decay)))

@@ -108,6 +108,23 @@ def steps_per_epoch_of(config: ml_collections.ConfigDict, train_size: int) -> in
     return steps
 
 
+def train_loader_of(config: ml_collections.ConfigDict, source: Any, *, batch_size: int, slots_per_process: int) -> Any:
+    """The training batches of `config` (a process's `batch_size` per optimizer step, split into
+    `slots_per_process` device micro-batches): the pipeline training uses, and the one that feeds
+    the PyTorch side of a comparison the same batches."""
+    return create_loader(
+        source,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=config.seed,
+        worker_count=config.data.workers,
+        threads=config.data.threads or None,
+        transforms=train_transforms_of(config),
+        repeats=config.data.aug_repeats,
+        slots_per_process=slots_per_process,
+    )
+
+
 def peak_lr_of(config: ml_collections.ConfigDict) -> float:
     """The peak LR: optim.lr scaled with the batch (optim.lr_scaling)."""
     optim = config.optim
@@ -276,15 +293,10 @@ def build(
         fit = _fit_to_memory(config, parts, graphdef, rest, tx, state, loss_scaling, memory_fit_dir)
         config = with_accumulation(config, fit.accum)
         micro = micro_batch_per_process(config, layout, task)
-    train_loader = create_loader(
+    train_loader = train_loader_of(
+        config,
         train_source,
         batch_size=micro * config.optim.grad_accum_steps,
-        shuffle=True,
-        seed=config.seed,
-        worker_count=config.data.workers,
-        threads=config.data.threads or None,
-        transforms=train_transforms_of(config),
-        repeats=config.data.aug_repeats,
         slots_per_process=config.optim.grad_accum_steps * layout.replicas // jax.process_count(),
     )
     return Setup(
