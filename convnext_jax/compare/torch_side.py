@@ -233,12 +233,12 @@ def train(
         erasing = RandomErasing(aug.re_prob, mode="pixel", device=device.type)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    records, started, timed_images, timed_seconds, best = [], None, 0, 0.0, 0.0
+    records, started, speeds, best = [], None, [], 0.0
     metrics_path = os.path.join(workdir, METRICS_FILE)
     with open(metrics_path, "w") as log:
         for step in range(total):
+            began = time.perf_counter()  # waiting for the batch counts, as it does in the JAX run's img/s
             batch = next(loader)
-            began = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = float(schedule(step)) * group.get("lr_scale", 1.0)
             if native:
@@ -288,7 +288,7 @@ def train(
                 "lr": float(schedule(step)),
             }
             if started is not None:  # the first step compiles / warms up
-                timed_images, timed_seconds = timed_images + len(labels), timed_seconds + seconds
+                speeds.append(len(labels) / seconds)
                 record.update(step_time_s=seconds, img_per_s=len(labels) / seconds)
             started = True
             if (step + 1) % steps_per_epoch == 0 or step + 1 == total:
@@ -311,7 +311,7 @@ def train(
         "steps": total,
         "best_val_top1": best,
         **{f"final_{k}": v for k, v in last.items() if k.startswith("val_")},
-        "img_per_s": timed_images / timed_seconds if timed_seconds else None,
+        "img_per_s": float(np.median(speeds)) if speeds else None,  # the median step, as the JAX summary's
         "peak_memory_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "precision": str(amp).replace("torch.", "") if amp else "float32",
