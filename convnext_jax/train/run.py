@@ -118,7 +118,7 @@ def train_and_evaluate(
     stages derived from it are valid by construction."""
     train_config.validate(config)
     enable_compile_cache(config.compile_cache)
-    if config.task != "classification" or not config.fcmae.pretrain_epochs:
+    if not config.fcmae.pretrain_epochs:  # (the config allows it only for classification)
         return train_run(config, workdir, epoch_callback, extend=extend)
     pretrain_dir = os.path.join(workdir, PRETRAIN_DIR)
     _say(f"stage 1/2: FCMAE pre-training, {plural(config.fcmae.pretrain_epochs, 'epoch')}, in {pretrain_dir}")
