@@ -3,7 +3,10 @@ fed by our pipeline (the same augmented batches in the same order as the JAX sid
 --batches native, by a DataLoader with timm's transforms, at its best on
 the hardware present: CUDA with AMP (bf16 or fp16 per model.dtype; GradScaler for fp16),
 channels_last and optionally torch.compile; on CPU fp32. Writes WORKDIR/metrics.jsonl (per step
-and per epoch) and, when done, WORKDIR/summary.json (atomically: an interrupted run leaves none).
+and per epoch), WORKDIR/resume.pt at every epoch end (an interrupted run goes on from there,
+exactly with shared batches: model, optimizer, EMA, RNG streams and the batches' position; with
+native batches the epoch's order is re-seeded but the workers' augmentation draws are new) and, when done,
+WORKDIR/summary.json (atomically: an interrupted run leaves none).
 
     python -m convnext_jax.compare.torch_side --workdir DIR [--jax_devices N] [--init shared]
 """
@@ -12,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import math
 import os
+import random
 import sys
 import time
 from typing import Any
@@ -33,6 +38,32 @@ from convnext_jax.train.workdir import RunDir
 from convnext_jax.weights import export_pytorch_weights
 
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+RESUME_FILE = "resume.pt"  # the state at the last epoch end: an interrupted sub-run goes on from there
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every random stream the step draws from: torch (drop path), numpy (timm's Mixup), Python
+    (timm's RandomErasing)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _save_atomically(state: dict[str, Any], path: str) -> None:
+    partial = path + ".partial"
+    torch.save(state, partial)
+    os.replace(partial, path)
 
 
 class NativeDataset(torch.utils.data.Dataset):
@@ -91,9 +122,11 @@ def native_loader(config: Any, source: Any, *, train: bool) -> torch.utils.data.
     )
 
 
-def native_batches(loader: torch.utils.data.DataLoader):
-    """Endless (images, labels) batches, epoch after epoch."""
-    while True:
+def native_batches(loader: torch.utils.data.DataLoader, seed: int, start_epoch: int = 0):
+    """Endless (images, labels) batches, epoch after epoch; epoch k's order and augmentation draws
+    come from (seed, k), so a run resumed at an epoch boundary reads what it would have read."""
+    for epoch in itertools.count(start_epoch):
+        loader.generator.manual_seed(seed * 1_000_003 + epoch)
         yield from loader
 
 
@@ -190,7 +223,9 @@ def train(
     config = RunDir(workdir).stored_config()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp = AMP_DTYPES.get(config.model.dtype) if device.type == "cuda" else None
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # drop path
+    np.random.seed(config.seed)  # timm's Mixup
+    random.seed(config.seed)  # timm's RandomErasing
     train_source, val_source = setup.data_sources(config)
     num_classes = config.model.num_classes or train_source.num_classes
     model = torch_model(config, num_classes, shared_init).to(device)
@@ -205,15 +240,19 @@ def train(
     total = config.num_epochs * steps_per_epoch
     schedule = setup.schedule_of(config, steps_per_epoch)
     accum = optim.grad_accum_steps
-    loader = (
-        native_batches(native_loader(config, train_source, train=True))
-        if native
-        else iter(
+    resume_path = os.path.join(workdir, RESUME_FILE)
+    saved = torch.load(resume_path, weights_only=False) if os.path.isfile(resume_path) else None
+    start = saved["step"] if saved else 0
+    if native:
+        loader = native_batches(native_loader(config, train_source, train=True), config.seed, start // steps_per_epoch)
+    else:
+        loader = iter(
             setup.train_loader_of(
                 config, train_source, batch_size=config.batch_size, slots_per_process=accum * jax_devices
             )
         )
-    )
+        if saved:
+            loader.set_state(saved["loader"])
     aug = config.data.augment
     mixup = erasing = None
     if aug.mixup_alpha > 0 or aug.cutmix_alpha > 0:  # timm's batch mixup, per micro-batch as our step does
@@ -234,9 +273,19 @@ def train(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     records, started, speeds, best = [], None, [], 0.0
+    if saved:  # an interrupted run: on from its last epoch, exactly
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
+        records, speeds, best = saved["records"], saved["speeds"], saved["best"]
+        _set_rng_state(saved["rng"])
+        print(f"resumed from step {start}/{total}", flush=True)
     metrics_path = os.path.join(workdir, METRICS_FILE)
     with open(metrics_path, "w") as log:
-        for step in range(total):
+        log.writelines(json.dumps(r) + "\n" for r in records)
+        for step in range(start, total):
             began = time.perf_counter()  # waiting for the batch counts, as it does in the JAX run's img/s
             batch = next(loader)
             for group in optimizer.param_groups:
@@ -305,6 +354,23 @@ def train(
                 best = max(best, record["val_top1"])
             records.append(record)
             log.write(json.dumps(record) + "\n")
+            if "epoch" in record and step + 1 < total:
+                log.flush()
+                _save_atomically(
+                    {
+                        "step": step + 1,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "ema": ema.state_dict() if ema is not None else None,
+                        "records": records,
+                        "speeds": speeds,
+                        "best": best,
+                        "rng": _rng_state(),
+                        "loader": None if native else loader.get_state(),
+                    },
+                    resume_path,
+                )
     last = next(r for r in reversed(records) if "val_top1" in r)
     summary = {
         "framework": "pytorch",
@@ -323,6 +389,8 @@ def train(
     with open(partial, "w") as f:
         json.dump(summary, f, indent=2)
     os.replace(partial, os.path.join(workdir, SUMMARY_FILE))
+    if os.path.isfile(resume_path):
+        os.remove(resume_path)
     return summary
 
 
