@@ -14,6 +14,7 @@ from flax import nnx
 
 import convnext_jax as cj
 from convnext_jax.bench.jax_step import bench_optimizer
+from convnext_jax.train.memory_fit import xla_peak_bytes
 from convnext_jax.train.parallel import make_layout
 from convnext_jax.train.state import TrainState
 from convnext_jax.train.steps import make_train_step
@@ -73,8 +74,6 @@ def fsdp_memory(
     )
     compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch, jax.random.key(0)).compile()
     analysis = compiled.memory_analysis()
-    args, out = analysis.argument_size_in_bytes, analysis.output_size_in_bytes
-    temp, alias = analysis.temp_size_in_bytes, analysis.alias_size_in_bytes
     params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(state.params))
     return {
         "model": model_name,
@@ -82,7 +81,7 @@ def fsdp_memory(
         "mesh": f"{devices // fsdp}x{fsdp}",
         "batch_per_device": batch_per_device,
         "state_gib_per_device": sharded_state_bytes(layout, state) / GIB,
-        "xla_args_gib": args / GIB,
-        "xla_temp_gib": temp / GIB,
-        "xla_peak_gib": (args + out + temp - alias) / GIB,
+        "xla_args_gib": analysis.argument_size_in_bytes / GIB,
+        "xla_temp_gib": analysis.temp_size_in_bytes / GIB,
+        "xla_peak_gib": xla_peak_bytes(analysis) / GIB,
     }

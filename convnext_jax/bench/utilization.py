@@ -8,6 +8,7 @@ from typing import Any
 import jax
 
 from convnext_jax.models.params import forward_macs
+from convnext_jax.train.memory_fit import device_peak_memory_bytes, xla_peak_bytes
 
 # Dense peak TFLOP/s per device for the compute dtype (vendor datasheets, no sparsity).
 PEAK_TFLOPS = {
@@ -38,23 +39,24 @@ def train_model_flops(cfg: Any, image_size: int, batch_size: int) -> float:
 
 
 def xla_memory(compiled: Any) -> dict[str, float]:
-    """Bytes of the compiled program from XLA's memory analysis: arguments, outputs, temporaries
-    and an estimate of the peak (arguments + outputs + temporaries - donated aliases), in MiB."""
+    """Bytes of the compiled program from XLA's memory analysis: arguments, temporaries and the
+    estimated peak (`memory_fit.xla_peak_bytes`), in MiB."""
     analysis = compiled.memory_analysis()
     if analysis is None:
         return {}
     mib = 1024.0**2
-    args, out = analysis.argument_size_in_bytes, analysis.output_size_in_bytes
-    temp, alias = analysis.temp_size_in_bytes, analysis.alias_size_in_bytes
-    return {"xla_args_mib": args / mib, "xla_temp_mib": temp / mib, "xla_peak_mib": (args + out + temp - alias) / mib}
+    return {
+        "xla_args_mib": analysis.argument_size_in_bytes / mib,
+        "xla_temp_mib": analysis.temp_size_in_bytes / mib,
+        "xla_peak_mib": xla_peak_bytes(analysis) / mib,
+    }
 
 
 def device_peak_memory_mib() -> float | None:
-    """Peak bytes in use on device 0 since start (GPU/TPU allocators); None where not reported (CPU)."""
-    stats = jax.devices()[0].memory_stats()
-    if not stats or "peak_bytes_in_use" not in stats:
-        return None
-    return stats["peak_bytes_in_use"] / 1024.0**2
+    """Peak MiB in use on this process's first device since start (GPU/TPU allocators); None where
+    not reported (CPU)."""
+    peak = device_peak_memory_bytes()
+    return None if peak is None else peak / 1024.0**2
 
 
 def mfu(model_flops: float, seconds: float, peak: float | None) -> float | None:

@@ -31,6 +31,7 @@ from convnext_jax.text import plural
 from convnext_jax.train.checkpoint import Checkpointer
 from convnext_jax.train.confusion import write_confusion
 from convnext_jax.train.evaluate import Evaluation, Evaluator, evaluator_of
+from convnext_jax.train.memory_fit import device_peak_memory_bytes
 from convnext_jax.train.metrics import MetricsWriter
 from convnext_jax.train.parallel import state_bytes_per_device
 from convnext_jax.train.preemption import Preempted, PreemptionWatch
@@ -218,13 +219,6 @@ class BestSoFar:
 def checkpoint_due(config: Any, epoch: int, done: int, total_steps: int) -> bool:
     """Save at every `checkpoint.every_epochs`-th epoch end and at the last step."""
     return epoch % config.checkpoint.every_epochs == 0 or done == total_steps
-
-
-def device_peak_memory_bytes() -> int | None:
-    """The most bytes in use on this process's first device so far (GPU/TPU allocators); None where
-    the backend does not say (CPU)."""
-    stats = jax.local_devices()[0].memory_stats()
-    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
 
 
 def run_summary(

@@ -100,12 +100,25 @@ def step_peak_bytes(
             f"device_memory_gb: the {jax.default_backend()} backend reports no memory analysis of a compiled "
             "step; set optim.grad_accum_steps by hand instead"
         )
+    return xla_peak_bytes(analysis)
+
+
+def xla_peak_bytes(analysis: Any) -> int:
+    """XLA's estimate of a compiled program's peak bytes per device, from its memory analysis:
+    arguments + outputs + temporaries - donated aliases (the one formula `bench` reports too)."""
     return int(
         analysis.argument_size_in_bytes
         + analysis.output_size_in_bytes
         + analysis.temp_size_in_bytes
         - analysis.alias_size_in_bytes
     )
+
+
+def device_peak_memory_bytes() -> int | None:
+    """The most bytes in use on this process's first device so far (GPU/TPU allocators); None where
+    the backend does not say (CPU)."""
+    stats = jax.local_devices()[0].memory_stats()
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
 
 
 class PeakCache:

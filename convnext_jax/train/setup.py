@@ -1,7 +1,8 @@
 """Everything a training run is built from, derived from its config alone: data sources and
 loaders, the model, the task, the optimizer and LR schedule, the device layout and the initial
-train state. Nothing here writes to the workdir but device_memory_gb's cache of step peaks. Other commands (compare, bench) build their
-pieces with the same functions, so they train what `main` trains.
+train state. Nothing here writes to the workdir but device_memory_gb's cache of step peaks.
+Other commands (compare, bench) build their pieces with the same functions, so they train what
+`main` trains.
 """
 
 from __future__ import annotations
@@ -262,14 +263,8 @@ def build(
     the setup's config carries the derived optim.grad_accum_steps (peaks cached in
     `memory_fit_dir`/memory_fit.json; config.device_memory_cache overrides the directory)."""
     parts = model_setup(config, layout)
-    layout, task, micro, model, num_classes = (
-        parts.layout,
-        parts.task,
-        parts.micro_batch,
-        parts.model,
-        parts.num_classes,
-    )
-    train_source = parts.train_source
+    layout, task, model, num_classes = parts.layout, parts.task, parts.model, parts.num_classes
+    train_source, micro = parts.train_source, parts.micro_batch
     extra_sources = extra_sources_of(config, num_classes)
     steps_per_epoch = steps_per_epoch_of(config, len(train_source))
     pretrained = ""
