@@ -29,8 +29,9 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from convnext_jax.cli import config_flags_parser, loaded_config, reports_user_errors
-from convnext_jax.compare.recipe import seeds_of
+from convnext_jax.compare.recipe import parity_config, seeds_of, unsupported
 from convnext_jax.errors import ConfigError
+from convnext_jax.sweep.space import apply_params
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config (configs/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the comparison: sub-runs and the report.")
@@ -66,8 +67,6 @@ def _require_torch() -> Any:
 
 def _recipe(config: Any, parity_steps: int, cuda: bool) -> tuple[Any, list[str]]:
     """The config both sides train, and notes on what was changed."""
-    from convnext_jax.compare.recipe import parity_config, unsupported
-    from convnext_jax.sweep.space import apply_params
     from convnext_jax.train.config import validate
     from convnext_jax.train.setup import data_sources, steps_per_epoch_of
 
@@ -194,8 +193,6 @@ def main(argv: list[str]) -> None:
     runs: dict[str, list[dict[str, Any]]] = {f: [] for f in FRAMEWORKS}
     try:
         for seed in seeds:
-            from convnext_jax.sweep.space import apply_params
-
             seeded = apply_params(config, {"seed": seed})
             runs["jax"].append(_sub_run(workdir, "jax", seed, seeded, []))
             devices = ["--jax_devices", str(runs["jax"][-1]["summary"].get("devices", 1))]
